@@ -1,0 +1,1 @@
+"""framebus capture node: cameras in, newest JPEG frames out over ZeroMQ."""

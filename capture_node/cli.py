@@ -1,0 +1,124 @@
+"""`capture-node`: run cameras from a TOML file or a single camera from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from capture_node import config as node_config
+from capture_node.config import CameraConfig, ConfigError, NodeConfig
+from capture_node.node import CaptureNode
+from common.logs import setup_logging
+
+log = logging.getLogger("capture_node")
+
+_CAMERA_FLAGS = (
+    "source",
+    "camera_id",
+    "bind",
+    "fps",
+    "quality",
+    "width",
+    "height",
+    "loop",
+    "as_fast_as_possible",
+    "every_frame",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="capture-node",
+        description="Read cameras, JPEG-encode frames and publish the newest one over ZeroMQ.",
+        epilog="Examples:\n  capture-node                                  # built-in test picture as cam1\n"
+        "  capture-node --source rtsp://user:pw@10.0.0.7/stream1 --camera-id door\n"
+        "  capture-node --config node.toml               # several cameras; SIGHUP reloads",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, help="TOML file with a [node] table and [[camera]] tables")
+    p.add_argument("--control", help=f"describe endpoint (default {node_config.DEFAULT_CONTROL})")
+    p.add_argument("--name", help="node name shown to workers")
+    cam = p.add_argument_group("single camera (instead of --config)")
+    cam.add_argument("--source", help="'test' (default), a video file, a URL (rtsp://, http://) or a device index")
+    cam.add_argument("--camera-id", help="camera id (default cam1)")
+    cam.add_argument("--bind", help="frame endpoint (default: control port + 1)")
+    cam.add_argument("--fps", type=float, help="publish rate (default: the source's)")
+    cam.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
+    cam.add_argument("--width", type=int, help="test picture width (default 1280)")
+    cam.add_argument("--height", type=int, help="test picture height (default 720)")
+    cam.add_argument("--loop", action="store_true", help="restart a video file at its end")
+    cam.add_argument("--as-fast-as-possible", action="store_true", help="read a video file without pacing it")
+    cam.add_argument(
+        "--every-frame",
+        action="store_true",
+        help="lossless delivery: subscribers get every frame and slow the source down (for files)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    if args.config:
+        given = [f"--{f.replace('_', '-')}" for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)]
+        if given:
+            raise ConfigError(f"{given[0]} cannot be combined with --config: put it in the config file")
+        cfg = node_config.load(args.config)
+    else:
+        values = {f: getattr(args, f) for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)}
+        values["id"] = values.pop("camera_id", "cam1")
+        if values.pop("every_frame", False):
+            values["delivery"] = "every-frame"
+        cfg = NodeConfig(cameras=(CameraConfig(**values),))
+    overrides = {k: v for k, v in (("control", args.control), ("name", args.name)) if v}
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    return node_config.validate(cfg, str(args.config) if args.config else "command line")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    reload_from = (lambda: config_from_args(args)) if args.config else None
+    node = CaptureNode(cfg, reload_from)
+    wake = threading.Event()
+    pending: set[int] = set()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        pending.add(signum)
+        wake.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        node.start()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    while True:
+        wake.wait()
+        wake.clear()
+        if pending - {signal.SIGHUP}:
+            break
+        if signal.SIGHUP in pending:
+            pending.discard(signal.SIGHUP)
+            log.info("SIGHUP: reloading %s", args.config)
+            node.reload()
+    log.info("stopping")
+    node.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Capture node configuration: typed, validated once at load, errors name the file and field."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.protocol import DELIVERIES, ProtocolError, validate_camera_id
+from common.sockets import DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
+
+DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
+_TCP = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    id: str
+    source: str = "test"  # "test", a video file, a URL (rtsp://, http://) or a device index
+    bind: str = ""  # frame endpoint; empty: the control port + 1 + the camera's index
+    fps: float = 0.0  # publish rate; 0: the source's own (30 for the test source)
+    quality: int = 80
+    width: int = 1280  # test source picture size
+    height: int = 720
+    loop: bool = False  # restart a video file at its end
+    as_fast_as_possible: bool = False  # do not pace a video file at its own fps
+    delivery: str = "latest"  # "latest": newest frame only; "every-frame": lossless, back-pressured
+    socket_buffer: int = DEFAULT_SOCKET_BUFFER
+    queue_frames: int = DEFAULT_QUEUE_FRAMES
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str = "capture-node"
+    control: str = DEFAULT_CONTROL
+    status_interval: float = 1.0  # send a status message when no frame went out for this long
+    cameras: tuple[CameraConfig, ...] = field(default_factory=tuple)
+
+
+def _check_camera(cam: CameraConfig, where: str) -> None:
+    def bad(name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}.{name}: {problem}")
+
+    try:
+        validate_camera_id(cam.id)
+    except ProtocolError as exc:
+        raise bad("id", str(exc)) from None
+    if not cam.source:
+        raise bad("source", "must not be empty (use 'test' for the built-in test picture)")
+    if cam.fps < 0 or cam.fps > 1000:
+        raise bad("fps", f"must be between 0 (the source's rate) and 1000, got {cam.fps}")
+    if not 1 <= cam.quality <= 100:
+        raise bad("quality", f"must be between 1 and 100, got {cam.quality}")
+    for name in ("width", "height"):
+        value = getattr(cam, name)
+        if not 16 <= value <= 16384:
+            raise bad(name, f"must be between 16 and 16384, got {value}")
+    if cam.delivery not in DELIVERIES:
+        raise bad("delivery", f"must be one of {', '.join(DELIVERIES)}, got {cam.delivery!r}")
+    if cam.socket_buffer < 4096:
+        raise bad("socket_buffer", f"must be at least 4096 bytes, got {cam.socket_buffer}")
+    if not 1 <= cam.queue_frames <= 100000:
+        raise bad("queue_frames", f"must be between 1 and 100000, got {cam.queue_frames}")
+    if cam.bind and not cam.bind.startswith(("tcp://", "ipc://", "inproc://")):
+        raise bad("bind", f"must be a tcp://, ipc:// or inproc:// endpoint, got {cam.bind!r}")
+
+
+def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
+    """Check every field; fill in default frame endpoints after the control port."""
+    if not config.control.startswith(("tcp://", "ipc://", "inproc://")):
+        raise ConfigError(
+            f"{where}: node.control: must be a tcp://, ipc:// or inproc:// endpoint, got {config.control!r}"
+        )
+    if not 0.05 <= config.status_interval <= 3600:
+        raise ConfigError(
+            f"{where}: node.status_interval: must be between 0.05 and 3600 s, got {config.status_interval}"
+        )
+    if not config.cameras:
+        raise ConfigError(f"{where}: no [[camera]] table: a node needs at least one camera")
+    seen: set[str] = set()
+    cameras = []
+    for index, cam in enumerate(config.cameras):
+        place = f"{where}: camera[{index}]"
+        _check_camera(cam, place)
+        if cam.id in seen:
+            raise ConfigError(f"{place}.id: camera id {cam.id!r} is used twice")
+        seen.add(cam.id)
+        if not cam.bind:
+            cam = dataclasses.replace(cam, bind=default_frame_endpoint(config.control, index, cam.id, place))
+        cameras.append(cam)
+    binds = [c.bind for c in cameras if not c.bind.endswith(":*")]
+    duplicates = {b for b in binds if binds.count(b) > 1} | ({config.control} & set(binds))
+    if duplicates:
+        raise ConfigError(f"{where}: endpoint {sorted(duplicates)[0]} is used twice")
+    return dataclasses.replace(config, cameras=tuple(cameras))
+
+
+def default_frame_endpoint(control: str, index: int, camera_id: str, where: str) -> str:
+    m = _TCP.fullmatch(control)
+    if m:
+        if m["port"] == "*":
+            return f"tcp://{m['host']}:*"
+        port = int(m["port"]) + 1 + index
+        if port > 65535:
+            raise ConfigError(f"{where}.bind: control port + {index + 1} is past 65535; set bind explicitly")
+        return f"tcp://{m['host']}:{port}"
+    if control.startswith("ipc://"):
+        return f"{control}-{camera_id.replace('/', '_')}"
+    raise ConfigError(f"{where}.bind: cannot derive a frame endpoint from control {control!r}; set bind")
+
+
+def load(path: Path) -> NodeConfig:
+    """Read a TOML file: a [node] table and one [[camera]] table per camera."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(data, str(path))
+
+
+def from_dict(data: dict[str, Any], where: str) -> NodeConfig:
+    unknown = set(data) - {"node", "camera"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown table {sorted(unknown)[0]!r} (expected [node] and [[camera]])")
+    node = data.get("node", {})
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: node: must be a table")
+    cams = data.get("camera", [])
+    if not isinstance(cams, list):
+        raise ConfigError(f"{where}: camera: must be an array of tables ([[camera]])")
+    cameras = tuple(_build(CameraConfig, c, f"{where}: camera[{i}]") for i, c in enumerate(cams))
+    config = _build(NodeConfig, {**node, "cameras": cameras}, f"{where}: node")
+    return validate(config, where)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _build(cls: Any, table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        f = fields.get(key)
+        if f is None:
+            raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(sorted(fields))})")
+        accepted = _TYPES.get(str(f.type))
+        if accepted is not None:
+            if isinstance(value, bool) and bool not in accepted:
+                raise ConfigError(f"{where}.{key}: must be {f.type}, got a boolean")
+            if not isinstance(value, accepted):
+                raise ConfigError(f"{where}.{key}: must be {f.type}, got {type(value).__name__} {value!r}")
+            if f.type == "float":
+                value = float(value)  # type: ignore[arg-type]
+        values[key] = value
+    missing = [
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in values
+    ]
+    if missing:
+        raise ConfigError(f"{where}.{missing[0]}: required field is missing")
+    return cls(**values)

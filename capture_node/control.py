@@ -1,0 +1,66 @@
+"""The node's well-known endpoint: answers "describe" with its cameras, so a worker needs
+one address per node rather than one per camera."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import zmq
+
+from common.protocol import CameraInfo, DescribeReply, DescribeRequest, ProtocolError, decode, encode_describe_reply
+from common.ratelimit import RateLimitedLog
+from common.sockets import bind_control, bound_endpoint
+
+log = logging.getLogger("capture_node.control")
+
+
+class ControlServer:
+    def __init__(
+        self, ctx: zmq.Context, endpoint: str, node_name: str, cameras: Callable[[], list[CameraInfo]]
+    ) -> None:
+        self._sock = bind_control(ctx, endpoint)
+        self.endpoint = bound_endpoint(self._sock)
+        self._name = node_name
+        self._cameras = cameras
+        self._stop = threading.Event()
+        self._bad = RateLimitedLog(log)
+        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+
+    def _serve(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._sock.poll(100, zmq.POLLIN):
+                    self._handle(self._sock.recv_multipart(copy=False))
+        finally:
+            self._sock.close(0)
+
+    def _handle(self, parts: list[zmq.Frame]) -> None:
+        if len(parts) != 2:
+            self._bad.warning("shape", "control: ignored a request of %d parts (expected 1)", len(parts) - 1)
+            return
+        identity, body = parts
+        try:
+            request = decode(body.buffer)
+        except ProtocolError as exc:
+            self._bad.warning("malformed", "control: ignored a malformed request: %s", exc)
+            return
+        if not isinstance(request, DescribeRequest):
+            self._bad.warning(
+                "kind", "control: ignored a %s (only describe requests are served)", type(request).__name__
+            )
+            return
+        reply = DescribeReply(self._name, time.time_ns(), tuple(self._cameras()))
+        try:
+            self._sock.send_multipart([identity, encode_describe_reply(reply)], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the client went away

@@ -1,0 +1,96 @@
+"""A capture node: its cameras and its control endpoint, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import zmq
+
+from capture_node.camera import Camera
+from capture_node.config import CameraConfig, ConfigError, NodeConfig
+from capture_node.control import ControlServer
+from common.protocol import CameraInfo
+from common.redact import redact_url
+
+log = logging.getLogger("capture_node")
+
+
+class CaptureNode:
+    def __init__(self, config: NodeConfig, reload_from: Callable[[], NodeConfig] | None = None) -> None:
+        self.config = config
+        self._reload_from = reload_from
+        self._ctx = zmq.Context()
+        self._lock = threading.Lock()
+        self._cameras: dict[str, Camera] = {}
+        self._control: ControlServer | None = None
+
+    def start(self) -> None:
+        try:
+            self._control = ControlServer(self._ctx, self.config.control, self.config.name, self.camera_infos)
+            for cam in self.config.cameras:
+                self._add(cam)
+        except Exception:
+            self.stop()
+            raise
+        self._control.start()
+        log.info("control endpoint %s", self._control.endpoint)
+
+    def _add(self, cam: CameraConfig) -> None:
+        try:
+            camera = Camera(self._ctx, cam, self.config.status_interval)
+        except zmq.ZMQError as exc:
+            raise ConfigError(f"camera {cam.id}: cannot bind {cam.bind}: {exc}") from None
+        with self._lock:
+            self._cameras[cam.id] = camera
+        camera.start()
+        log.info(
+            "camera %s: source %s, frames on %s (%s)", cam.id, redact_url(cam.source), camera.endpoint, cam.delivery
+        )
+
+    def camera_infos(self) -> list[CameraInfo]:
+        with self._lock:
+            cameras = list(self._cameras.values())
+        return [c.info() for c in cameras]
+
+    def cameras(self) -> dict[str, Camera]:
+        with self._lock:
+            return dict(self._cameras)
+
+    def reload(self) -> None:
+        """Apply a changed config file: start added cameras, stop removed or changed ones.
+        A bad file is reported and the running cameras stay as they are."""
+        if self._reload_from is None:
+            log.info("reload: no config file to reload (started from the command line)")
+            return
+        try:
+            new = self._reload_from()
+        except ConfigError as exc:
+            log.error("reload: %s; keeping the running configuration", exc)
+            return
+        wanted = {c.id: c for c in new.cameras}
+        for cam_id, camera in self.cameras().items():
+            if wanted.get(cam_id) != camera.config:
+                camera.stop()
+                with self._lock:
+                    del self._cameras[cam_id]
+                log.info("camera %s: stopped (removed or changed in config)", cam_id)
+        for cam in new.cameras:
+            if cam.id not in self.cameras():
+                try:
+                    self._add(cam)
+                except ConfigError as exc:
+                    log.error("reload: %s", exc)
+        self.config = new
+
+    def stop(self) -> None:
+        if self._control is not None:
+            self._control.stop()
+        cameras = list(self.cameras().values())
+        for camera in cameras:
+            camera.request_stop()  # all at once, so they wind down in parallel
+        for camera in cameras:
+            camera.stop()
+        # Sockets are closed by their threads; destroy() only matters for one stuck in native code.
+        self._ctx.destroy(0)

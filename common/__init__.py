@@ -1,0 +1,1 @@
+"""What capture and worker nodes share: wire protocol, sockets, JPEG, small utilities."""

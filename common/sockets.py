@@ -1,0 +1,103 @@
+"""ZeroMQ socket setup in one place: every option that matters is set before bind/connect.
+
+libzmq defaults suit none of this: no heartbeats (a frozen peer is never noticed), infinite
+linger (a stopping node hangs on unsent frames) and unbounded TCP buffering (frames go stale
+in the kernel). See ../docs/protocol.md and the README's design notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import zmq
+
+HEARTBEAT_IVL_MS = 500
+HEARTBEAT_TIMEOUT_MS = 1500
+RECONNECT_IVL_MS = 100
+RECONNECT_IVL_MAX_MS = 500
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+DEFAULT_SOCKET_BUFFER = 128 * 1024
+DEFAULT_QUEUE_FRAMES = 64
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a camera stream is delivered; the same values are needed on both ends."""
+
+    every_frame: bool = False  # False: newest frame only (conflated); True: lossless, back-pressured
+    socket_buffer: int = DEFAULT_SOCKET_BUFFER
+    queue_frames: int = DEFAULT_QUEUE_FRAMES
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+
+def _liveness(sock: zmq.Socket) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+
+
+def bind_frame_publisher(ctx: zmq.Context, endpoint: str, options: StreamOptions) -> zmq.Socket:
+    """One socket per camera: conflation keeps one message per connection, not per topic."""
+    if options.every_frame:
+        # XPUB + NODROP: send() says EAGAIN instead of dropping when a subscriber's queue is
+        # full, so the publisher can wait; XPUB also tells us when the first subscriber joins.
+        sock = ctx.socket(zmq.XPUB)
+        sock.setsockopt(zmq.XPUB_NODROP, 1)
+        sock.setsockopt(zmq.SNDHWM, options.queue_frames)
+    else:
+        sock = ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.CONFLATE, 1)
+        sock.setsockopt(zmq.SNDBUF, options.socket_buffer)
+    _liveness(sock)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close(0)
+        raise
+    return sock
+
+
+def connect_frame_subscriber(ctx: zmq.Context, endpoint: str, options: StreamOptions) -> zmq.Socket:
+    """One SUB per camera with exactly one subscribe(b""): a conflating SUB keeps only the
+    last of several subscriptions, silently."""
+    sock = ctx.socket(zmq.SUB)
+    if options.every_frame:
+        sock.setsockopt(zmq.RCVHWM, options.queue_frames)
+    else:
+        sock.setsockopt(zmq.CONFLATE, 1)
+        sock.setsockopt(zmq.RCVBUF, options.socket_buffer)
+    sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
+    _liveness(sock)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(endpoint)
+    return sock
+
+
+def bind_control(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+    _liveness(sock)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close(0)
+        raise
+    return sock
+
+
+def connect_control(ctx: zmq.Context, endpoint: str, max_message_bytes: int = 1024 * 1024) -> zmq.Socket:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+    _liveness(sock)
+    sock.connect(endpoint)
+    return sock
+
+
+def bound_endpoint(sock: zmq.Socket) -> str:
+    """The address actually bound (resolves tcp://host:* to the chosen port)."""
+    value = sock.getsockopt(zmq.LAST_ENDPOINT)
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,59 @@
+"""Ask a capture node which cameras it has (the "describe" exchange on its control endpoint)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import zmq
+
+from common.protocol import CameraInfo, DescribeReply, ProtocolError, decode, encode_describe_request
+from common.sockets import connect_control
+
+_TCP = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+)")
+_WILDCARD_HOSTS = {"0.0.0.0", "*", "[::]", "::", "[::0]"}
+
+
+class DiscoveryError(RuntimeError):
+    """The node did not answer, or answered something that is not a describe reply."""
+
+
+def reachable_endpoint(camera_endpoint: str, node_endpoint: str) -> str:
+    """A node bound to 0.0.0.0 reports tcp://0.0.0.0:port; reach it by the node's own host."""
+    cam = _TCP.fullmatch(camera_endpoint)
+    node = _TCP.fullmatch(node_endpoint)
+    if cam and node and cam["host"] in _WILDCARD_HOSTS:
+        return f"tcp://{node['host']}:{cam['port']}"
+    return camera_endpoint
+
+
+def parse_reply(message: bytes | memoryview, node_endpoint: str) -> DescribeReply:
+    try:
+        reply = decode(message)
+    except ProtocolError as exc:
+        raise DiscoveryError(f"node {node_endpoint}: malformed describe reply: {exc}") from None
+    if not isinstance(reply, DescribeReply):
+        raise DiscoveryError(f"node {node_endpoint}: answered with a {type(reply).__name__}, not a describe reply")
+    cams = tuple(
+        CameraInfo(
+            c.camera, reachable_endpoint(c.endpoint, node_endpoint), c.width, c.height, c.fps, c.state, c.delivery
+        )
+        for c in reply.cameras
+    )
+    return DescribeReply(reply.node, reply.time_ns, cams)
+
+
+def describe(ctx: zmq.Context, node_endpoint: str, timeout: float = 3.0) -> DescribeReply:
+    """One request, one reply, bounded by timeout."""
+    sock = connect_control(ctx, node_endpoint)
+    try:
+        sock.send(encode_describe_request())
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+                return parse_reply(sock.recv(), node_endpoint)
+        raise DiscoveryError(
+            f"node {node_endpoint}: no describe reply within {timeout:.1f} s (is a capture node running there?)"
+        )
+    finally:
+        sock.close(0)

@@ -1,0 +1,141 @@
+"""Frames from every selected camera of one or more capture nodes, newest first.
+
+Cameras are learned through the nodes' describe endpoints, asked again every few seconds so
+that cameras added later (or moved after a node restart) are picked up. Describe requests are
+asynchronous: a node that is down never blocks frames from the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Sequence
+
+import zmq
+
+from common.protocol import Frame, encode_describe_request
+from common.ratelimit import RateLimitedLog
+from common.sockets import connect_control
+from worker_node.discovery import DiscoveryError, parse_reply
+from worker_node.subscription import CameraStatus, Subscription
+
+log = logging.getLogger("worker_node.receiver")
+
+REDISCOVER_S = 2.0
+STALE_AFTER_S = 3.0
+
+
+class FrameReceiver:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        nodes: Sequence[str],
+        cameras: Collection[str] = (),
+        wake_fd: int | None = None,
+        stale_after_s: float = STALE_AFTER_S,
+    ) -> None:
+        self._ctx = ctx
+        self._wanted = set(cameras)
+        self._stale_after = stale_after_s
+        self._poller = zmq.Poller()
+        self._controls: dict[zmq.Socket, str] = {}
+        for node in nodes:
+            sock = connect_control(ctx, node)
+            sock.setsockopt(zmq.IMMEDIATE, 1)  # no queued requests while the node is down
+            self._controls[sock] = node
+            self._poller.register(sock, zmq.POLLIN)
+        if wake_fd is not None:
+            self._poller.register(wake_fd, zmq.POLLIN)
+        self.subscriptions: dict[str, Subscription] = {}
+        self._by_socket: dict[zmq.Socket, Subscription] = {}
+        self._next_discovery = 0.0
+        self._log = RateLimitedLog(log, interval=30.0)
+
+    def poll(self, timeout_s: float) -> list[tuple[Subscription, Frame]]:
+        """Wait up to timeout_s; return the frames that arrived (at most the newest per
+        camera for conflated streams). Returns early, maybe empty, when woken."""
+        now = time.monotonic()
+        if now >= self._next_discovery:
+            self._ask_nodes()
+            self._next_discovery = now + REDISCOVER_S
+        wait = max(0.0, min(timeout_s, self._next_discovery - now))
+        ready = dict(self._poller.poll(int(wait * 1000)))
+        frames: list[tuple[Subscription, Frame]] = []
+        for sock in ready:
+            if sock in self._controls:
+                self._on_reply(sock)
+            elif (sub := self._by_socket.get(sock)) is not None:
+                frame = self._drain(sub)
+                if frame is not None:
+                    frames.append((sub, frame))
+        self._mark_stale()
+        return frames
+
+    def _drain(self, sub: Subscription) -> Frame | None:
+        """Everything pending on a conflated stream; the next frame of an every-frame one."""
+        newest = None
+        for _ in range(64):  # bounded: a flooding peer cannot starve the other cameras
+            if not sub.socket.poll(0, zmq.POLLIN):
+                break
+            frame = sub.receive()
+            if frame is not None:
+                newest = frame
+                if sub.every_frame:
+                    break
+        return newest
+
+    def _ask_nodes(self) -> None:
+        for sock in self._controls:
+            try:
+                sock.send(encode_describe_request(), zmq.NOBLOCK)
+            except zmq.Again:
+                self._log.warning(f"down-{self._controls[sock]}", "node %s is not reachable yet", self._controls[sock])
+
+    def _on_reply(self, sock: zmq.Socket) -> None:
+        node = self._controls[sock]
+        while sock.poll(0, zmq.POLLIN):
+            try:
+                reply = parse_reply(sock.recv(), node)
+            except DiscoveryError as exc:
+                self._log.warning(f"bad-{node}", "%s", exc)
+                continue
+            for cam in reply.cameras:
+                if self._wanted and cam.camera not in self._wanted:
+                    continue
+                current = self.subscriptions.get(cam.camera)
+                if (
+                    current
+                    and current.endpoint == cam.endpoint
+                    and current.every_frame == (cam.delivery == "every-frame")
+                ):
+                    continue
+                if current:
+                    self._remove(current)
+                self._add(Subscription(self._ctx, cam.endpoint, cam.camera, cam.delivery == "every-frame"))
+                log.info(
+                    "camera %s: subscribed to %s (%s) on node %s", cam.camera, cam.endpoint, cam.delivery, reply.node
+                )
+
+    def _add(self, sub: Subscription) -> None:
+        self.subscriptions[sub.name] = sub
+        self._by_socket[sub.socket] = sub
+        self._poller.register(sub.socket, zmq.POLLIN)
+
+    def _remove(self, sub: Subscription) -> None:
+        self._poller.unregister(sub.socket)
+        del self._by_socket[sub.socket]
+        self.subscriptions.pop(sub.name, None)
+        sub.close()
+
+    def _mark_stale(self) -> None:
+        for sub in self.subscriptions.values():
+            silent = sub.stats.silent_for()
+            if silent > self._stale_after and sub.status.state != "stale":
+                log.warning("camera %s: stale, nothing received for %.1f s", sub.name, silent)
+                sub.status = CameraStatus("stale", f"nothing received for {silent:.1f} s")
+
+    def close(self) -> None:
+        for sub in list(self.subscriptions.values()):
+            self._remove(sub)
+        for sock in self._controls:
+            sock.close(0)

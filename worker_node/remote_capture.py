@@ -1,0 +1,152 @@
+"""`RemoteCapture`: cv2.VideoCapture's reading API for a framebus camera.
+
+    cap = RemoteCapture("tcp://edge1:5555", camera="cam1")   # was: cv2.VideoCapture(url)
+    while True:
+        ok, frame = cap.read()                                  # newest frame, BGR
+
+Each read returns the newest frame not returned before, so a slow script never works on a
+backlog: it skips to the present.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from types import TracebackType
+
+import cv2
+import numpy as np
+import zmq
+
+from common import jpeg
+from common.protocol import Frame, FrameHeader
+from worker_node.discovery import DiscoveryError, describe
+from worker_node.subscription import CameraStatus, Subscription
+
+log = logging.getLogger("worker_node.remote_capture")
+
+
+class RemoteCapture:
+    """`source` is a capture node's describe endpoint together with `camera`, or a camera's
+    frame endpoint alone. Like cv2.VideoCapture, a failure to open does not raise: check
+    isOpened() (and `error` for the reason)."""
+
+    def __init__(self, source: str, camera: str | None = None, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self.error = ""
+        self._ctx = zmq.Context()
+        self._sub: Subscription | None = None
+        self._described_fps = 0.0
+        self._pending: Frame | None = None
+        self.last: FrameHeader | None = None
+        endpoint, every_frame = source, False
+        if camera is not None:
+            try:
+                reply = describe(self._ctx, source, timeout)
+            except DiscoveryError as exc:
+                self._fail(str(exc))
+                return
+            match = [c for c in reply.cameras if c.camera == camera]
+            if not match:
+                known = ", ".join(c.camera for c in reply.cameras) or "none"
+                self._fail(f"node {source} has no camera {camera!r} (it has: {known})")
+                return
+            endpoint, every_frame = match[0].endpoint, match[0].delivery == "every-frame"
+            self._described_fps = match[0].fps
+        self._sub = Subscription(self._ctx, endpoint, camera, every_frame)
+
+    def _fail(self, reason: str) -> None:
+        self.error = reason
+        log.warning("RemoteCapture: %s", reason)
+
+    # ------------------------------------------------------------------ reading
+
+    def grab(self) -> bool:
+        """Wait (up to timeout) for the newest frame not returned before; keep it for retrieve()."""
+        if self._sub is None:
+            return False
+        deadline = time.monotonic() + self.timeout
+        while True:
+            frame = None
+            while self._sub.socket.poll(0, zmq.POLLIN):  # everything pending: keep the newest
+                frame = self._sub.receive() or frame
+                if frame is not None and self._sub.every_frame:
+                    break
+            if frame is not None:
+                self._pending = frame
+                self.last = frame.header
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._sub.socket.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+                return False
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        if self._pending is None:
+            return False, None
+        try:
+            return True, jpeg.decode_bgr(self._pending.jpeg)
+        except jpeg.JpegError as exc:
+            log.warning("camera %s: %s", self._sub.name if self._sub else "?", exc)
+            return False, None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        """(True, BGR frame) or (False, None) when nothing new came within the timeout."""
+        if not self.grab():
+            return False, None
+        return self.retrieve()
+
+    def read_jpeg(self) -> tuple[bool, bytes | None]:
+        """The frame as the JPEG bytes from the wire: no decode (to save or forward it)."""
+        if not self.grab() or self._pending is None:
+            return False, None
+        return True, bytes(self._pending.jpeg)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def age(self) -> float:
+        """Seconds since the last returned frame was captured (clock skew between hosts shows here)."""
+        return time.time() - self.last.capture_ns / 1e9 if self.last else float("nan")
+
+    @property
+    def status(self) -> CameraStatus:
+        if self._sub is None:
+            return CameraStatus("source-error", self.error)
+        return self._sub.status
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's name
+        return self._sub is not None
+
+    def get(self, prop: int) -> float:
+        """CAP_PROP_FRAME_WIDTH/HEIGHT, CAP_PROP_FPS, CAP_PROP_POS_FRAMES (the last sequence
+        number); 0.0 for anything else, as cv2.VideoCapture does."""
+        if prop == cv2.CAP_PROP_FRAME_WIDTH:
+            return float(self.last.width) if self.last else 0.0
+        if prop == cv2.CAP_PROP_FRAME_HEIGHT:
+            return float(self.last.height) if self.last else 0.0
+        if prop == cv2.CAP_PROP_FPS:
+            return self._described_fps or (self._sub.stats.fps if self._sub else 0.0)
+        if prop == cv2.CAP_PROP_POS_FRAMES:
+            return float(self.last.seq) if self.last else 0.0
+        return 0.0
+
+    def release(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        self._ctx.term()
+
+    def __enter__(self) -> RemoteCapture:
+        return self
+
+    def __exit__(self, *_exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.release()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Frames until one does not come within the timeout (or after release())."""
+        while self.isOpened():
+            ok, frame = self.read()
+            if not ok or frame is None:
+                return
+            yield frame

@@ -1,0 +1,121 @@
+"""Save frames as plain JPEG files: every N-th frame or every T seconds, per camera.
+
+The JPEG from the wire is written as is (no decode, no re-encode). A file appears complete or
+not at all: it is written under a temporary name, synced, then renamed. Names sort by capture
+time and carry the camera id and the frame's sequence number.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.protocol import Frame, validate_camera_id
+from common.ratelimit import RateLimitedLog
+
+log = logging.getLogger("worker_node.save")
+
+
+@dataclass(frozen=True)
+class SavePolicy:
+    every_n: int = 0  # save frames whose sequence number reaches the next multiple of N
+    every_s: float = 0.0  # or the first frame captured in each T-second slot
+    keep_files: int = 0  # 0: unlimited
+    keep_bytes: int = 0
+
+
+def file_name(frame: Frame) -> str:
+    """`20261125T183711.123456Z_cam1_000000000042.jpg`; '/' in derived stream ids becomes '+'."""
+    h = frame.header
+    seconds, ns = divmod(h.capture_ns, 1_000_000_000)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
+    camera = validate_camera_id(h.camera).replace("/", "+")
+    return f"{stamp}_{camera}_{h.seq:012d}.jpg"
+
+
+class SaveSink:
+    def __init__(self, out: Path, policy: SavePolicy) -> None:
+        if not (policy.every_n > 0) ^ (policy.every_s > 0):
+            raise ValueError("choose exactly one of every_n and every_s")
+        self._out = out
+        self._policy = policy
+        self._next_due: dict[str, int] = {}
+        self._log = RateLimitedLog(log)
+        out.mkdir(parents=True, exist_ok=True)
+        self._saved: deque[tuple[Path, int]] = deque(self._existing())
+        self._bytes = sum(size for _, size in self._saved)
+        self.count = 0
+
+    def _existing(self) -> list[tuple[Path, int]]:
+        """Files saved by earlier runs count against the retention limit too."""
+        found = []
+        for path in sorted(self._out.glob("*_*_*.jpg")):
+            try:
+                found.append((path, path.stat().st_size))
+            except OSError:
+                continue
+        return found
+
+    def _due(self, frame: Frame) -> bool:
+        h = frame.header
+        key = h.camera
+        if self._policy.every_n:
+            position, step = h.seq, self._policy.every_n
+        else:
+            step = int(self._policy.every_s * 1e9)
+            position = h.capture_ns
+        next_due = self._next_due.get(key, 0)
+        if next_due - step <= position < next_due:
+            return False  # (further below: the publisher restarted its count; save)
+        # Aligned slots: a frame lost to conflation moves the save to the next one that
+        # arrives, and savers on different hosts pick the same frames of a lossless stream.
+        self._next_due[key] = (position // step + 1) * step
+        return True
+
+    def offer(self, frame: Frame) -> Path | None:
+        """Save the frame if its camera is due; the path written, or None."""
+        if not self._due(frame):
+            return None
+        path = self._out / file_name(frame)
+        if not self._write(path, frame.jpeg):
+            return None
+        self.count += 1
+        self._saved.append((path, len(frame.jpeg)))
+        self._bytes += len(frame.jpeg)
+        self._enforce_retention()
+        return path
+
+    def _write(self, path: Path, data: memoryview) -> bool:
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            return True
+        except OSError as exc:
+            problem = "disk full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+            self._log.warning(f"write-{exc.errno}", "cannot save %s: %s; frame skipped", path.name, problem)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return False
+
+    def _enforce_retention(self) -> None:
+        p = self._policy
+        while self._saved and (
+            (p.keep_files and len(self._saved) > p.keep_files) or (p.keep_bytes and self._bytes > p.keep_bytes)
+        ):
+            path, size = self._saved.popleft()
+            self._bytes -= size
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                self._log.warning("retention", "cannot delete %s: %s", path, exc)

@@ -1,0 +1,37 @@
+"""Per-camera receive statistics: what a status line, `top` and metrics show."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CameraStats:
+    received: int = 0
+    dropped: int = 0  # sequence gaps: frames conflated away between publisher and us
+    malformed: int = 0
+    restarts: int = 0  # the publisher's sequence started over (node restarted)
+    last_age_s: float = 0.0  # receive time minus capture time of the last frame
+    last_message: float = field(default_factory=time.monotonic)
+    _window_start: float = field(default_factory=time.monotonic)
+    _window_frames: int = 0
+    fps: float = 0.0
+
+    def frame(self, capture_ns: int) -> None:
+        self.received += 1
+        self._window_frames += 1
+        self.last_age_s = max(0.0, time.time() - capture_ns / 1e9)
+        self.last_message = time.monotonic()
+
+    def roll_window(self) -> None:
+        """Compute fps over the window since the last call (called once per status line)."""
+        now = time.monotonic()
+        span = now - self._window_start
+        if span > 0:
+            self.fps = self._window_frames / span
+        self._window_start = now
+        self._window_frames = 0
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self.last_message

@@ -1,0 +1,28 @@
+"""The live per-camera status line a worker prints: fps, frame age, drops."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+
+from worker_node.subscription import Subscription
+
+
+def format_line(sub: Subscription, extra: str = "") -> str:
+    s = sub.stats
+    line = (
+        f"{sub.name:<16} {sub.status.state:<12} {s.fps:5.1f} fps  age {s.last_age_s * 1000:6.0f} ms  "
+        f"dropped {s.dropped:<6} received {s.received:<7}"
+    )
+    if s.malformed:
+        line += f" malformed {s.malformed}"
+    if sub.status.reason and sub.status.state != "streaming":
+        line += f" ({sub.status.reason})"
+    return line + (f" {extra}" if extra else "")
+
+
+def print_status(subs: Iterable[Subscription], out: TextIO = sys.stdout) -> None:
+    for sub in subs:
+        sub.stats.roll_window()
+        print(format_line(sub), file=out, flush=True)

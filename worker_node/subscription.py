@@ -1,0 +1,94 @@
+"""One camera stream as the worker sees it: one SUB socket, validated messages, statistics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import zmq
+
+from common.protocol import Frame, ProtocolError, Status, decode
+from common.ratelimit import RateLimitedLog
+from common.sockets import StreamOptions, connect_frame_subscriber
+from worker_node.stats import CameraStats
+
+log = logging.getLogger("worker_node.subscription")
+_bad = RateLimitedLog(log)
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    state: str  # from the capture node: streaming, connecting, reconnecting, ...; or "stale"
+    reason: str = ""
+    attempt: int = 0
+    retry_in_s: float = 0.0
+
+
+class Subscription:
+    """Receives one camera. `camera` is the id expected on the wire (None: accept the first
+    seen, for a bare frame endpoint)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, camera: str | None = None, every_frame: bool = False) -> None:
+        self.endpoint = endpoint
+        self.camera = camera
+        self.every_frame = every_frame
+        self.socket = connect_frame_subscriber(ctx, endpoint, StreamOptions(every_frame=every_frame))
+        self.stats = CameraStats()
+        self.status = CameraStatus("connecting")
+        self._last_seq = -1
+        self._last_publish_ns = 0
+
+    @property
+    def name(self) -> str:
+        return self.camera or self.endpoint
+
+    def receive(self) -> Frame | None:
+        """Handle one pending message (never blocks); a new frame, or None (status, duplicate,
+        malformed, or nothing pending)."""
+        try:
+            message = self.socket.recv(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        try:
+            decoded = decode(message.buffer)
+        except ProtocolError as exc:
+            return self._malformed(str(exc))
+        if not isinstance(decoded, (Frame, Status)):
+            return self._malformed(f"a {type(decoded).__name__} on a frame stream")
+        if self.camera is None:
+            self.camera = decoded.header.camera if isinstance(decoded, Frame) else decoded.camera
+        wire_camera = decoded.header.camera if isinstance(decoded, Frame) else decoded.camera
+        if wire_camera != self.camera:
+            return self._malformed(f"camera id {wire_camera!r} on the stream of {self.camera!r}")
+        if isinstance(decoded, Status):
+            self.stats.last_message = time.monotonic()
+            self.status = CameraStatus(decoded.state, decoded.reason, decoded.attempt, decoded.retry_in_s)
+            # A status carries the last frame so that it never displaces an unread one.
+            return self._accept(decoded.frame) if decoded.frame is not None else None
+        if self.status.state == "stale":
+            log.info("camera %s: receiving again", self.name)
+        self.status = CameraStatus("streaming")
+        return self._accept(decoded)
+
+    def _accept(self, frame: Frame) -> Frame | None:
+        h = frame.header
+        if h.seq == self._last_seq and h.publish_ns == self._last_publish_ns:
+            return None  # the same frame again, riding on a status message
+        if self._last_seq >= 0:
+            if h.seq > self._last_seq:
+                self.stats.dropped += h.seq - self._last_seq - 1
+            else:
+                self.stats.restarts += 1  # the publisher started counting again
+        self._last_seq = h.seq
+        self._last_publish_ns = h.publish_ns
+        self.stats.frame(h.capture_ns)
+        return frame
+
+    def _malformed(self, problem: str) -> Frame | None:
+        self.stats.malformed += 1
+        _bad.warning(f"malformed-{self.endpoint}", "stream %s: dropped a malformed message: %s", self.endpoint, problem)
+        return None
+
+    def close(self) -> None:
+        self.socket.close(0)
