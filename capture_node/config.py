@@ -54,7 +54,7 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
         raise bad("id", str(exc)) from None
     if not cam.source:
         raise bad("source", "must not be empty (use 'test' for the built-in test picture)")
-    if cam.fps < 0 or cam.fps > 1000:
+    if not 0 <= cam.fps <= 1000:  # also rejects nan
         raise bad("fps", f"must be between 0 (the source's rate) and 1000, got {cam.fps}")
     if not 1 <= cam.quality <= 100:
         raise bad("quality", f"must be between 1 and 100, got {cam.quality}")
@@ -64,8 +64,8 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
             raise bad(name, f"must be between 16 and 16384, got {value}")
     if cam.delivery not in DELIVERIES:
         raise bad("delivery", f"must be one of {', '.join(DELIVERIES)}, got {cam.delivery!r}")
-    if cam.socket_buffer < 4096:
-        raise bad("socket_buffer", f"must be at least 4096 bytes, got {cam.socket_buffer}")
+    if not 4096 <= cam.socket_buffer <= 2**31 - 1:
+        raise bad("socket_buffer", f"must be between 4096 and 2147483647 bytes, got {cam.socket_buffer}")
     if not 1 <= cam.queue_frames <= 100000:
         raise bad("queue_frames", f"must be between 1 and 100000, got {cam.queue_frames}")
     if cam.bind and not cam.bind.startswith(("tcp://", "ipc://", "inproc://")):
@@ -124,7 +124,7 @@ def load(path: Path) -> NodeConfig:
         raise ConfigError(f"{path}: no such config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer past Python's digit limit
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return from_dict(data, str(path))
 
@@ -136,6 +136,8 @@ def from_dict(data: dict[str, Any], where: str) -> NodeConfig:
     node = data.get("node", {})
     if not isinstance(node, dict):
         raise ConfigError(f"{where}: node: must be a table")
+    if "cameras" in node:  # would be silently replaced by the [[camera]] tables
+        raise ConfigError(f"{where}: node.cameras: unknown field (cameras are [[camera]] tables)")
     cams = data.get("camera", [])
     if not isinstance(cams, list):
         raise ConfigError(f"{where}: camera: must be an array of tables ([[camera]])")
@@ -163,7 +165,10 @@ def _build(cls: Any, table: Any, where: str) -> Any:
             if not isinstance(value, accepted):
                 raise ConfigError(f"{where}.{key}: must be {f.type}, got {type(value).__name__} {value!r}")
             if f.type == "float":
-                value = float(value)  # type: ignore[arg-type]
+                try:
+                    value = float(value)  # type: ignore[arg-type]
+                except OverflowError:
+                    raise ConfigError(f"{where}.{key}: {value} is out of range") from None
         values[key] = value
     missing = [
         n

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class NodeProcess:
     """A node process whose stdout and stderr lines are collected as they come."""
 
-    def __init__(self, module: str, args: list[str], cwd: Path | None = None) -> None:
-        self.argv = [sys.executable, "-m", module, *args]
+    def __init__(self, argv: list[str], cwd: Path | None = None) -> None:
+        self.argv = argv
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             self.argv, cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -109,7 +109,9 @@ class Processes:
         return self.start("worker_node", list(args))
 
     def start(self, module: str, args: list[str]) -> NodeProcess:
-        node = NodeProcess(module, args)
+        """`python -m module args`, or `python module args` for a path ending in .py."""
+        target = [module] if module.endswith(".py") else ["-m", module]
+        node = NodeProcess([sys.executable, *target, *args])
         self.started.append(node)
         return node
 

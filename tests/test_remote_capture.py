@@ -1,0 +1,138 @@
+"""RemoteCapture's contract against a real capture node process."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import cv2
+import numpy as np
+import zmq
+
+from common.protocol import Frame, decode
+from tests.processes import Processes
+from worker_node import RemoteCapture
+
+
+def simulate_work(seconds: float) -> None:
+    """A consumer's processing time (this is the workload, not synchronisation)."""
+    time.sleep(seconds)
+
+
+def test_reads_newest_frames_like_videocapture(nodes: Processes) -> None:
+    capture, control = nodes.capture("--width", "320", "--height", "240", "--fps", "30")
+    with RemoteCapture(control, camera="cam1", timeout=10) as cap:
+        assert cap.isOpened()
+        ok, frame = cap.read()
+        assert ok and isinstance(frame, np.ndarray) and frame.shape == (240, 320, 3) and frame.dtype == np.uint8
+        assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 320
+        assert cap.get(cv2.CAP_PROP_FRAME_HEIGHT) == 240
+        assert cap.get(cv2.CAP_PROP_FPS) == 30
+        assert cap.get(cv2.CAP_PROP_BRIGHTNESS) == 0.0  # unsupported, as in OpenCV
+        assert cap.last is not None and cap.last.camera == "cam1"
+        assert 0 <= cap.age < 1.0
+
+        seqs = []
+        for _ in range(5):  # never the same frame twice
+            assert cap.grab()
+            assert cap.last is not None
+            seqs.append(cap.last.seq)
+        assert seqs == sorted(set(seqs)), seqs
+        assert cap.get(cv2.CAP_PROP_POS_FRAMES) == seqs[-1]
+
+        ok, data = cap.read_jpeg()
+        assert ok and data is not None and data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"
+        frames = list(itertools.islice(cap, 3))
+        assert len(frames) == 3 and all(f.shape == (240, 320, 3) for f in frames)
+        assert cap.status.state == "streaming"
+
+    assert not cap.isOpened()
+    assert cap.read() == (False, None)
+
+
+def test_frame_endpoint_alone_works(nodes: Processes) -> None:
+    capture, control = nodes.capture("--width", "160", "--height", "120")
+    endpoint = capture.wait_for(r"frames on (tcp://\S+)").group(1)
+    with RemoteCapture(endpoint, timeout=10) as cap:
+        ok, frame = cap.read()
+        assert ok and frame is not None and frame.shape == (120, 160, 3)
+        assert cap.last is not None and cap.last.camera == "cam1"
+
+
+def test_unknown_camera_and_absent_node_do_not_open() -> None:
+    with zmq.Context() as ctx:  # a port nobody listens on
+        probe = ctx.socket(zmq.ROUTER)
+        port = probe.bind_to_random_port("tcp://127.0.0.1")
+        probe.close(0)
+    started = time.monotonic()
+    cap = RemoteCapture(f"tcp://127.0.0.1:{port}", camera="cam1", timeout=1.0)
+    assert not cap.isOpened()
+    assert time.monotonic() - started < 3.0
+    assert "no describe reply" in cap.error
+    assert cap.read() == (False, None)
+    cap.release()
+
+
+def test_unknown_camera_is_named(nodes: Processes) -> None:
+    capture, control = nodes.capture("--width", "160", "--height", "120")
+    cap = RemoteCapture(control, camera="nope", timeout=5)
+    assert not cap.isOpened()
+    assert "no camera 'nope'" in cap.error and "cam1" in cap.error
+    cap.release()
+
+
+def test_read_times_out_when_the_node_stops(nodes: Processes) -> None:
+    capture, control = nodes.capture("--width", "160", "--height", "120")
+    with RemoteCapture(control, camera="cam1", timeout=10) as cap:
+        assert cap.read()[0]
+        capture.stop()
+        cap.timeout = 0.5
+        while cap.grab():  # what was already in flight
+            pass
+        started = time.monotonic()
+        assert cap.read() == (False, None)
+        assert 0.4 < time.monotonic() - started < 2.0
+
+
+def test_slow_consumer_stays_fresh_while_a_fifo_falls_behind(nodes: Processes) -> None:
+    """A consumer 3x slower than the camera gets frames at most ~one interval old; a plain
+    queue-based subscriber on the same stream falls further behind every second."""
+    interval, work = 1 / 30, 0.1
+    capture, control = nodes.capture("--width", "640", "--height", "360", "--fps", "30")
+    endpoint = capture.wait_for(r"frames on (tcp://\S+)").group(1)
+    ctx = zmq.Context()
+    fifo = ctx.socket(zmq.SUB)  # what a plain PUB/SUB consumer does
+    fifo.setsockopt(zmq.SUBSCRIBE, b"")
+    fifo.connect(endpoint)
+    fifo_ages = []
+    ages = []
+    try:
+        with RemoteCapture(control, camera="cam1", timeout=10) as cap:
+            assert cap.read()[0]
+            assert fifo.poll(10_000)
+            started = time.monotonic()
+            while time.monotonic() - started < 4.0:
+                ok, _ = cap.read()
+                assert ok
+                ages.append(cap.age)
+                fifo_msg = fifo.recv()
+                decoded = decode(fifo_msg)
+                assert isinstance(decoded, Frame)
+                fifo_ages.append(time.time() - decoded.header.capture_ns / 1e9)
+                simulate_work(work)
+    finally:
+        fifo.close(0)
+        ctx.term()
+    p99 = float(np.percentile(ages, 99))
+    # At read time a frame is at most one interval old plus delivery; slack for a loaded box.
+    assert p99 <= interval + 0.06, f"p99 age {p99 * 1000:.0f} ms, ages {[round(a * 1000) for a in ages]}"
+    assert np.mean(ages[-5:]) < np.mean(ages[:5]) + 0.03, "ages grow over time"
+    assert fifo_ages[-1] > fifo_ages[0] + 1.0, f"the FIFO did not fall behind: {fifo_ages[0]:.2f} -> {fifo_ages[-1]:.2f} s"
+
+
+def test_readme_example_runs(nodes: Processes) -> None:
+    capture, control = nodes.capture("--width", "320", "--height", "240")
+    example = nodes.start("docs/examples/read_remote_camera.py", [control, "cam1", "--frames", "5"])
+    assert example.wait_exit(30) == 0, example.output
+    assert len([line for line in example.output.splitlines() if line.startswith("frame ")]) == 5
+    assert "320x240" in example.output
