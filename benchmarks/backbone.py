@@ -21,7 +21,7 @@ import zmq
 
 from capture_node.pattern import TestPattern
 from common import jpeg
-from common.protocol import Frame, decode
+from common.protocol import decode
 from common.sockets import StreamOptions, connect_frame_subscriber
 from worker_node import RemoteCapture
 
@@ -36,7 +36,19 @@ def cpu_seconds(pid: int) -> float:
 def start_node(control: str) -> tuple[subprocess.Popen[str], str, str]:
     """A capture node on the 720p30 test picture: (process, frame endpoint, control endpoint)."""
     node = subprocess.Popen(
-        [sys.executable, "-m", "capture_node", "--control", control, "--width", "1280", "--height", "720", "--fps", "30"],
+        [
+            sys.executable,
+            "-m",
+            "capture_node",
+            "--control",
+            control,
+            "--width",
+            "1280",
+            "--height",
+            "720",
+            "--fps",
+            "30",
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -68,7 +80,11 @@ def fan_out(subscribers: int, seconds: float) -> dict[str, float]:
     node, endpoint, _ = start_node("tcp://127.0.0.1:*")
     try:
         subs = [
-            subprocess.Popen([sys.executable, __file__, "--subscriber", endpoint, str(seconds + 2)], stdout=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, __file__, "--subscriber", endpoint, str(seconds + 2)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             for _ in range(subscribers)
         ]
         time.sleep(1.0)  # let subscribers connect before the measured window
@@ -110,7 +126,13 @@ def slow_consumer(seconds: float, work: float = 0.1) -> dict[str, float]:
         node.terminate()
         node.wait()
     a = np.array(ages) * 1000
-    return {"processing_ms": work * 1000, "age_p50_ms": round(float(np.percentile(a, 50)), 1), "age_p99_ms": round(float(np.percentile(a, 99)), 1), "age_max_ms": round(float(a.max()), 1), "reads": len(a)}
+    return {
+        "processing_ms": work * 1000,
+        "age_p50_ms": round(float(np.percentile(a, 50)), 1),
+        "age_p99_ms": round(float(np.percentile(a, 99)), 1),
+        "age_max_ms": round(float(a.max()), 1),
+        "reads": len(a),
+    }
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -31,7 +32,7 @@ def parse_size(text: str) -> int:
     base = _SIZE_UNITS[unit[:1] if unit[:1] != "b" else ""]
     if binary:
         base = 1024 ** {"k": 1, "m": 2, "g": 3, "t": 4}[unit[0]]
-    size = int(float(m[1]) * base)
+    size = int(Fraction(m[1]) * base)  # exact: float("1.001") * 1000 truncates to 1000
     if size <= 0:
         raise ValueError(f"size {text!r} must be positive")
     return size

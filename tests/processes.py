@@ -72,7 +72,9 @@ class NodeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"{self.argv} did not exit within {timeout} s of signal {sig}:\n{self.output}")
+            raise AssertionError(
+                f"{self.argv} did not exit within {timeout} s of signal {sig}:\n{self.output}"
+            ) from None
         for reader in self._readers:
             reader.join(2)
         return time.monotonic() - start

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from common import jpeg
 from tests.media import HEIGHT, WIDTH, frame_number, write_numbered_video
+from tests.mjpeg_server import MjpegCamera
 from tests.processes import Processes, wait_until
+from worker_node import RemoteCapture
 
 SAVED = re.compile(r"^\d{8}T\d{6}\.\d{6}Z_(?P<camera>[^_]+)_(?P<seq>\d{12})\.jpg$")
 
@@ -29,7 +32,9 @@ def test_every_nth_frame_of_a_file_is_saved_exactly(nodes: Processes, tmp_path: 
     """The seed recipe's job: every K-th frame of a video, nothing missed, nothing extra."""
     video = write_numbered_video(tmp_path / "numbered.avi", 125)
     out = tmp_path / "saved"
-    capture, control = nodes.capture("--source", str(video), "--camera-id", "file1", "--every-frame", "--as-fast-as-possible")
+    capture, control = nodes.capture(
+        "--source", str(video), "--camera-id", "file1", "--every-frame", "--as-fast-as-possible"
+    )
     worker = nodes.worker("save", "--node", control, "--out", str(out), "--every-n", "10", "--count", "13")
     assert worker.wait_exit(60) == 0, worker.output
 
@@ -121,8 +126,6 @@ def test_bad_config_is_a_clear_error(nodes: Processes, tmp_path: Path) -> None:
 
 
 def test_save_worker_keeps_going_when_disk_is_full(nodes: Processes, tmp_path: Path) -> None:
-    import subprocess
-
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
@@ -141,10 +144,25 @@ def test_save_worker_keeps_going_when_disk_is_full(nodes: Processes, tmp_path: P
 
 
 def test_decoded_frames_have_the_published_size(nodes: Processes) -> None:
-    from worker_node import RemoteCapture
-
     capture, control = nodes.capture("--width", "640", "--height", "360")
     with RemoteCapture(control, camera="cam1") as cap:
         ok, frame = cap.read()
         assert ok and isinstance(frame, np.ndarray)
         assert frame.shape == (360, 640, 3)
+
+
+def test_http_mjpeg_camera_is_a_source(nodes: Processes) -> None:
+    camera = MjpegCamera(fps=15)
+    try:
+        capture, control = nodes.capture("--source", camera.url, "--camera-id", "ipcam")
+        capture.wait_for(r"camera ipcam: streaming")
+        with RemoteCapture(control, camera="ipcam", timeout=10) as cap:
+            numbers = []
+            for _ in range(5):
+                ok, frame = cap.read()
+                assert ok and frame is not None and frame.shape == (HEIGHT, WIDTH, 3)
+                numbers.append(frame_number(frame))
+        assert numbers == sorted(numbers) and len(set(numbers)) == 5, numbers
+        assert capture.stop() < 1.0
+    finally:
+        camera.close()

@@ -13,7 +13,6 @@ import zmq
 from common.protocol import (
     CameraInfo,
     DescribeReply,
-    Frame,
     FrameHeader,
     decode,
     encode_describe_reply,
@@ -84,7 +83,15 @@ def test_worker_survives_a_rogue_stream(nodes: Processes, tmp_path: Path) -> Non
     fake = FakeNode(ctx)
     try:
         worker = nodes.worker(
-            "save", "--node", control, "--node", f"tcp://127.0.0.1:{fake.control_port}", "--out", str(out), "--every-n", "1"
+            "save",
+            "--node",
+            control,
+            "--node",
+            f"tcp://127.0.0.1:{fake.control_port}",
+            "--out",
+            str(out),
+            "--every-n",
+            "1",
         )
         worker.wait_for(r"camera rogue: subscribed")
         worker.wait_for(r"camera real: subscribed")

@@ -127,7 +127,9 @@ def test_slow_consumer_stays_fresh_while_a_fifo_falls_behind(nodes: Processes) -
     # At read time a frame is at most one interval old plus delivery; slack for a loaded box.
     assert p99 <= interval + 0.06, f"p99 age {p99 * 1000:.0f} ms, ages {[round(a * 1000) for a in ages]}"
     assert np.mean(ages[-5:]) < np.mean(ages[:5]) + 0.03, "ages grow over time"
-    assert fifo_ages[-1] > fifo_ages[0] + 1.0, f"the FIFO did not fall behind: {fifo_ages[0]:.2f} -> {fifo_ages[-1]:.2f} s"
+    assert fifo_ages[-1] > fifo_ages[0] + 1.0, (
+        f"the FIFO did not fall behind: {fifo_ages[0]:.2f} -> {fifo_ages[-1]:.2f} s"
+    )
 
 
 def test_readme_example_runs(nodes: Processes) -> None:

@@ -29,7 +29,8 @@ def main() -> None:
         if not ok:
             break
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        print(f"frame {cap.last.seq}: {frame.shape[1]}x{frame.shape[0]}, mean {grey.mean():.0f}, age {cap.age * 1000:.0f} ms")
+        size = f"{frame.shape[1]}x{frame.shape[0]}"
+        print(f"frame {cap.last.seq}: {size}, mean {grey.mean():.0f}, age {cap.age * 1000:.0f} ms")
     cap.release()
 
 

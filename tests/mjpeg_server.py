@@ -1,0 +1,49 @@
+"""A small HTTP/MJPEG camera (multipart/x-mixed-replace), as many IP cameras serve."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from common import jpeg
+from tests.media import numbered_frame
+
+BOUNDARY = b"frame"
+
+
+class MjpegCamera:
+    def __init__(self, fps: float = 15.0) -> None:
+        self.stop = threading.Event()
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path != "/stream.mjpg":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
+                self.end_headers()
+                index = 0
+                try:
+                    while not camera.stop.wait(1 / fps):
+                        data = jpeg.encode_bgr(numbered_frame(index), 90)
+                        self.wfile.write(b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\n")
+                        self.wfile.write(f"Content-Length: {len(data)}\r\n\r\n".encode() + data + b"\r\n")
+                        index += 1
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
