@@ -39,18 +39,18 @@ class FramePublisher:
         return self.has_subscribers()
 
     def send(self, message: bytes, stop: threading.Event) -> bool:
-        """Send one frame. Every-frame delivery waits while a subscriber's queue is full;
-        False if stopped (or the subscribers left) before the frame went out."""
+        """Send one frame. Every-frame delivery waits while a subscriber's queue is full or
+        no subscriber is connected (the frame goes to the next one); False only if stopped."""
         if not self._every_frame:
             self._sock.send(message, copy=False)
             return True
         while not stop.is_set():
+            if not self.wait_for_subscriber(_POLL_MS / 1000):
+                continue
             try:
                 self._sock.send(message, zmq.NOBLOCK, copy=False)
                 return True
             except zmq.Again:
-                if not self.has_subscribers():
-                    return False
                 self._sock.poll(_POLL_MS, zmq.POLLOUT)
         return False
 

@@ -107,9 +107,7 @@ def test_node_table_is_optional(tmp_path: Path) -> None:
         ("ipc:///tmp/fb-node", ["ipc:///tmp/fb-node-cam1", "ipc:///tmp/fb-node-cam2"]),
     ],
 )
-def test_default_frame_endpoints_follow_the_control_endpoint(
-    tmp_path: Path, control: str, expected: list[str]
-) -> None:
+def test_default_frame_endpoints_follow_the_control_endpoint(tmp_path: Path, control: str, expected: list[str]) -> None:
     text = node_toml(control) + camera_toml({"id": "cam1"}) + camera_toml({"id": "cam2"})
     cfg = config.load(write(tmp_path, text))
     assert [c.bind for c in cfg.cameras] == expected
@@ -410,7 +408,9 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    deadline=None, max_examples=300, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(configs())
 def test_from_dict_returns_config_or_raises_config_error(data: dict[str, Any]) -> None:
     try:

@@ -11,6 +11,7 @@ from typing import Any
 import msgpack
 import numpy as np
 import pytest
+import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,7 +109,9 @@ def valid_messages() -> list[bytes]:
         encode_status(Status("door/left", "source-error", 30, 3, "timeout", 2, 1.5, Frame(header, memoryview(JPEG)))),
         encode_describe_request(),
         encode_describe_reply(
-            DescribeReply("node-a", 40, (CameraInfo("door/left", "tcp://10.0.0.2:5556", 16, 16, 30.0, "streaming", "latest"),))
+            DescribeReply(
+                "node-a", 40, (CameraInfo("door/left", "tcp://10.0.0.2:5556", 16, 16, 30.0, "streaming", "latest"),)
+            )
         ),
     ]
 
@@ -116,7 +119,7 @@ def valid_messages() -> list[bytes]:
 VALID = valid_messages()
 
 
-def decodes_or_protocol_error(message: bytes | bytearray | memoryview) -> None:
+def decodes_or_protocol_error(message: bytes) -> None:
     """The decoder's contract: a message, or ProtocolError; any other exception fails the test."""
     try:
         result = decode(message)
@@ -163,8 +166,12 @@ any_values = st.recursive(
     | st.text(max_size=30)
     | st.binary(max_size=30)
     | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=8)),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8) | st.integers(-(2**63), U64) | st.binary(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=8) | st.integers(-(2**63), U64) | st.binary(max_size=4), children, max_size=4
+        )
+    ),
     max_leaves=16,
 )
 
@@ -310,7 +317,12 @@ def test_encoded_prefix_layout() -> None:
 
 def test_decode_accepts_bytes_bytearray_and_memoryview() -> None:
     message = VALID[0]
-    for form in (message, bytearray(message), memoryview(message)):
+    for form in (
+        message,
+        memoryview(bytearray(message)),
+        memoryview(message),
+        memoryview(message).cast("B", (1, len(message))),
+    ):
         assert isinstance(decode(form), Frame)
 
 
@@ -332,10 +344,30 @@ def test_jpeg_is_a_view_into_the_message() -> None:
 
 def test_jpeg_view_sees_changes_to_the_buffer() -> None:
     message = bytearray(encode_frame(FrameHeader("cam1", 1, 2, 3, 4, 5), JPEG))
-    frame = decode(message)
+    frame = decode(memoryview(message))
     assert isinstance(frame, Frame)
     message[-3] ^= 0xFF  # not copied: the view sees the change
     assert frame.jpeg[-3] == JPEG[-3] ^ 0xFF
+
+
+def test_jpeg_is_a_view_into_the_zeromq_message() -> None:
+    """As receivers use it: recv(copy=False) and decode the zmq.Frame's buffer in place."""
+    big = b"\xff\xd8" + bytes(200_000) + b"\xff\xd9"  # far above pyzmq's copy threshold
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    try:
+        a.bind("inproc://zero-copy")
+        b.connect("inproc://zero-copy")
+        a.send(encode_frame(FrameHeader("cam1", 1, 2, 3, 4, 5), big), copy=False)
+        message = b.recv(copy=False)
+        frame = decode(message.buffer)
+        assert isinstance(frame, Frame)
+        assert bytes(frame.jpeg) == big
+        assert np.shares_memory(np.frombuffer(message.buffer, np.uint8), np.frombuffer(frame.jpeg, np.uint8))
+    finally:
+        a.close(0)
+        b.close(0)
+        ctx.term()
 
 
 def test_status_frame_jpeg_is_a_view_too() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from common.protocol import Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
 
 log = logging.getLogger("worker_node.save")
+
+# What file_name() produces: retention must never delete anybody else's *_*_*.jpg.
+_SAVED_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z_[A-Za-z0-9_.+\-]+_\d{12}\.jpg")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,9 @@ class SaveSink:
     def _existing(self) -> list[tuple[Path, int]]:
         """Files saved by earlier runs count against the retention limit too."""
         found = []
-        for path in sorted(self._out.glob("*_*_*.jpg")):
+        for path in sorted(self._out.glob("*.jpg")):
+            if not _SAVED_NAME.fullmatch(path.name):
+                continue
             try:
                 found.append((path, path.stat().st_size))
             except OSError:
