@@ -116,7 +116,8 @@ class SaveSink:
 
     def _enforce_retention(self) -> None:
         p = self._policy
-        while self._saved and (
+        # The newest file always stays, even when it alone exceeds keep_bytes.
+        while len(self._saved) > 1 and (
             (p.keep_files and len(self._saved) > p.keep_files) or (p.keep_bytes and self._bytes > p.keep_bytes)
         ):
             path, size = self._saved.popleft()
