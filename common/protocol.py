@@ -309,6 +309,10 @@ def _status(h: Mapping[str, Any], payload: memoryview) -> Status:
         if not isinstance(sub, dict):
             raise ProtocolError(f"{where}: field 'frame' must be a map")
         frame = Frame(_frame_header(sub), _checked_jpeg(payload))
+        if frame.header.camera != h.get("camera"):
+            raise ProtocolError(
+                f"{where}: the attached frame is of camera {frame.header.camera!r}, not {h.get('camera')!r}"
+            )
     else:
         _no_payload(payload, "status without a frame")
     return Status(

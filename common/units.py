@@ -17,8 +17,8 @@ def parse_duration(text: str) -> float:
     if not m:
         raise ValueError(f"{text!r} is not a duration (examples: 500ms, 5s, 2m, 1h)")
     seconds = float(m[1]) * _DURATION_UNITS[m[2]]
-    if seconds <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
+    if not 0 < seconds < 10**9:
+        raise ValueError(f"duration {text!r} must be positive and finite")
     return seconds
 
 

@@ -205,15 +205,16 @@ def frames(draw: st.DrawFn) -> Frame:
 
 @st.composite
 def statuses(draw: st.DrawFn) -> Status:
+    frame = draw(st.none() | frames())
     return Status(
-        camera=draw(camera_ids),
+        camera=frame.header.camera if frame else draw(camera_ids),
         state=draw(st.sampled_from(STATES)),
         publish_ns=draw(timestamps),
         last_seq=draw(st.integers(-1, U64)),
         reason=draw(texts(512)),
         attempt=draw(st.integers(0, 2**31)),
         retry_in_s=draw(st.floats(0, 86400)),
-        frame=draw(st.none() | frames()),
+        frame=frame,
     )
 
 
@@ -582,3 +583,11 @@ def test_header_of_exactly_64_kib_is_accepted() -> None:
 def test_protocol_error_is_a_value_error() -> None:
     assert issubclass(ProtocolError, ValueError)
     assert re.search("bad magic", str(pytest.raises(ValueError, decode, b"XX" + VALID[0][2:]).value))
+
+
+def test_status_with_a_frame_of_another_camera_is_malformed() -> None:
+    jpeg = b"\xff\xd8" + b"\x00" * 8 + b"\xff\xd9"
+    other = Frame(FrameHeader("other", 1, 1, 1, 8, 8), memoryview(jpeg))
+    message = encode_status(Status("cam1", "reconnecting", 1, frame=other))
+    with pytest.raises(ProtocolError, match="attached frame is of camera 'other'"):
+        decode(message)
