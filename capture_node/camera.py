@@ -16,10 +16,10 @@ import zmq
 
 from capture_node.config import CameraConfig
 from capture_node.frame_slot import FrameSlot
-from capture_node.publisher import FramePublisher
 from capture_node.sources import Source, open_source
 from common import jpeg
 from common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
+from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
 from common.redact import redact_url
 from common.sockets import StreamOptions

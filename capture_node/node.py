@@ -10,7 +10,7 @@ import zmq
 
 from capture_node.camera import Camera
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
-from capture_node.control import ControlServer
+from common.control import ControlServer
 from common.protocol import CameraInfo
 from common.redact import redact_url
 

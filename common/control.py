@@ -1,5 +1,5 @@
-"""The node's well-known endpoint: answers "describe" with its cameras, so a worker needs
-one address per node rather than one per camera."""
+"""A node's well-known endpoint: answers "describe" with its streams, so a worker needs one
+address per node rather than one per camera. Capture nodes and process workers both serve it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from common.protocol import CameraInfo, DescribeReply, DescribeRequest, Protocol
 from common.ratelimit import RateLimitedLog
 from common.sockets import bind_control, bound_endpoint
 
-log = logging.getLogger("capture_node.control")
+log = logging.getLogger("framebus.control")
 
 
 class ControlServer:
