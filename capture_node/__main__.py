@@ -2,4 +2,5 @@ import sys
 
 from capture_node.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # also imported by spawned camera processes
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """One camera: a grab thread (source -> newest frame) and a publish thread (encode -> socket).
 
 Data path: source.read() -> FrameSlot -> encode once -> FramePublisher. Encoding happens once
-per published frame whatever the number of subscribers.
+per published frame whatever the number of subscribers. A Camera runs inside its own process
+(see camera_process.py), so that a capture stuck in native code can be killed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
+import numpy as np
 import zmq
 
 from capture_node.config import CameraConfig
@@ -27,7 +29,6 @@ from common.sockets import StreamOptions
 log = logging.getLogger("capture_node.camera")
 
 BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,18 @@ class CameraState:
     width: int = 0
     height: int = 0
     source_fps: float = 0.0
+    grabbed: int = 0
+    published: int = 0
 
 
-def backoff_delay(attempt: int) -> float:
+def backoff_delay(attempt: int, cap: float) -> float:
     """Exponential backoff with jitter, capped: a dead camera costs almost nothing."""
-    base = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, attempt - 1))
+    base = min(cap, BACKOFF_FIRST_S * 2 ** max(0, attempt - 1))
     return base * random.uniform(0.8, 1.2)
+
+
+def printable(text: str, limit: int = 500) -> str:
+    return "".join(c if c.isprintable() else " " for c in text)[:limit]
 
 
 class Camera:
@@ -59,8 +66,9 @@ class Camera:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = CameraState()
+        self._last_grab = time.monotonic()
+        self._native_since: float | None = None
         self._log = RateLimitedLog(log)
-        self.published = 0
         self._grab_thread = threading.Thread(target=self._grab_loop, name=f"grab-{config.id}", daemon=True)
         self._publish_thread = threading.Thread(target=self._publish_loop, name=f"publish-{config.id}", daemon=True)
 
@@ -84,7 +92,9 @@ class Camera:
     def info(self) -> CameraInfo:
         s = self.state()
         fps = self.config.fps or s.source_fps
-        return CameraInfo(self.config.id, self.endpoint, s.width, s.height, fps, s.state, self.config.delivery)
+        return CameraInfo(
+            self.config.id, self.endpoint, s.width, s.height, fps, s.state, self.config.delivery, s.reason
+        )
 
     def state(self) -> CameraState:
         with self._lock:
@@ -92,7 +102,21 @@ class Camera:
 
     def _set_state(self, **changes: object) -> None:
         with self._lock:
-            self._state = replace(self._state, **changes)  # type: ignore[arg-type]
+            old = self._state
+            self._state = replace(old, **changes)  # type: ignore[arg-type]
+            changed = self._state.state != old.state
+        if changed:
+            self._slot.interrupt()  # the publish thread tells the workers at once
+
+    def _count(self, field: str) -> None:
+        with self._lock:
+            self._state = replace(self._state, **{field: getattr(self._state, field) + 1})
+
+    def stuck_for(self) -> float:
+        """Seconds the grab thread has been inside an open() or read() (0 when it is not).
+        Both are bounded by timeouts; far beyond them, the capture is hung in native code."""
+        since = self._native_since
+        return time.monotonic() - since if since is not None else 0.0
 
     # ------------------------------------------------------------------ grab thread
 
@@ -100,17 +124,21 @@ class Camera:
         cam = self.config.id
         attempt = 0
         while not self._stop.is_set():
+            self._native_since = time.monotonic()
             try:
                 source = open_source(self.config)
-            except Exception as exc:  # any failure to open is retried; the node keeps running
+            except Exception as exc:  # any failure to open is retried, forever; the node keeps running
+                self._native_since = None
                 attempt += 1
-                delay = backoff_delay(attempt)
-                reason = redact_url(str(exc))
+                delay = backoff_delay(attempt, self.config.reconnect_max)
+                reason = printable(redact_url(str(exc)))
                 self._set_state(state="source-error", reason=reason, attempt=attempt, retry_in_s=delay)
                 self._log.warning(f"open-{cam}", "camera %s: %s; retry %d in %.1f s", cam, reason, attempt, delay)
                 self._stop.wait(delay)
                 continue
+            self._native_since = None
             info = source.info
+            self._last_grab = time.monotonic()
             self._set_state(
                 state="streaming",
                 reason="",
@@ -136,17 +164,19 @@ class Camera:
                 self._set_state(state="ended", reason="end of video file")
                 log.info("camera %s: end of video file", cam)
                 return
-            if outcome == "failed":
-                attempt = 1
-                delay = backoff_delay(attempt)
-                self._set_state(
-                    state="reconnecting", reason="stream stopped delivering frames", attempt=attempt, retry_in_s=delay
-                )
-                log.warning("camera %s: stream stopped delivering frames; reconnecting in %.1f s", cam, delay)
+            if outcome != "stopped":
+                attempt = max(attempt, 0) + 1
+                delay = backoff_delay(attempt, self.config.reconnect_max)
+                self._set_state(state="reconnecting", reason=outcome, attempt=attempt, retry_in_s=delay)
+                log.warning("camera %s: %s; reconnecting in %.1f s", cam, outcome, delay)
                 self._stop.wait(delay)
 
     def _read_until_done(self, source: Source) -> str:
-        """Read frames into the slot. Returns 'stopped', 'ended' or 'failed'."""
+        """Read frames into the slot. Returns 'stopped', 'ended' or why the stream failed.
+
+        A killed server makes read() fail at once; a frozen one makes it block a whole read
+        timeout and then return a stale frame, for up to 3 timeouts. Both end the capture:
+        an old capture never recovers, a new one does."""
         info = source.info
         interval = 1.0 / info.fps if info.paced and info.fps > 0 else 0.0
         next_read = time.monotonic()
@@ -156,15 +186,22 @@ class Camera:
                 if delay > 0 and self._stop.wait(delay):
                     break
                 next_read = max(next_read + interval, time.monotonic() - interval)
+            started = self._native_since = time.monotonic()
             image = source.read()
+            self._native_since = None
+            took = time.monotonic() - started
             if image is None:
                 if not info.is_file:
-                    return "failed"
+                    return "stream stopped delivering frames"
                 if self.config.loop and source.rewind():
                     continue
                 return "ended"
+            if not info.is_file and took >= self.config.read_timeout * 0.9:
+                return f"no frame for {took:.1f} s (frozen stream)"
+            self._last_grab = time.monotonic()
             if info.width != image.shape[1] or info.height != image.shape[0]:
                 self._set_state(width=image.shape[1], height=image.shape[0])
+            self._count("grabbed")
             if not self._slot.put(image, time.time_ns()):
                 break
         return "stopped"
@@ -182,15 +219,22 @@ class Camera:
     def _publish_frames(self) -> None:
         last_sent = time.monotonic()
         last_frame: Frame | None = None
+        told_state = "streaming"
         next_due = 0.0
+        seq = 0
         while not self._stop.is_set():
             if self._every_frame and not self._publisher.wait_for_subscriber(self._status_interval):
                 continue
             wait = max(0.0, self._status_interval - (time.monotonic() - last_sent))
             grabbed = self._slot.take(timeout=wait)
             if grabbed is None:
-                if not self._stop.is_set() and time.monotonic() - last_sent >= self._status_interval:
-                    self._send_status(last_frame)
+                if self._stop.is_set():
+                    break
+                self._check_stalled()
+                state = self.state().state
+                if state != told_state or time.monotonic() - last_sent >= self._status_interval:
+                    self._send_status(last_frame)  # nothing goes out: say why
+                    told_state = state
                     last_sent = time.monotonic()
                 continue
             interval = self._publish_interval()
@@ -201,13 +245,22 @@ class Camera:
                         break
                     grabbed = self._slot.take(timeout=0) or grabbed  # a newer one may have come
                 next_due = max(next_due + interval, time.monotonic() - interval)
-            frame = self._encode(grabbed.image, grabbed.capture_ns)
+            frame = self._encode(grabbed.image, grabbed.capture_ns, seq)
             if frame is None:
                 continue
             if self._publisher.send(encode_frame(frame.header, frame.jpeg), self._stop):
-                self.published += 1
+                seq += 1
+                self._count("published")
                 last_frame = frame
                 last_sent = time.monotonic()
+                told_state = "streaming"
+
+    def _check_stalled(self) -> None:
+        """A frozen stream blocks read() in the grab thread: notice it from here, in time."""
+        silent = time.monotonic() - self._last_grab
+        if self.state().state == "streaming" and silent >= self.config.read_timeout:
+            self._set_state(state="reconnecting", reason=f"no frame for {silent:.1f} s", attempt=1, retry_in_s=0.0)
+            log.warning("camera %s: no frame for %.1f s; waiting for the capture to give up", self.config.id, silent)
 
     def _publish_interval(self) -> float:
         """Only throttle when asked for fewer fps than the source delivers."""
@@ -217,14 +270,14 @@ class Camera:
             return 1.0 / target
         return 0.0
 
-    def _encode(self, image: object, capture_ns: int) -> Frame | None:
+    def _encode(self, image: np.ndarray, capture_ns: int, seq: int) -> Frame | None:
         try:
-            data = jpeg.encode_bgr(image, self.config.quality)  # type: ignore[arg-type]
+            data = jpeg.encode_bgr(image, self.config.quality)
         except Exception as exc:
             self._log.warning(f"encode-{self.config.id}", "camera %s: cannot encode frame: %s", self.config.id, exc)
             return None
-        height, width = image.shape[:2]  # type: ignore[attr-defined]
-        header = FrameHeader(self.config.id, self.published, capture_ns, time.time_ns(), width, height)
+        height, width = image.shape[:2]
+        header = FrameHeader(self.config.id, seq, capture_ns, time.time_ns(), width, height)
         return Frame(header, memoryview(data))
 
     def _send_status(self, last_frame: Frame | None) -> None:
@@ -234,7 +287,7 @@ class Camera:
             state=s.state,
             publish_ns=time.time_ns(),
             last_seq=last_frame.header.seq if last_frame else -1,
-            reason="".join(c if c.isprintable() else " " for c in s.reason)[:500],
+            reason=printable(s.reason),
             attempt=s.attempt,
             retry_in_s=min(s.retry_in_s, 86400.0),
             frame=None if self._every_frame else last_frame,

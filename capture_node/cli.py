@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     reload_from = (lambda: config_from_args(args)) if args.config else None
-    node = CaptureNode(cfg, reload_from)
+    node = CaptureNode(cfg, reload_from, args.log_level)
     wake = threading.Event()
     pending: set[int] = set()
 

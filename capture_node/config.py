@@ -34,6 +34,10 @@ class CameraConfig:
     delivery: str = "latest"  # "latest": newest frame only; "every-frame": lossless, back-pressured
     socket_buffer: int = DEFAULT_SOCKET_BUFFER
     queue_frames: int = DEFAULT_QUEUE_FRAMES
+    transport: str = "tcp"  # RTSP transport: "tcp" or "udp"
+    open_timeout: float = 5.0  # seconds an open may take before it counts as failed
+    read_timeout: float = 3.0  # seconds without a frame before the stream counts as dead
+    reconnect_max: float = 3.0  # cap of the exponential reconnect backoff, seconds
 
 
 @dataclass(frozen=True)
@@ -68,16 +72,22 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
         raise bad("socket_buffer", f"must be between 4096 and 2147483647 bytes, got {cam.socket_buffer}")
     if not 1 <= cam.queue_frames <= 100000:
         raise bad("queue_frames", f"must be between 1 and 100000, got {cam.queue_frames}")
-    if cam.bind and not cam.bind.startswith(("tcp://", "ipc://", "inproc://")):
-        raise bad("bind", f"must be a tcp://, ipc:// or inproc:// endpoint, got {cam.bind!r}")
+    if cam.bind and not cam.bind.startswith(("tcp://", "ipc://")):
+        raise bad("bind", f"must be a tcp:// or ipc:// endpoint, got {cam.bind!r}")
+    if cam.transport not in ("tcp", "udp"):
+        raise bad("transport", f"must be tcp or udp, got {cam.transport!r}")
+    for name in ("open_timeout", "read_timeout"):
+        value = getattr(cam, name)
+        if not 0.1 <= value <= 120:
+            raise bad(name, f"must be between 0.1 and 120 seconds, got {value}")
+    if not 0.1 <= cam.reconnect_max <= 3600:
+        raise bad("reconnect_max", f"must be between 0.1 and 3600 seconds, got {cam.reconnect_max}")
 
 
 def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
     """Check every field; fill in default frame endpoints after the control port."""
-    if not config.control.startswith(("tcp://", "ipc://", "inproc://")):
-        raise ConfigError(
-            f"{where}: node.control: must be a tcp://, ipc:// or inproc:// endpoint, got {config.control!r}"
-        )
+    if not config.control.startswith(("tcp://", "ipc://")):
+        raise ConfigError(f"{where}: node.control: must be a tcp:// or ipc:// endpoint, got {config.control!r}")
     if not 0.05 <= config.status_interval <= 3600:
         raise ConfigError(
             f"{where}: node.status_interval: must be between 0.05 and 3600 s, got {config.status_interval}"

@@ -28,6 +28,7 @@ class FrameSlot:
         self._frame: Grabbed | None = None
         self._taken = True
         self._closed = False
+        self._interrupted = False
         self._count = 0
 
     def put(self, image: np.ndarray, capture_ns: int) -> bool:
@@ -44,10 +45,12 @@ class FrameSlot:
             return True
 
     def take(self, timeout: float) -> Grabbed | None:
-        """The newest frame not taken before, waiting up to timeout; None if none came."""
+        """The newest frame not taken before, waiting up to timeout; None if none came (or
+        interrupt() was called)."""
         with self._cond:
-            if not self._cond.wait_for(lambda: not self._taken or self._closed, timeout):
+            if not self._cond.wait_for(lambda: not self._taken or self._closed or self._interrupted, timeout):
                 return None
+            self._interrupted = False
             if self._taken:
                 return None
             self._taken = True
@@ -57,6 +60,12 @@ class FrameSlot:
     def newest(self) -> Grabbed | None:
         with self._cond:
             return self._frame
+
+    def interrupt(self) -> None:
+        """Wake a waiting take() without a frame (something else needs the taker's attention)."""
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:

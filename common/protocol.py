@@ -89,6 +89,7 @@ class CameraInfo:
     fps: float
     state: str
     delivery: str  # "latest" (conflated) or "every-frame" (lossless, back-pressured)
+    reason: str = ""  # why the camera is not streaming (redacted), empty when it is
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ def encode_describe_reply(reply: DescribeReply) -> bytes:
             "fps": float(c.fps),
             "state": c.state,
             "delivery": c.delivery,
+            "reason": c.reason,
         }
         for c in reply.cameras
     ]
@@ -358,6 +360,7 @@ def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
                 fps=float(fps),
                 state=state,
                 delivery=delivery,
+                reason=_text(c, "reason", w) if "reason" in c else "",
             )
         )
     return DescribeReply(

@@ -35,3 +35,13 @@ def write_numbered_video(path: Path, frames: int) -> Path:
         writer.write(numbered_frame(i))
     writer.release()
     return path
+
+
+CLOCK_BITS = 44  # as drawn by tests/rtsp_server.py --source clock
+
+
+def clock_ms(image: np.ndarray) -> int:
+    """The wall-clock time (ms since the epoch) an RTSP test server drew into a frame."""
+    stripe = image.shape[1] // CLOCK_BITS
+    row = image[image.shape[0] // 2].mean(axis=-1) if image.ndim == 3 else image[image.shape[0] // 2]
+    return sum(1 << bit for bit in range(CLOCK_BITS) if row[bit * stripe + stripe // 2] > 128)

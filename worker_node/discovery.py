@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
 import zmq
 
-from common.protocol import CameraInfo, DescribeReply, ProtocolError, decode, encode_describe_request
+from common.protocol import DescribeReply, ProtocolError, decode, encode_describe_request
 from common.sockets import connect_control
 
 _TCP = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+)")
@@ -34,12 +35,7 @@ def parse_reply(message: bytes | memoryview, node_endpoint: str) -> DescribeRepl
         raise DiscoveryError(f"node {node_endpoint}: malformed describe reply: {exc}") from None
     if not isinstance(reply, DescribeReply):
         raise DiscoveryError(f"node {node_endpoint}: answered with a {type(reply).__name__}, not a describe reply")
-    cams = tuple(
-        CameraInfo(
-            c.camera, reachable_endpoint(c.endpoint, node_endpoint), c.width, c.height, c.fps, c.state, c.delivery
-        )
-        for c in reply.cameras
-    )
+    cams = tuple(dataclasses.replace(c, endpoint=reachable_endpoint(c.endpoint, node_endpoint)) for c in reply.cameras)
     return DescribeReply(reply.node, reply.time_ns, cams)
 
 

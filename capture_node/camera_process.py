@@ -1,0 +1,48 @@
+"""The process a camera runs in. Isolation is what makes a hung capture recoverable: a read()
+stuck in native code (seen in the wild, opencv#22677) cannot be interrupted from Python, but
+its process can be killed and started again without touching the node's other cameras. It
+also gives each camera its own FFmpeg options (OPENCV_FFMPEG_CAPTURE_OPTIONS is per process).
+
+Messages to the supervisor, over a multiprocessing pipe:
+  ("bound", endpoint) | ("bind-failed", reason) once, then ("report", CameraState, stuck_for)
+  every REPORT_S. The supervisor sends "stop".
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from multiprocessing.connection import Connection
+
+import zmq
+
+from capture_node.camera import Camera
+from capture_node.config import CameraConfig
+from common.logs import setup_logging
+
+REPORT_S = 0.25
+
+
+def run(config: CameraConfig, status_interval: float, conn: Connection, log_level: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node stops us
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    setup_logging(log_level)
+    ctx = zmq.Context()
+    try:
+        camera = Camera(ctx, config, status_interval)
+    except zmq.ZMQError as exc:
+        conn.send(("bind-failed", str(exc)))
+        ctx.destroy(0)
+        return
+    conn.send(("bound", camera.endpoint))
+    camera.start()
+    try:
+        while not stop.is_set():
+            conn.send(("report", camera.state(), camera.stuck_for()))
+            if conn.poll(REPORT_S) and conn.recv() == "stop":
+                break
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the node is gone: so are we
+    camera.stop(timeout=0.3)
+    ctx.destroy(0)

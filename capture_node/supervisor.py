@@ -1,0 +1,154 @@
+"""Runs one camera in its own process and keeps it running: the per-camera watchdog.
+
+A camera process that dies, stops reporting, or sits inside one open()/read() far longer than
+its timeouts allow is killed and started again on the same endpoint; the node's other cameras
+never notice. Workers reconnect by themselves (ZeroMQ) and see "reconnecting" meanwhile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import threading
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from capture_node import camera_process
+from capture_node.camera import CameraState, backoff_delay
+from capture_node.config import CameraConfig, ConfigError
+from common.protocol import CameraInfo
+
+log = logging.getLogger("capture_node.supervisor")
+
+_SPAWN = multiprocessing.get_context("spawn")  # no fork: the node has threads and sockets
+START_TIMEOUT_S = 30.0
+SILENCE_LIMIT_S = 5.0  # a process that sends no report for this long is hung as a whole
+
+
+def watchdog_limit(config: CameraConfig) -> float:
+    """How long one open()/read() may take before the capture counts as hung."""
+    return 2 * max(config.open_timeout, config.read_timeout) + 2.0
+
+
+class CameraSupervisor:
+    def __init__(self, config: CameraConfig, status_interval: float, log_level: str) -> None:
+        self.config = config
+        self._status_interval = status_interval
+        self._log_level = log_level
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._state = CameraState()
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self.endpoint = ""
+        self.restarts = 0
+        self._thread = threading.Thread(target=self._watch, name=f"watch-{config.id}", daemon=True)
+
+    def start(self) -> None:
+        """Start the camera process; raises ConfigError if its endpoint cannot be bound."""
+        self.endpoint = self._spawn()
+        # Restarts must come back on the same port, also when the config said "any port".
+        self.config = dataclasses.replace(self.config, bind=self.endpoint)
+        self._thread.start()
+
+    def _spawn(self) -> str:
+        parent, child = _SPAWN.Pipe()
+        process = _SPAWN.Process(
+            target=camera_process.run,
+            args=(self.config, self._status_interval, child, self._log_level),
+            name=f"camera-{self.config.id}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        if not parent.poll(START_TIMEOUT_S):
+            process.kill()
+            raise ConfigError(f"camera {self.config.id}: its process did not start within {START_TIMEOUT_S:.0f} s")
+        try:
+            kind, value = parent.recv()
+        except EOFError:
+            raise ConfigError(
+                f"camera {self.config.id}: its process exited at start (exit code {process.exitcode})"
+            ) from None
+        if kind == "bind-failed":
+            process.join(2)
+            raise ConfigError(f"camera {self.config.id}: cannot bind {self.config.bind}: {value}")
+        self._process, self._conn = process, parent
+        return str(value)
+
+    def info(self) -> CameraInfo:
+        with self._lock:
+            s = self._state
+        fps = self.config.fps or s.source_fps
+        return CameraInfo(
+            self.config.id, self.endpoint, s.width, s.height, fps, s.state, self.config.delivery, s.reason
+        )
+
+    def _watch(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            problem = self._supervise()
+            if self._stop.is_set():
+                break
+            self._kill()
+            attempt += 1
+            self.restarts += 1
+            delay = backoff_delay(attempt, self.config.reconnect_max)
+            log.error("camera %s: %s; restarting its capture in %.1f s", self.config.id, problem, delay)
+            with self._lock:
+                self._state = dataclasses.replace(self._state, state="reconnecting", reason=problem, attempt=attempt)
+            if self._stop.wait(delay):
+                break
+            try:
+                self._spawn()
+                attempt = 0
+            except ConfigError as exc:
+                log.error("%s", exc)
+
+    def _supervise(self) -> str:
+        """Read reports until the process needs a restart; returns why (or '' when stopping)."""
+        assert self._conn is not None and self._process is not None
+        last_report = time.monotonic()
+        limit = watchdog_limit(self.config)
+        while not self._stop.is_set():
+            try:
+                ready = self._conn.poll(0.5)
+                if ready:
+                    kind, state, stuck_for = self._conn.recv()
+            except (EOFError, OSError):
+                return f"camera process exited (exit code {self._process.exitcode})"
+            now = time.monotonic()
+            if ready:
+                last_report = now
+                with self._lock:
+                    self._state = state
+                if stuck_for > limit:
+                    return f"capture made no progress for {stuck_for:.0f} s (hung in open/read)"
+            elif now - last_report > SILENCE_LIMIT_S:
+                return f"camera process sent no report for {now - last_report:.0f} s"
+        return ""
+
+    def _kill(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+            self._process.join(2)
+        if self._conn is not None:
+            self._conn.close()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        if self._conn is not None:
+            try:
+                self._conn.send("stop")
+            except OSError:
+                pass
+
+    def stop(self, timeout: float = 0.7) -> None:
+        """Ask the process to stop; kill it if it has not within the timeout."""
+        self.request_stop()
+        self._thread.join(timeout)
+        if self._process is not None:
+            self._process.join(timeout)
+        self._kill()
