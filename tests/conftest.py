@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import Processes
+from tests.rtsp_harness import RtspServer
 
 
 @pytest.fixture
@@ -36,3 +37,20 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     finally:
         for target in mounted:
             subprocess.run(["umount", str(target)], check=True)
+
+
+@pytest.fixture
+def rtsp() -> Iterator[Callable[..., RtspServer]]:
+    """Start real RTSP servers: rtsp("--source", "clock", "--width", "1280", ...)."""
+    servers: list[RtspServer] = []
+
+    def start(*args: str) -> RtspServer:
+        server = RtspServer(*args)
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()

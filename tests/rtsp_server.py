@@ -12,8 +12,10 @@ for anything measured), `audio` (no video at all). Runs until SIGTERM.
 from __future__ import annotations
 
 import argparse
+import base64
 import itertools
 import signal
+import socket
 import sys
 import threading
 import time
@@ -21,9 +23,8 @@ import time
 import gi
 
 gi.require_version("Gst", "1.0")
-gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 CLOCK_BITS = 44  # ms since the epoch fit in 44 bits until the year 2527
 H264 = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rtph264pay name=pay0 pt=96"
@@ -109,16 +110,23 @@ def main() -> None:
     server.get_mount_points().add_factory(args.path, factory)
     server.attach(None)
 
-    def prepare() -> bool:
+    def warm_up() -> None:
+        """DESCRIBE our own stream once, so the shared media is prepared before READY (a
+        client opening right after start could otherwise get 503). Calling media.prepare()
+        from the main loop instead deadlocks now and then."""
         url = f"rtsp://127.0.0.1:{server.get_bound_port()}{args.path}"
-        _, parsed = GstRtsp.RTSPUrl.parse(url)
-        media = factory.construct(parsed)
-        media.set_reusable(True)
-        media.prepare(None)
+        request = f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n"
+        if args.user:
+            token = base64.b64encode(f"{args.user}:{args.password or ''}".encode()).decode()
+            request += f"Authorization: Basic {token}\r\n"
+        for _ in range(100):
+            with socket.create_connection(("127.0.0.1", server.get_bound_port()), timeout=10) as conn:
+                conn.sendall((request + "\r\n").encode())
+                if conn.recv(4096).startswith(b"RTSP/1.0 200"):
+                    break
         print(f"READY {url}", flush=True)
-        return False
 
-    GLib.idle_add(prepare)
+    GLib.idle_add(lambda: threading.Thread(target=warm_up, daemon=True).start())
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, loop.quit)
     loop.run()
