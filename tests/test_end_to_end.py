@@ -161,3 +161,19 @@ def test_http_mjpeg_camera_is_a_source(nodes: Processes) -> None:
         assert capture.stop() < 1.0
     finally:
         camera.close()
+
+
+def test_a_status_message_never_displaces_an_unread_frame(nodes: Processes, tmp_path: Path) -> None:
+    """Conflation keeps only the newest message: the 'ended' status that follows a file's last
+    frame would replace that frame for a reader that had not read it yet, unless the status
+    carries it. A reader arriving after the end sees nothing but status messages."""
+    video = write_numbered_video(tmp_path / "short.avi", 15)
+    capture, control = nodes.capture("--source", str(video), "--camera-id", "clip")
+    capture.wait_for(r"camera clip: end of video file")
+    with RemoteCapture(control, camera="clip", timeout=5) as cap:
+        ok, frame = cap.read()
+        assert ok and frame is not None, "the status did not carry the last frame"
+        assert frame_number(frame) == 14
+        assert cap.status.state == "ended"
+        cap.timeout = 2.5  # statuses keep coming every second, with the same frame
+        assert cap.read() == (False, None), "a repeated status must not count as a new frame"
