@@ -68,8 +68,10 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
             raise bad(name, f"must be between 16 and 16384, got {value}")
     if cam.delivery not in DELIVERIES:
         raise bad("delivery", f"must be one of {', '.join(DELIVERIES)}, got {cam.delivery!r}")
-    if not 4096 <= cam.socket_buffer <= 2**31 - 1:
-        raise bad("socket_buffer", f"must be between 4096 and 2147483647 bytes, got {cam.socket_buffer}")
+    if cam.socket_buffer != 0 and not 4096 <= cam.socket_buffer <= 2**31 - 1:
+        raise bad(
+            "socket_buffer", f"must be 0 (kernel autotuning) or 4096 to 2147483647 bytes, got {cam.socket_buffer}"
+        )
     if not 1 <= cam.queue_frames <= 100000:
         raise bad("queue_frames", f"must be between 1 and 100000, got {cam.queue_frames}")
     if cam.bind and not cam.bind.startswith(("tcp://", "ipc://")):

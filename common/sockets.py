@@ -7,6 +7,7 @@ in the kernel). See ../docs/protocol.md and the README's design notes.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 import zmq
@@ -16,7 +17,8 @@ HEARTBEAT_TIMEOUT_MS = 1500
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 500
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-DEFAULT_SOCKET_BUFFER = 128 * 1024
+DEFAULT_SOCKET_BUFFER = 0  # kernel autotuning: a fixed buffer caps throughput at buffer / RTT
+DEFAULT_NOTSENT_LOWAT = 16 * 1024
 DEFAULT_QUEUE_FRAMES = 64
 
 
@@ -25,9 +27,10 @@ class StreamOptions:
     """How a camera stream is delivered; the same values are needed on both ends."""
 
     every_frame: bool = False  # False: newest frame only (conflated); True: lossless, back-pressured
-    socket_buffer: int = DEFAULT_SOCKET_BUFFER
+    socket_buffer: int = DEFAULT_SOCKET_BUFFER  # SNDBUF/RCVBUF; 0: the kernel's autotuning
     queue_frames: int = DEFAULT_QUEUE_FRAMES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    notsent_lowat: int = DEFAULT_NOTSENT_LOWAT  # publisher: unsent bytes the kernel may hold; 0: no limit
 
 
 def _liveness(sock: zmq.Socket) -> None:
@@ -50,14 +53,49 @@ def bind_frame_publisher(ctx: zmq.Context, endpoint: str, options: StreamOptions
     else:
         sock = ctx.socket(zmq.PUB)
         sock.setsockopt(zmq.CONFLATE, 1)
+    if options.socket_buffer:
         sock.setsockopt(zmq.SNDBUF, options.socket_buffer)
     _liveness(sock)
     try:
+        if options.notsent_lowat and not options.every_frame and endpoint.startswith("tcp://"):
+            endpoint = _listen_with_notsent_lowat(sock, endpoint, options.notsent_lowat)
         sock.bind(endpoint)
-    except zmq.ZMQError:
+    except (zmq.ZMQError, OSError) as exc:
         sock.close(0)
-        raise
+        raise zmq.ZMQError(getattr(exc, "errno", None) or zmq.EINVAL, str(exc)) from None
     return sock
+
+
+def _listen_with_notsent_lowat(sock: zmq.Socket, endpoint: str, lowat: int) -> str:
+    """Conflation only drops frames inside ZeroMQ: bytes handed to TCP must be delivered, and
+    the kernel's send buffer autotunes to ~6 frames, which on a slow link is seconds of age.
+    TCP_NOTSENT_LOWAT keeps unsent bytes in the kernel small, so frames wait (and get
+    replaced) in the conflating pipe instead, while in-flight data (throughput) is not capped.
+    libzmq has no option for it: we create the listening socket, set it (accepted sockets
+    inherit it) and hand the descriptor over with ZMQ_USE_FD."""
+    address = endpoint[len("tcp://") :]
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    bind_host = "0.0.0.0" if host in ("*", "") else host
+    info = socket.getaddrinfo(
+        bind_host, 0 if port == "*" else int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.socket(info[0], socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, lowat)
+        listener.bind(info[4])
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    bound_port = listener.getsockname()[1]
+    sock.setsockopt(zmq.USE_FD, listener.detach())  # libzmq owns and closes it from here
+    shown_host = f"[{bind_host}]" if ":" in bind_host else bind_host
+    return f"tcp://{shown_host}:{bound_port}"
+
+
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value; Python 3.11 lacks the name
 
 
 def connect_frame_subscriber(ctx: zmq.Context, endpoint: str, options: StreamOptions) -> zmq.Socket:
@@ -68,6 +106,7 @@ def connect_frame_subscriber(ctx: zmq.Context, endpoint: str, options: StreamOpt
         sock.setsockopt(zmq.RCVHWM, options.queue_frames)
     else:
         sock.setsockopt(zmq.CONFLATE, 1)
+    if options.socket_buffer:
         sock.setsockopt(zmq.RCVBUF, options.socket_buffer)
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
     _liveness(sock)

@@ -110,6 +110,12 @@ class Processes:
     def worker(self, *args: str) -> NodeProcess:
         return self.start("worker_node", list(args))
 
+    def start_argv(self, argv: list[str]) -> NodeProcess:
+        """Any command line (e.g. one prefixed with `ip netns exec HOST`)."""
+        node = NodeProcess(argv)
+        self.started.append(node)
+        return node
+
     def start(self, module: str, args: list[str]) -> NodeProcess:
         """`python -m module args`, or `python module args` for a path ending in .py."""
         target = [module] if module.endswith(".py") else ["-m", module]
@@ -132,3 +138,8 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         threading.Event().wait(interval)
+
+
+def hold(seconds: float) -> None:
+    """A deliberate duration (an outage, a measurement window), not synchronisation."""
+    time.sleep(seconds)

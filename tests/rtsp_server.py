@@ -75,6 +75,7 @@ def feed_clock(media: GstRtspServer.RTSPMedia, args: argparse.Namespace) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--path", default="/stream")
     parser.add_argument("--width", type=int, default=640)
@@ -89,7 +90,7 @@ def main() -> None:
     Gst.init(None)
     loop = GLib.MainLoop()
     server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
+    server.set_address(args.address)
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch_line(args))
@@ -114,13 +115,13 @@ def main() -> None:
         """DESCRIBE our own stream once, so the shared media is prepared before READY (a
         client opening right after start could otherwise get 503). Calling media.prepare()
         from the main loop instead deadlocks now and then."""
-        url = f"rtsp://127.0.0.1:{server.get_bound_port()}{args.path}"
+        url = f"rtsp://{args.address}:{server.get_bound_port()}{args.path}"
         request = f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n"
         if args.user:
             token = base64.b64encode(f"{args.user}:{args.password or ''}".encode()).decode()
             request += f"Authorization: Basic {token}\r\n"
         for _ in range(100):
-            with socket.create_connection(("127.0.0.1", server.get_bound_port()), timeout=10) as conn:
+            with socket.create_connection((args.address, server.get_bound_port()), timeout=10) as conn:
                 conn.sendall((request + "\r\n").encode())
                 if conn.recv(4096).startswith(b"RTSP/1.0 200"):
                     break

@@ -1,0 +1,133 @@
+"""Across hosts for real: capture and worker nodes in separate network namespaces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.netns import Host, Network
+from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
+from tests.test_end_to_end import saved_files
+
+PY = sys.executable
+
+
+@pytest.fixture
+def network() -> Iterator[Network]:
+    with Network() as net:
+        yield net
+
+
+def start_capture(nodes: Processes, host: Host, *args: str) -> NodeProcess:
+    node = nodes.start_argv(host.command([PY, "-m", "capture_node", "--control", "tcp://0.0.0.0:5555", *args]))
+    node.wait_for(r"camera \S+: streaming")
+    return node
+
+
+def start_probe(nodes: Processes, host: Host, node: Host, camera: str = "cam1", work: float = 0.0) -> NodeProcess:
+    probe = nodes.start_argv(host.command([PY, str(ROOT / "tests/age_probe.py"), f"tcp://{node.address}:5555", camera, "--work", str(work)]))
+    probe.wait_for(r"^frame ", timeout=30)
+    return probe
+
+
+def frames_of(probe: NodeProcess) -> list[tuple[int, int, int]]:
+    """(seq, capture_ns, received_ns) of every frame the probe got so far."""
+    return [tuple(map(int, line.split()[1:4])) for line in probe.lines if line.startswith("frame ")]  # type: ignore[misc]
+
+
+def tree_rss_kb(namespace: str) -> int:
+    """Resident memory of every process in a namespace."""
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True).stdout.split()
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, network: Network, tmp_path: Path) -> None:
+    camera, edge, saver, viewer = (network.add_host(n) for n in ("camera", "edge", "saver", "viewer"))
+    server = nodes.start_argv(camera.command(["/usr/bin/python3", str(ROOT / "tests/rtsp_server.py"), "--address", camera.address, "--width", "320", "--height", "240"]))
+    url = server.wait_for(r"READY (\S+)").group(1)
+    start_capture(nodes, edge, "--source", url, "--camera-id", "door")
+    out = tmp_path / "saved"
+    save = nodes.start_argv(saver.command([PY, "-m", "worker_node", "save", "--node", f"tcp://{edge.address}:5555", "--out", str(out), "--every-n", "1", "--count", "20"]))
+    view = nodes.start_argv(viewer.command([PY, str(ROOT / "docs/examples/read_remote_camera.py"), f"tcp://{edge.address}:5555", "door", "--frames", "10"]))
+    assert save.wait_exit(60) == 0, save.output
+    assert len(saved_files(out)["door"]) == 20
+    assert view.wait_exit(60) == 0, view.output
+    assert view.output.count("320x240") == 10
+
+
+def test_partition_heals_with_fresh_frames_and_no_stale_ones(nodes: Processes, network: Network) -> None:
+    edge, worker = network.add_host("edge"), network.add_host("worker")
+    start_capture(nodes, edge, "--width", "640", "--height", "360")
+    probe = start_probe(nodes, worker, edge)
+    rss_before = tree_rss_kb(edge.namespace), tree_rss_kb(worker.namespace)
+
+    down_ns = time.time_ns()
+    worker.link_down()
+    probe.wait_for(r"^status stale", timeout=10, start=len(probe.lines))
+    hold(30)  # the outage
+    rss_during = tree_rss_kb(edge.namespace), tree_rss_kb(worker.namespace)
+    seen = len(probe.lines)
+    up_ns = time.time_ns()
+    worker.link_up()
+    probe.wait_for(r"^frame ", timeout=5, start=seen)
+
+    after = [f for f in frames_of(probe) if f[2] > up_ns]
+    first_delay = (after[0][2] - up_ns) / 1e9
+    stale = [f for f in after if f[1] < up_ns - 1_000_000_000]
+    print(f"partition of 30 s: first fresh frame {first_delay:.2f} s after the link returned; RSS kB edge/worker {rss_before} -> {rss_during}")
+    assert first_delay < 1.0
+    assert not stale, f"frames from before the partition handed over as new: {stale[:3]} (link down at {down_ns})"
+    assert rss_during[0] < rss_before[0] + 20_000 and rss_during[1] < rss_before[1] + 20_000
+
+
+def test_capture_node_killed_and_restarted_workers_resume(nodes: Processes, network: Network) -> None:
+    edge, worker = network.add_host("edge"), network.add_host("worker")
+    node = start_capture(nodes, edge, "--width", "320", "--height", "240")
+    probe = start_probe(nodes, worker, edge)
+    node.kill()  # SIGKILL: the camera processes notice their parent is gone and exit
+    wait_until(lambda: tree_rss_kb(edge.namespace) == 0, 10, "the camera processes to exit")
+    seen = len(probe.lines)
+    node = start_capture(nodes, edge, "--width", "320", "--height", "240")
+    ready_ns = time.time_ns()
+    probe.wait_for(r"^frame ", timeout=5, start=seen)
+    first = next(f for f in frames_of(probe)[::-1] if f[2] <= time.time_ns())
+    resumed = (min(f[2] for f in frames_of(probe) if f[2] > ready_ns - 2_000_000_000 and f[0] < first[0] + 1000) - ready_ns) / 1e9
+    print(f"worker resumed {resumed:.2f} s after the restarted node streamed")
+    assert resumed < 1.0
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.25])
+def test_slow_link_keeps_frame_age_bounded(nodes: Processes, network: Network, fraction: float) -> None:
+    edge, worker = network.add_host("edge"), network.add_host("worker")
+    start_capture(nodes, edge, "--width", "1280", "--height", "720")
+    probe = start_probe(nodes, worker, edge)
+    hold(3)
+    warm = frames_of(probe)[-30:]
+    mean_bytes = 130_000  # the 720p test picture at quality 80
+    needed_bits = mean_bytes * 8 * 30
+    rate = int(needed_bits * fraction)
+    edge.limit_rate(f"{rate // 1000}kbit")
+    hold(5)  # let the queues settle
+    start_ns = time.time_ns()
+    hold(20)
+    window = [f for f in frames_of(probe) if f[2] > start_ns]
+    ages = np.array([(r - c) / 1e6 for _, c, r in window])
+    transmit_ms = mean_bytes * 8 / rate * 1000
+    p50, p99 = np.percentile(ages, 50), np.percentile(ages, 99)
+    print(f"link at {fraction:.2f} of the stream rate: frame age p50 {p50:.0f} ms, p99 {p99:.0f} ms; one frame's transmit time {transmit_ms:.0f} ms; {len(window) / 20:.1f} fps; warm-up ages {[(r - c) // 1_000_000 for _, c, r in warm[-3:]]}")
+    assert p99 <= 3 * transmit_ms + 50
+    assert np.mean(ages[-20:]) < np.mean(ages[:20]) + transmit_ms, "age grows over time"
