@@ -31,7 +31,9 @@ def start_capture(nodes: Processes, host: Host, *args: str) -> NodeProcess:
 
 
 def start_probe(nodes: Processes, host: Host, node: Host, camera: str = "cam1", work: float = 0.0) -> NodeProcess:
-    probe = nodes.start_argv(host.command([PY, str(ROOT / "tests/age_probe.py"), f"tcp://{node.address}:5555", camera, "--work", str(work)]))
+    probe = nodes.start_argv(
+        host.command([PY, str(ROOT / "tests/age_probe.py"), f"tcp://{node.address}:5555", camera, "--work", str(work)])
+    )
     probe.wait_for(r"^frame ", timeout=30)
     return probe
 
@@ -57,12 +59,53 @@ def tree_rss_kb(namespace: str) -> int:
 
 def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, network: Network, tmp_path: Path) -> None:
     camera, edge, saver, viewer = (network.add_host(n) for n in ("camera", "edge", "saver", "viewer"))
-    server = nodes.start_argv(camera.command(["/usr/bin/python3", str(ROOT / "tests/rtsp_server.py"), "--address", camera.address, "--width", "320", "--height", "240"]))
+    server = nodes.start_argv(
+        camera.command(
+            [
+                "/usr/bin/python3",
+                str(ROOT / "tests/rtsp_server.py"),
+                "--address",
+                camera.address,
+                "--width",
+                "320",
+                "--height",
+                "240",
+            ]
+        )
+    )
     url = server.wait_for(r"READY (\S+)").group(1)
     start_capture(nodes, edge, "--source", url, "--camera-id", "door")
     out = tmp_path / "saved"
-    save = nodes.start_argv(saver.command([PY, "-m", "worker_node", "save", "--node", f"tcp://{edge.address}:5555", "--out", str(out), "--every-n", "1", "--count", "20"]))
-    view = nodes.start_argv(viewer.command([PY, str(ROOT / "docs/examples/read_remote_camera.py"), f"tcp://{edge.address}:5555", "door", "--frames", "10"]))
+    save = nodes.start_argv(
+        saver.command(
+            [
+                PY,
+                "-m",
+                "worker_node",
+                "save",
+                "--node",
+                f"tcp://{edge.address}:5555",
+                "--out",
+                str(out),
+                "--every-n",
+                "1",
+                "--count",
+                "20",
+            ]
+        )
+    )
+    view = nodes.start_argv(
+        viewer.command(
+            [
+                PY,
+                str(ROOT / "docs/examples/read_remote_camera.py"),
+                f"tcp://{edge.address}:5555",
+                "door",
+                "--frames",
+                "10",
+            ]
+        )
+    )
     assert save.wait_exit(60) == 0, save.output
     assert len(saved_files(out)["door"]) == 20
     assert view.wait_exit(60) == 0, view.output
@@ -88,7 +131,9 @@ def test_partition_heals_with_fresh_frames_and_no_stale_ones(nodes: Processes, n
     after = [f for f in frames_of(probe) if f[2] > up_ns]
     first_delay = (after[0][2] - up_ns) / 1e9
     stale = [f for f in after if f[1] < up_ns - 1_000_000_000]
-    print(f"partition of 30 s: first fresh frame {first_delay:.2f} s after the link returned; RSS kB edge/worker {rss_before} -> {rss_during}")
+    print(
+        f"partition of 30 s: first fresh frame {first_delay:.2f} s after the link returned; RSS kB edge/worker {rss_before} -> {rss_during}"
+    )
     assert first_delay < 1.0
     assert not stale, f"frames from before the partition handed over as new: {stale[:3]} (link down at {down_ns})"
     assert rss_during[0] < rss_before[0] + 20_000 and rss_during[1] < rss_before[1] + 20_000
@@ -101,13 +146,23 @@ def test_capture_node_killed_and_restarted_workers_resume(nodes: Processes, netw
     node.kill()  # SIGKILL: the camera processes notice their parent is gone and exit
     wait_until(lambda: tree_rss_kb(edge.namespace) == 0, 10, "the camera processes to exit")
     seen = len(probe.lines)
+    restart_ns = time.time_ns()
     node = start_capture(nodes, edge, "--width", "320", "--height", "240")
-    ready_ns = time.time_ns()
     probe.wait_for(r"^frame ", timeout=5, start=seen)
-    first = next(f for f in frames_of(probe)[::-1] if f[2] <= time.time_ns())
-    resumed = (min(f[2] for f in frames_of(probe) if f[2] > ready_ns - 2_000_000_000 and f[0] < first[0] + 1000) - ready_ns) / 1e9
-    print(f"worker resumed {resumed:.2f} s after the restarted node streamed")
-    assert resumed < 1.0
+    first = min(f[2] for f in frames_of(probe) if f[2] > restart_ns)
+    streaming_ns = log_time_ns(node.wait_for(r"^(\S+ \S+) INFO capture_node.camera: camera cam1: streaming").group(1))
+    print(
+        f"worker resumed {(first - streaming_ns) / 1e9:.2f} s after the restarted node streamed, "
+        f"{(first - restart_ns) / 1e9:.2f} s after the restart command (process start-up included)"
+    )
+    assert (first - streaming_ns) / 1e9 < 1.0
+    assert (first - restart_ns) / 1e9 < 3.0
+
+
+def log_time_ns(stamp: str) -> int:
+    """The time of a log line ('2026-11-25 19:17:47,123', local time) in ns since the epoch."""
+    seconds, _, millis = stamp.partition(",")
+    return int((time.mktime(time.strptime(seconds, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000) * 1e9)
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.25])
@@ -128,6 +183,8 @@ def test_slow_link_keeps_frame_age_bounded(nodes: Processes, network: Network, f
     ages = np.array([(r - c) / 1e6 for _, c, r in window])
     transmit_ms = mean_bytes * 8 / rate * 1000
     p50, p99 = np.percentile(ages, 50), np.percentile(ages, 99)
-    print(f"link at {fraction:.2f} of the stream rate: frame age p50 {p50:.0f} ms, p99 {p99:.0f} ms; one frame's transmit time {transmit_ms:.0f} ms; {len(window) / 20:.1f} fps; warm-up ages {[(r - c) // 1_000_000 for _, c, r in warm[-3:]]}")
+    print(
+        f"link at {fraction:.2f} of the stream rate: frame age p50 {p50:.0f} ms, p99 {p99:.0f} ms; one frame's transmit time {transmit_ms:.0f} ms; {len(window) / 20:.1f} fps; warm-up ages {[(r - c) // 1_000_000 for _, c, r in warm[-3:]]}"
+    )
     assert p99 <= 3 * transmit_ms + 50
     assert np.mean(ages[-20:]) < np.mean(ages[:20]) + transmit_ms, "age grows over time"

@@ -22,7 +22,7 @@ import zmq
 from common import jpeg
 from common.protocol import Frame, FrameHeader
 from worker_node.discovery import DiscoveryError, describe
-from worker_node.subscription import CameraStatus, Subscription
+from worker_node.subscription import STALE_AFTER_S, CameraStatus, Subscription
 
 log = logging.getLogger("worker_node.remote_capture")
 
@@ -113,6 +113,7 @@ class RemoteCapture:
     def status(self) -> CameraStatus:
         if self._sub is None:
             return CameraStatus("source-error", self.error)
+        self._sub.mark_stale_if_silent(STALE_AFTER_S)
         return self._sub.status
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's name

@@ -14,6 +14,7 @@ from common.sockets import StreamOptions, connect_frame_subscriber
 from worker_node.stats import CameraStats
 
 log = logging.getLogger("worker_node.subscription")
+STALE_AFTER_S = 3.0
 _bad = RateLimitedLog(log)
 
 
@@ -70,6 +71,15 @@ class Subscription:
             log.info("camera %s: receiving again", self.name)
         self.status = CameraStatus("streaming")
         return self._accept(decoded)
+
+    def mark_stale_if_silent(self, after_s: float) -> bool:
+        """A camera that sends nothing (not even status) for after_s is stale: the node, the
+        link or the camera is gone. True when this call made it stale."""
+        silent = self.stats.silent_for()
+        if silent > after_s and self.status.state != "stale":
+            self.status = CameraStatus("stale", f"nothing received for {silent:.1f} s")
+            return True
+        return False
 
     def _accept(self, frame: Frame) -> Frame | None:
         h = frame.header
