@@ -17,12 +17,11 @@ from common.protocol import Frame, encode_describe_request
 from common.ratelimit import RateLimitedLog
 from common.sockets import connect_control
 from worker_node.discovery import DiscoveryError, parse_reply
-from worker_node.subscription import CameraStatus, Subscription
+from worker_node.subscription import STALE_AFTER_S, Subscription
 
 log = logging.getLogger("worker_node.receiver")
 
 REDISCOVER_S = 2.0
-STALE_AFTER_S = 3.0
 
 
 class FrameReceiver:
@@ -50,6 +49,10 @@ class FrameReceiver:
         self._by_socket: dict[zmq.Socket, Subscription] = {}
         self._next_discovery = 0.0
         self._log = RateLimitedLog(log, interval=30.0)
+
+    def add_wake_fd(self, fd: int) -> None:
+        """Another file descriptor that ends a blocked poll() when readable (a stop request)."""
+        self._poller.register(fd, zmq.POLLIN)
 
     def poll(self, timeout_s: float) -> list[tuple[Subscription, Frame]]:
         """Wait up to timeout_s; return the frames that arrived (at most the newest per
@@ -129,10 +132,8 @@ class FrameReceiver:
 
     def _mark_stale(self) -> None:
         for sub in self.subscriptions.values():
-            silent = sub.stats.silent_for()
-            if silent > self._stale_after and sub.status.state != "stale":
-                log.warning("camera %s: stale, nothing received for %.1f s", sub.name, silent)
-                sub.status = CameraStatus("stale", f"nothing received for {silent:.1f} s")
+            if sub.mark_stale_if_silent(self._stale_after):
+                log.warning("camera %s: stale, %s", sub.name, sub.status.reason)
 
     def close(self) -> None:
         for sub in list(self.subscriptions.values()):
