@@ -18,6 +18,7 @@ import zmq
 
 from capture_node.config import CameraConfig
 from capture_node.frame_slot import FrameSlot
+from capture_node.pull_server import PullServer
 from capture_node.sources import Source, open_source
 from common import jpeg
 from common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
@@ -62,6 +63,12 @@ class Camera:
         options = StreamOptions(self._every_frame, config.socket_buffer, config.queue_frames)
         self._publisher = FramePublisher(ctx, config.bind, options)  # bind errors surface here
         self.endpoint = self._publisher.endpoint
+        try:
+            self._pull = PullServer(ctx, config.pull_bind, config.id)
+        except zmq.ZMQError:
+            self._publisher.close()
+            raise
+        self.pull_endpoint = self._pull.endpoint
         self._slot = FrameSlot(lossless=self._every_frame)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -77,6 +84,7 @@ class Camera:
     def start(self) -> None:
         self._grab_thread.start()
         self._publish_thread.start()
+        self._pull.start()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -86,6 +94,7 @@ class Camera:
         """Stop both threads. A read() stuck in native code cannot be interrupted: the grab
         thread is a daemon and is abandoned after the timeout."""
         self.request_stop()
+        self._pull.stop()
         self._publish_thread.join(timeout)
         self._grab_thread.join(timeout)
 
@@ -248,7 +257,9 @@ class Camera:
             frame = self._encode(grabbed.image, grabbed.capture_ns, seq)
             if frame is None:
                 continue
-            if self._publisher.send(encode_frame(frame.header, frame.jpeg), self._stop):
+            message = encode_frame(frame.header, frame.jpeg)
+            self._pull.offer_frame(frame.header.seq, message)
+            if self._publisher.send(message, self._stop):
                 seq += 1
                 self._count("published")
                 last_frame = frame
@@ -292,4 +303,6 @@ class Camera:
             retry_in_s=min(s.retry_in_s, 86400.0),
             frame=None if self._every_frame else last_frame,
         )
-        self._publisher.try_send(encode_status(status))
+        message = encode_status(status)
+        self._publisher.try_send(message)
+        self._pull.offer_status(message)

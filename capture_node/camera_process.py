@@ -4,7 +4,7 @@ its process can be killed and started again without touching the node's other ca
 also gives each camera its own FFmpeg options (OPENCV_FFMPEG_CAPTURE_OPTIONS is per process).
 
 Messages to the supervisor, over a multiprocessing pipe:
-  ("bound", endpoint) | ("bind-failed", reason) once, then ("report", CameraState, stuck_for)
+  ("bound", (endpoint, pull endpoint)) | ("bind-failed", reason) once, then ("report", CameraState, stuck_for)
   every REPORT_S. The supervisor sends "stop".
 """
 
@@ -35,7 +35,7 @@ def run(config: CameraConfig, status_interval: float, conn: Connection, log_leve
         conn.send(("bind-failed", str(exc)))
         ctx.destroy(0)
         return
-    conn.send(("bound", camera.endpoint))
+    conn.send(("bound", (camera.endpoint, camera.pull_endpoint)))
     camera.start()
     try:
         while not stop.is_set():

@@ -25,6 +25,7 @@ class CameraConfig:
     id: str
     source: str = "test"  # "test", a video file, a URL (rtsp://, http://) or a device index
     bind: str = ""  # frame endpoint; empty: the control port + 1 + the camera's index
+    pull_bind: str = ""  # pull-mode endpoint; empty: the frame port + 1000
     fps: float = 0.0  # publish rate; 0: the source's own (30 for the test source)
     quality: int = 80
     width: int = 1280  # test source picture size
@@ -74,8 +75,10 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
         )
     if not 1 <= cam.queue_frames <= 100000:
         raise bad("queue_frames", f"must be between 1 and 100000, got {cam.queue_frames}")
-    if cam.bind and not cam.bind.startswith(("tcp://", "ipc://")):
-        raise bad("bind", f"must be a tcp:// or ipc:// endpoint, got {cam.bind!r}")
+    for name in ("bind", "pull_bind"):
+        value = getattr(cam, name)
+        if value and not value.startswith(("tcp://", "ipc://")):
+            raise bad(name, f"must be a tcp:// or ipc:// endpoint, got {value!r}")
     if cam.transport not in ("tcp", "udp"):
         raise bad("transport", f"must be tcp or udp, got {cam.transport!r}")
     for name in ("open_timeout", "read_timeout"):
@@ -106,8 +109,10 @@ def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
         seen.add(cam.id)
         if not cam.bind:
             cam = dataclasses.replace(cam, bind=default_frame_endpoint(config.control, index, cam.id, place))
+        if not cam.pull_bind:
+            cam = dataclasses.replace(cam, pull_bind=default_pull_endpoint(cam.bind, place))
         cameras.append(cam)
-    binds = [c.bind for c in cameras if not c.bind.endswith(":*")]
+    binds = [b for c in cameras for b in (c.bind, c.pull_bind) if not b.endswith(":*")]
     duplicates = {b for b in binds if binds.count(b) > 1} | ({config.control} & set(binds))
     if duplicates:
         raise ConfigError(f"{where}: endpoint {sorted(duplicates)[0]} is used twice")
@@ -126,6 +131,18 @@ def default_frame_endpoint(control: str, index: int, camera_id: str, where: str)
     if control.startswith("ipc://"):
         return f"{control}-{camera_id.replace('/', '_')}"
     raise ConfigError(f"{where}.bind: cannot derive a frame endpoint from control {control!r}; set bind")
+
+
+def default_pull_endpoint(bind: str, where: str) -> str:
+    m = _TCP.fullmatch(bind)
+    if m:
+        if m["port"] == "*":
+            return bind
+        port = int(m["port"]) + 1000
+        if port > 65535:
+            raise ConfigError(f"{where}.pull_bind: frame port + 1000 is past 65535; set pull_bind explicitly")
+        return f"tcp://{m['host']}:{port}"
+    return f"{bind}-pull"
 
 
 def load(path: Path) -> NodeConfig:

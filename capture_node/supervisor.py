@@ -43,17 +43,18 @@ class CameraSupervisor:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self.endpoint = ""
+        self.pull_endpoint = ""
         self.restarts = 0
         self._thread = threading.Thread(target=self._watch, name=f"watch-{config.id}", daemon=True)
 
     def start(self) -> None:
         """Start the camera process; raises ConfigError if its endpoint cannot be bound."""
-        self.endpoint = self._spawn()
-        # Restarts must come back on the same port, also when the config said "any port".
-        self.config = dataclasses.replace(self.config, bind=self.endpoint)
+        self.endpoint, self.pull_endpoint = self._spawn()
+        # Restarts must come back on the same ports, also when the config said "any port".
+        self.config = dataclasses.replace(self.config, bind=self.endpoint, pull_bind=self.pull_endpoint)
         self._thread.start()
 
-    def _spawn(self) -> str:
+    def _spawn(self) -> tuple[str, str]:
         parent, child = _SPAWN.Pipe()
         process = _SPAWN.Process(
             target=camera_process.run,
@@ -76,14 +77,23 @@ class CameraSupervisor:
             process.join(2)
             raise ConfigError(f"camera {self.config.id}: cannot bind {self.config.bind}: {value}")
         self._process, self._conn = process, parent
-        return str(value)
+        endpoint, pull_endpoint = value
+        return str(endpoint), str(pull_endpoint)
 
     def info(self) -> CameraInfo:
         with self._lock:
             s = self._state
         fps = self.config.fps or s.source_fps
         return CameraInfo(
-            self.config.id, self.endpoint, s.width, s.height, fps, s.state, self.config.delivery, s.reason
+            self.config.id,
+            self.endpoint,
+            s.width,
+            s.height,
+            fps,
+            s.state,
+            self.config.delivery,
+            s.reason,
+            self.pull_endpoint,
         )
 
     def _watch(self) -> None:

@@ -33,6 +33,7 @@ class Kind(IntEnum):
     STATUS = 2
     DESCRIBE_REQUEST = 3
     DESCRIBE_REPLY = 4
+    PULL_REQUEST = 5
 
 
 class ProtocolError(ValueError):
@@ -81,6 +82,13 @@ class DescribeRequest:
 
 
 @dataclass(frozen=True)
+class PullRequest:
+    """Pull mode: "send me the newest frame with a sequence number above after_seq"."""
+
+    after_seq: int = -1
+
+
+@dataclass(frozen=True)
 class CameraInfo:
     camera: str
     endpoint: str
@@ -90,6 +98,7 @@ class CameraInfo:
     state: str
     delivery: str  # "latest" (conflated) or "every-frame" (lossless, back-pressured)
     reason: str = ""  # why the camera is not streaming (redacted), empty when it is
+    pull_endpoint: str = ""  # where pull requests are answered; empty: no pull mode
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ class DescribeReply:
     cameras: tuple[CameraInfo, ...]
 
 
-Message = Frame | Status | DescribeRequest | DescribeReply
+Message = Frame | Status | DescribeRequest | DescribeReply | PullRequest
 
 STATES = ("streaming", "connecting", "reconnecting", "source-error", "ended", "stopped")
 DELIVERIES = ("latest", "every-frame")
@@ -155,6 +164,10 @@ def encode_describe_request() -> bytes:
     return _pack(Kind.DESCRIBE_REQUEST, {})
 
 
+def encode_pull_request(after_seq: int) -> bytes:
+    return _pack(Kind.PULL_REQUEST, {"after_seq": after_seq})
+
+
 def encode_describe_reply(reply: DescribeReply) -> bytes:
     cams = [
         {
@@ -166,6 +179,7 @@ def encode_describe_reply(reply: DescribeReply) -> bytes:
             "state": c.state,
             "delivery": c.delivery,
             "reason": c.reason,
+            "pull_endpoint": c.pull_endpoint,
         }
         for c in reply.cameras
     ]
@@ -201,6 +215,9 @@ def decode(message: bytes | memoryview) -> Message:
     if kind == Kind.DESCRIBE_REQUEST:
         _no_payload(payload, "describe request")
         return DescribeRequest()
+    if kind == Kind.PULL_REQUEST:
+        _no_payload(payload, "pull request")
+        return PullRequest(_int_in(header, "after_seq", -1, _U64_MAX, "pull request"))
     if kind == Kind.DESCRIBE_REPLY:
         _no_payload(payload, "describe reply")
         return _describe_reply(header)
@@ -329,6 +346,13 @@ def _status(h: Mapping[str, Any], payload: memoryview) -> Status:
     )
 
 
+def _endpoint(h: Mapping[str, Any], name: str, where: str) -> str:
+    endpoint = _text(h, name, where, 256)
+    if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
+        raise ProtocolError(f"{where}: {name} {endpoint!r} is not a tcp://, ipc:// or inproc:// address")
+    return endpoint
+
+
 def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
     where = "describe reply"
     cams = _field(h, "cameras", list, where)
@@ -348,9 +372,7 @@ def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
         fps = _field(c, "fps", (int, float), w)
         if not 0 <= fps <= 1000:
             raise ProtocolError(f"{w}: field 'fps'={fps} is outside [0, 1000]")
-        endpoint = _text(c, "endpoint", w, 256)
-        if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
-            raise ProtocolError(f"{w}: endpoint {endpoint!r} is not a tcp://, ipc:// or inproc:// address")
+        endpoint = _endpoint(c, "endpoint", w)
         infos.append(
             CameraInfo(
                 camera=validate_camera_id(_field(c, "camera", str, w)),
@@ -361,6 +383,7 @@ def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
                 state=state,
                 delivery=delivery,
                 reason=_text(c, "reason", w) if "reason" in c else "",
+                pull_endpoint=_endpoint(c, "pull_endpoint", w) if c.get("pull_endpoint") else "",
             )
         )
     return DescribeReply(

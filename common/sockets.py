@@ -115,6 +115,31 @@ def connect_frame_subscriber(ctx: zmq.Context, endpoint: str, options: StreamOpt
     return sock
 
 
+def bind_pull_server(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """Pull mode, node side: a ROUTER answering each worker's requests for the newest frame."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.MAXMSGSIZE, 1024)  # requests are tiny
+    _liveness(sock)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close(0)
+        raise
+    return sock
+
+
+def connect_pull_client(
+    ctx: zmq.Context, endpoint: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> zmq.Socket:
+    """Pull mode, worker side: a DEALER that holds one outstanding request (the credit)."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+    sock.setsockopt(zmq.IMMEDIATE, 1)  # no request queued for a node that is not connected
+    _liveness(sock)
+    sock.connect(endpoint)
+    return sock
+
+
 def bind_control(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)

@@ -1,6 +1,6 @@
 """A consumer that reports what it gets, one line per event, for tests across hosts:
 
-    python tests/age_probe.py tcp://NODE:5555 cam1 [--work 0.1]
+    python tests/age_probe.py tcp://NODE:5555 cam1 [--work 0.1] [--pull]
     frame <seq> <capture_ns> <received_ns>
     status <state>
 
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("node")
     parser.add_argument("camera")
     parser.add_argument("--work", type=float, default=0.0)
+    parser.add_argument("--pull", action="store_true")
     args = parser.parse_args()
     running = True
 
@@ -30,10 +31,10 @@ def main() -> None:
         running = False
 
     signal.signal(signal.SIGTERM, stop)
-    cap = RemoteCapture(args.node, camera=args.camera, timeout=0.2)
+    cap = RemoteCapture(args.node, camera=args.camera, timeout=0.2, pull=args.pull)
     while not cap.isOpened() and running:  # the node may not be up yet
         cap.release()
-        cap = RemoteCapture(args.node, camera=args.camera, timeout=0.5)
+        cap = RemoteCapture(args.node, camera=args.camera, timeout=0.5, pull=args.pull)
     print("opened", flush=True)
     state = ""
     while running:

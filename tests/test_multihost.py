@@ -30,10 +30,9 @@ def start_capture(nodes: Processes, host: Host, *args: str) -> NodeProcess:
     return node
 
 
-def start_probe(nodes: Processes, host: Host, node: Host, camera: str = "cam1", work: float = 0.0) -> NodeProcess:
-    probe = nodes.start_argv(
-        host.command([PY, str(ROOT / "tests/age_probe.py"), f"tcp://{node.address}:5555", camera, "--work", str(work)])
-    )
+def start_probe(nodes: Processes, host: Host, node: Host, camera: str = "cam1", pull: bool = False) -> NodeProcess:
+    argv = [PY, str(ROOT / "tests/age_probe.py"), f"tcp://{node.address}:5555", camera] + (["--pull"] if pull else [])
+    probe = nodes.start_argv(host.command(argv))
     probe.wait_for(r"^frame ", timeout=30)
     return probe
 
@@ -165,26 +164,31 @@ def log_time_ns(stamp: str) -> int:
     return int((time.mktime(time.strptime(seconds, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000) * 1e9)
 
 
+@pytest.mark.parametrize("mode", ["subscribe", "pull"])
 @pytest.mark.parametrize("fraction", [0.5, 0.25])
-def test_slow_link_keeps_frame_age_bounded(nodes: Processes, network: Network, fraction: float) -> None:
+def test_slow_link_keeps_frame_age_bounded(nodes: Processes, network: Network, fraction: float, mode: str) -> None:
+    """A link at half / a quarter of the stream's rate: frame age stays within a few frame
+    transmit times instead of growing to seconds as kernel buffers fill."""
     edge, worker = network.add_host("edge"), network.add_host("worker")
     start_capture(nodes, edge, "--width", "1280", "--height", "720")
-    probe = start_probe(nodes, worker, edge)
-    hold(3)
-    warm = frames_of(probe)[-30:]
+    probe = start_probe(nodes, worker, edge, pull=mode == "pull")
     mean_bytes = 130_000  # the 720p test picture at quality 80
-    needed_bits = mean_bytes * 8 * 30
-    rate = int(needed_bits * fraction)
+    rate = int(mean_bytes * 8 * 30 * fraction)
     edge.limit_rate(f"{rate // 1000}kbit")
     hold(5)  # let the queues settle
     start_ns = time.time_ns()
-    hold(20)
+    hold(20)  # the measurement window
     window = [f for f in frames_of(probe) if f[2] > start_ns]
     ages = np.array([(r - c) / 1e6 for _, c, r in window])
     transmit_ms = mean_bytes * 8 / rate * 1000
     p50, p99 = np.percentile(ages, 50), np.percentile(ages, 99)
     print(
-        f"link at {fraction:.2f} of the stream rate: frame age p50 {p50:.0f} ms, p99 {p99:.0f} ms; one frame's transmit time {transmit_ms:.0f} ms; {len(window) / 20:.1f} fps; warm-up ages {[(r - c) // 1_000_000 for _, c, r in warm[-3:]]}"
+        f"{mode} at {fraction:.2f} of the stream rate: frame age p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+        f"({p99 / transmit_ms:.1f} frame transmit times of {transmit_ms:.0f} ms); {len(window) / 20:.1f} fps"
     )
-    assert p99 <= 3 * transmit_ms + 50
+    # Targets: p99 within 2 transmit times (pull) or 3 (subscribe); measured 1.3-1.7 and 2.6-2.8
+    # on a quiet machine. The margin keeps a loaded 2-core box green; a FIFO or plain
+    # conflation without TCP_NOTSENT_LOWAT sits at 7+ transmit times and grows.
+    limit = 2 if mode == "pull" else 3
+    assert p99 <= limit * transmit_ms * 1.5, f"p99 {p99:.0f} ms is far more than {limit} transmit times"
     assert np.mean(ages[-20:]) < np.mean(ages[:20]) + transmit_ms, "age grows over time"

@@ -138,3 +138,23 @@ def test_readme_example_runs(nodes: Processes) -> None:
     assert example.wait_exit(30) == 0, example.output
     assert len([line for line in example.output.splitlines() if line.startswith("frame ")]) == 5
     assert "320x240" in example.output
+
+
+def test_pull_mode_returns_fresh_frames_only_when_asked(nodes: Processes) -> None:
+    capture, control = nodes.capture("--width", "320", "--height", "240", "--fps", "30")
+    with RemoteCapture(control, camera="cam1", timeout=10, pull=True) as cap:
+        assert cap.isOpened(), cap.error
+        seqs, ages = [], []
+        for _ in range(10):
+            ok, frame = cap.read()
+            assert ok and frame is not None and frame.shape == (240, 320, 3)
+            assert cap.last is not None
+            seqs.append(cap.last.seq)
+            ages.append(cap.age)
+            simulate_work(0.1)  # 3 frames come and go meanwhile: the next read gets the newest
+        gaps = np.diff(seqs)
+        assert (gaps >= 2).all(), f"pull mode must skip to the newest frame: {seqs}"
+        assert max(ages) < 0.1, ages
+    capture.stop()
+    with RemoteCapture(control, camera="cam1", timeout=1, pull=True) as cap:
+        assert not cap.isOpened() and "no describe reply" in cap.error

@@ -35,7 +35,14 @@ def parse_reply(message: bytes | memoryview, node_endpoint: str) -> DescribeRepl
         raise DiscoveryError(f"node {node_endpoint}: malformed describe reply: {exc}") from None
     if not isinstance(reply, DescribeReply):
         raise DiscoveryError(f"node {node_endpoint}: answered with a {type(reply).__name__}, not a describe reply")
-    cams = tuple(dataclasses.replace(c, endpoint=reachable_endpoint(c.endpoint, node_endpoint)) for c in reply.cameras)
+    cams = tuple(
+        dataclasses.replace(
+            c,
+            endpoint=reachable_endpoint(c.endpoint, node_endpoint),
+            pull_endpoint=reachable_endpoint(c.pull_endpoint, node_endpoint) if c.pull_endpoint else "",
+        )
+        for c in reply.cameras
+    )
     return DescribeReply(reply.node, reply.time_ns, cams)
 
 

@@ -32,9 +32,11 @@ class FrameReceiver:
         cameras: Collection[str] = (),
         wake_fd: int | None = None,
         stale_after_s: float = STALE_AFTER_S,
+        pull: bool = False,
     ) -> None:
         self._ctx = ctx
         self._wanted = set(cameras)
+        self._pull = pull  # ask for each frame (slow links) instead of subscribing
         self._stale_after = stale_after_s
         self._poller = zmq.Poller()
         self._controls: dict[zmq.Socket, str] = {}
@@ -62,6 +64,10 @@ class FrameReceiver:
             self._ask_nodes()
             self._next_discovery = now + REDISCOVER_S
         wait = max(0.0, min(timeout_s, self._next_discovery - now))
+        for pulled in self.subscriptions.values():
+            pulled.request()  # pull mode: the caller is ready for the next frame
+            if pulled.awaiting_connection:
+                wait = min(wait, 0.1)  # the request could not go out yet: try again soon
         ready = dict(self._poller.poll(int(wait * 1000)))
         frames: list[tuple[Subscription, Frame]] = []
         for sock in ready:
@@ -105,19 +111,17 @@ class FrameReceiver:
             for cam in reply.cameras:
                 if self._wanted and cam.camera not in self._wanted:
                     continue
+                pull = self._pull and bool(cam.pull_endpoint)
+                endpoint = cam.pull_endpoint if pull else cam.endpoint
+                every_frame = cam.delivery == "every-frame"
                 current = self.subscriptions.get(cam.camera)
-                if (
-                    current
-                    and current.endpoint == cam.endpoint
-                    and current.every_frame == (cam.delivery == "every-frame")
-                ):
+                if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
                     continue
                 if current:
                     self._remove(current)
-                self._add(Subscription(self._ctx, cam.endpoint, cam.camera, cam.delivery == "every-frame"))
-                log.info(
-                    "camera %s: subscribed to %s (%s) on node %s", cam.camera, cam.endpoint, cam.delivery, reply.node
-                )
+                self._add(Subscription(self._ctx, endpoint, cam.camera, every_frame, pull))
+                mode = "pull" if pull else cam.delivery
+                log.info("camera %s: subscribed to %s (%s) on node %s", cam.camera, endpoint, mode, reply.node)
 
     def _add(self, sub: Subscription) -> None:
         self.subscriptions[sub.name] = sub

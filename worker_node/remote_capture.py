@@ -30,9 +30,10 @@ log = logging.getLogger("worker_node.remote_capture")
 class RemoteCapture:
     """`source` is a capture node's describe endpoint together with `camera`, or a camera's
     frame endpoint alone. Like cv2.VideoCapture, a failure to open does not raise: check
-    isOpened() (and `error` for the reason)."""
+    isOpened() (and `error` for the reason). `pull=True` (with a node and camera) asks for
+    each frame instead of subscribing: the freshest frames over links slower than the stream."""
 
-    def __init__(self, source: str, camera: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, source: str, camera: str | None = None, timeout: float = 5.0, pull: bool = False) -> None:
         self.timeout = timeout
         self.error = ""
         self._ctx = zmq.Context()
@@ -54,7 +55,15 @@ class RemoteCapture:
                 return
             endpoint, every_frame = match[0].endpoint, match[0].delivery == "every-frame"
             self._described_fps = match[0].fps
-        self._sub = Subscription(self._ctx, endpoint, camera, every_frame)
+            if pull and not match[0].pull_endpoint:
+                self._fail(f"camera {camera!r} on {source} offers no pull endpoint")
+                return
+            if pull:
+                endpoint = match[0].pull_endpoint
+        elif pull:
+            self._fail("pull mode needs a node endpoint and a camera id")
+            return
+        self._sub = Subscription(self._ctx, endpoint, camera, every_frame, pull)
 
     def _fail(self, reason: str) -> None:
         self.error = reason
@@ -77,9 +86,13 @@ class RemoteCapture:
                 self._pending = frame
                 self.last = frame.header
                 return True
+            self._sub.request()  # pull mode: we are ready for the next frame
             remaining = deadline - time.monotonic()
+            if self._sub.awaiting_connection:
+                remaining = min(remaining, 0.1)  # the request could not go out yet: retry soon
             if remaining <= 0 or not self._sub.socket.poll(int(remaining * 1000) + 1, zmq.POLLIN):
-                return False
+                if time.monotonic() >= deadline:
+                    return False
 
     def retrieve(self) -> tuple[bool, np.ndarray | None]:
         if self._pending is None:

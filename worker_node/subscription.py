@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 import zmq
 
-from common.protocol import Frame, ProtocolError, Status, decode
+from common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
 from common.ratelimit import RateLimitedLog
-from common.sockets import StreamOptions, connect_frame_subscriber
+from common.sockets import StreamOptions, connect_frame_subscriber, connect_pull_client
 from worker_node.stats import CameraStats
 
 log = logging.getLogger("worker_node.subscription")
 STALE_AFTER_S = 3.0
+REQUEST_RETRY_S = 2.0
 _bad = RateLimitedLog(log)
 
 
@@ -28,17 +29,48 @@ class CameraStatus:
 
 class Subscription:
     """Receives one camera. `camera` is the id expected on the wire (None: accept the first
-    seen, for a bare frame endpoint)."""
+    seen, for a bare frame endpoint). With `pull`, `endpoint` is the camera's pull endpoint
+    and frames come only when asked for with request(): for links slower than the stream."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, camera: str | None = None, every_frame: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        camera: str | None = None,
+        every_frame: bool = False,
+        pull: bool = False,
+    ) -> None:
         self.endpoint = endpoint
         self.camera = camera
-        self.every_frame = every_frame
-        self.socket = connect_frame_subscriber(ctx, endpoint, StreamOptions(every_frame=every_frame))
+        self.every_frame = every_frame and not pull
+        self.pull = pull
+        if pull:
+            self.socket = connect_pull_client(ctx, endpoint)
+        else:
+            self.socket = connect_frame_subscriber(ctx, endpoint, StreamOptions(every_frame=every_frame))
         self.stats = CameraStats()
         self.status = CameraStatus("connecting")
         self._last_seq = -1
         self._last_publish_ns = 0
+        self._asked_at: float | None = None  # pull mode: when the outstanding request went out
+
+    @property
+    def awaiting_connection(self) -> bool:
+        """Pull mode: no request is out because the node is not connected (yet)."""
+        return self.pull and self._asked_at is None
+
+    def request(self) -> None:
+        """Pull mode: ask for the newest frame, unless a request is still outstanding (the
+        credit of one). A request unanswered for REQUEST_RETRY_S is sent again: the node
+        may have restarted and forgotten it."""
+        now = time.monotonic()
+        if not self.pull or (self._asked_at is not None and now - self._asked_at < REQUEST_RETRY_S):
+            return
+        try:
+            self.socket.send(encode_pull_request(self._last_seq), zmq.NOBLOCK)
+            self._asked_at = now
+        except zmq.Again:
+            pass  # not connected (yet): asked again on the next call
 
     @property
     def name(self) -> str:
@@ -57,6 +89,7 @@ class Subscription:
             return self._malformed(str(exc))
         if not isinstance(decoded, (Frame, Status)):
             return self._malformed(f"a {type(decoded).__name__} on a frame stream")
+        self._asked_at = None  # the request is answered: the credit is back
         if self.camera is None:
             self.camera = decoded.header.camera if isinstance(decoded, Frame) else decoded.camera
         wire_camera = decoded.header.camera if isinstance(decoded, Frame) else decoded.camera
