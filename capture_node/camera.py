@@ -61,7 +61,7 @@ class Camera:
         self._status_interval = status_interval
         self._every_frame = config.delivery == "every-frame"
         options = StreamOptions(self._every_frame, config.socket_buffer, config.queue_frames)
-        self._publisher = FramePublisher(ctx, config.bind, options)  # bind errors surface here
+        self._publisher = FramePublisher(ctx, config.bind, options, config.connect)  # bind errors surface here
         self.endpoint = self._publisher.endpoint
         try:
             self._pull = PullServer(ctx, config.pull_bind, config.id)

@@ -22,6 +22,7 @@ _CAMERA_FLAGS = (
     "source",
     "camera_id",
     "bind",
+    "connect",
     "fps",
     "quality",
     "width",
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--source", help="'test' (default), a video file, a URL (rtsp://, http://) or a device index")
     cam.add_argument("--camera-id", help="camera id (default cam1)")
     cam.add_argument("--bind", help="frame endpoint (default: control port + 1)")
+    cam.add_argument(
+        "--connect",
+        action="append",
+        metavar="ENDPOINT",
+        help="also push frames to a worker listening there (for a node behind NAT; repeatable)",
+    )
     cam.add_argument("--fps", type=float, help="publish rate (default: the source's)")
     cam.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
     cam.add_argument("--width", type=int, help="test picture width (default 1280)")
@@ -65,13 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
     if args.config:
-        given = [f"--{f.replace('_', '-')}" for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)]
+        given = [f"--{f.replace('_', '-')}" for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False, [])]
         if given:
             raise ConfigError(f"{given[0]} cannot be combined with --config: put it in the config file")
         cfg = node_config.load(args.config)
     else:
         values = {f: getattr(args, f) for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)}
         values["id"] = values.pop("camera_id", "cam1")
+        values["connect"] = tuple(values.get("connect", ()))
         if values.pop("every_frame", False):
             values["delivery"] = "every-frame"
         cfg = NodeConfig(cameras=(CameraConfig(**values),))

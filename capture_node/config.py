@@ -26,6 +26,7 @@ class CameraConfig:
     source: str = "test"  # "test", a video file, a URL (rtsp://, http://) or a device index
     bind: str = ""  # frame endpoint; empty: the control port + 1 + the camera's index
     pull_bind: str = ""  # pull-mode endpoint; empty: the frame port + 1000
+    connect: tuple[str, ...] = ()  # also push frames out to workers listening there (edge box behind NAT)
     fps: float = 0.0  # publish rate; 0: the source's own (30 for the test source)
     quality: int = 80
     width: int = 1280  # test source picture size
@@ -79,6 +80,9 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
         value = getattr(cam, name)
         if value and not value.startswith(("tcp://", "ipc://")):
             raise bad(name, f"must be a tcp:// or ipc:// endpoint, got {value!r}")
+    for value in cam.connect:
+        if not isinstance(value, str) or not value.startswith(("tcp://", "ipc://")) or value.endswith(":*"):
+            raise bad("connect", f"must be a list of tcp:// or ipc:// endpoints with a port, got {value!r}")
     if cam.transport not in ("tcp", "udp"):
         raise bad("transport", f"must be tcp or udp, got {cam.transport!r}")
     for name in ("open_timeout", "read_timeout"):
@@ -187,6 +191,10 @@ def _build(cls: Any, table: Any, where: str) -> Any:
         f = fields.get(key)
         if f is None:
             raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(sorted(fields))})")
+        if str(f.type).startswith("tuple[str"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}.{key}: must be a list of strings, got {value!r}")
+            value = tuple(value)
         accepted = _TYPES.get(str(f.type))
         if accepted is not None:
             if isinstance(value, bool) and bool not in accepted:

@@ -14,10 +14,14 @@ _POLL_MS = 100
 class FramePublisher:
     """Owned by one thread (ZeroMQ sockets are not thread-safe)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, options: StreamOptions) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, options: StreamOptions, connect: tuple[str, ...] = ()) -> None:
         self._every_frame = options.every_frame
         self._sock = bind_frame_publisher(ctx, endpoint, options)
         self.endpoint = bound_endpoint(self._sock)
+        for target in connect:
+            # Reverse direction, for edge boxes behind NAT: the worker binds, we connect out.
+            # The same socket, so the same conflation: one pipe per worker, newest frame each.
+            self._sock.connect(target)
         self._subscribed = False
 
     def has_subscribers(self) -> bool:

@@ -115,6 +115,24 @@ def connect_frame_subscriber(ctx: zmq.Context, endpoint: str, options: StreamOpt
     return sock
 
 
+def bind_frame_listener(ctx: zmq.Context, endpoint: str, options: StreamOptions) -> zmq.Socket:
+    """Reverse direction (edge box behind NAT): the worker binds a SUB and capture nodes
+    connect out to it. Conflation is per connection, so each camera keeps its newest frame."""
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.CONFLATE, 1)
+    if options.socket_buffer:
+        sock.setsockopt(zmq.RCVBUF, options.socket_buffer)
+    sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
+    _liveness(sock)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close(0)
+        raise
+    return sock
+
+
 def bind_pull_server(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     """Pull mode, node side: a ROUTER answering each worker's requests for the newest frame."""
     sock = ctx.socket(zmq.ROUTER)

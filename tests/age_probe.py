@@ -13,8 +13,12 @@ import argparse
 import signal
 import sys
 import time
+from collections.abc import Callable
+
+import zmq
 
 from worker_node import RemoteCapture
+from worker_node.receiver import FrameReceiver
 
 
 def main() -> None:
@@ -23,6 +27,9 @@ def main() -> None:
     parser.add_argument("camera")
     parser.add_argument("--work", type=float, default=0.0)
     parser.add_argument("--pull", action="store_true")
+    parser.add_argument(
+        "--listen", action="store_true", help="NODE is an endpoint to bind; capture nodes connect to it"
+    )
     args = parser.parse_args()
     running = True
 
@@ -31,6 +38,9 @@ def main() -> None:
         running = False
 
     signal.signal(signal.SIGTERM, stop)
+    if args.listen:
+        listen(args.node, args.work, lambda: running)
+        return
     cap = RemoteCapture(args.node, camera=args.camera, timeout=0.2, pull=args.pull)
     while not cap.isOpened() and running:  # the node may not be up yet
         cap.release()
@@ -48,6 +58,19 @@ def main() -> None:
                 time.sleep(args.work)  # the consumer's processing time
     cap.release()
     sys.exit(0)
+
+
+def listen(endpoint: str, work: float, running: Callable[[], bool]) -> None:
+    ctx = zmq.Context()
+    receiver = FrameReceiver(ctx, [], listen=[endpoint])
+    print("opened", flush=True)
+    while running():
+        for _sub, frame in receiver.poll(0.2):
+            print(f"frame {frame.header.seq} {frame.header.capture_ns} {time.time_ns()}", flush=True)
+            if work:
+                time.sleep(work)  # the consumer's processing time
+    receiver.close()
+    ctx.destroy(0)
 
 
 if __name__ == "__main__":

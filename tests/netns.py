@@ -51,10 +51,36 @@ class Host:
     def link_up(self) -> None:
         ip("-n", self.network.switch, "link", "set", self._switch_port, "up")
 
+    def refuse_incoming(self) -> None:
+        """Nobody can open a connection to this host (as behind NAT); it can still connect out."""
+        for rule in (
+            ["add", "table", "inet", "nat_like"],
+            ["add", "chain", "inet", "nat_like", "input", "{ type filter hook input priority 0; policy accept; }"],
+            ["add", "rule", "inet", "nat_like", "input", "iifname", "eth0", "ct", "state", "new", "drop"],
+        ):
+            ip("netns", "exec", self.namespace, "nft", *rule)
+
     def limit_rate(self, rate: str) -> None:
         """Limit what this host sends. `burst` must hold a packet; 200 ms of queue (less
         overflowed under BBR in measurements)."""
-        ip("netns", "exec", self.namespace, "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "200ms")
+        ip(
+            "netns",
+            "exec",
+            self.namespace,
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            "eth0",
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            "32kbit",
+            "latency",
+            "200ms",
+        )
 
     def unlimit_rate(self) -> None:
         ip("netns", "exec", self.namespace, "tc", "qdisc", "del", "dev", "eth0", "root")
@@ -94,7 +120,9 @@ class Network:
     def close(self) -> None:
         for namespace in [h.namespace for h in self.hosts] + [self.switch]:
             subprocess.run(["ip", "netns", "pids", namespace], capture_output=True)
-            for pid in subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True).stdout.split():
+            for pid in subprocess.run(
+                ["ip", "netns", "pids", namespace], capture_output=True, text=True
+            ).stdout.split():
                 subprocess.run(["kill", "-9", pid], capture_output=True)
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
 

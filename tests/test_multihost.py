@@ -192,3 +192,41 @@ def test_slow_link_keeps_frame_age_bounded(nodes: Processes, network: Network, f
     limit = 2 if mode == "pull" else 3
     assert p99 <= limit * transmit_ms * 1.5, f"p99 {p99:.0f} ms is far more than {limit} transmit times"
     assert np.mean(ages[-20:]) < np.mean(ages[:20]) + transmit_ms, "age grows over time"
+
+
+def test_edge_box_behind_nat_connects_out_to_a_listening_worker(
+    nodes: Processes, network: Network, tmp_path: Path
+) -> None:
+    edge, worker = network.add_host("edge"), network.add_host("worker")
+    edge.refuse_incoming()
+    unreachable = subprocess.run(
+        worker.command([PY, "-c", f"import socket; socket.create_connection(('{edge.address}', 5555), timeout=1)"]),
+        capture_output=True,
+    )
+    assert unreachable.returncode != 0, "the worker host must not reach the edge box"
+    probe = nodes.start_argv(
+        worker.command([PY, str(ROOT / "tests/age_probe.py"), "tcp://0.0.0.0:6000", "-", "--listen", "--work", "0.1"])
+    )
+    probe.wait_for("opened")
+    start_capture(
+        nodes,
+        edge,
+        "--camera-id",
+        "natcam",
+        "--width",
+        "640",
+        "--height",
+        "360",
+        "--connect",
+        f"tcp://{worker.address}:6000",
+    )
+    probe.wait_for(r"^frame ", timeout=15)
+    hold(4)  # a consumer 3x slower than the camera, for a while
+    frames = frames_of(probe)
+    ages = np.array([(r - c) / 1e6 for _, c, r in frames[3:]])
+    print(
+        f"through NAT, consumer 3x slower than the camera: age p50 {np.percentile(ages, 50):.0f} ms, p99 {np.percentile(ages, 99):.0f} ms over {len(ages)} frames"
+    )
+    assert len(ages) >= 20
+    assert np.percentile(ages, 99) < 33 + 100, "conflation must hold in the reverse direction too"
+    assert np.diff([seq for seq, _, _ in frames]).min() >= 2, "a slow consumer must skip to the newest frame"

@@ -33,6 +33,7 @@ class FrameReceiver:
         wake_fd: int | None = None,
         stale_after_s: float = STALE_AFTER_S,
         pull: bool = False,
+        listen: Sequence[str] = (),
     ) -> None:
         self._ctx = ctx
         self._wanted = set(cameras)
@@ -49,6 +50,9 @@ class FrameReceiver:
             self._poller.register(wake_fd, zmq.POLLIN)
         self.subscriptions: dict[str, Subscription] = {}
         self._by_socket: dict[zmq.Socket, Subscription] = {}
+        for endpoint in listen:  # capture nodes behind NAT connect to these
+            self._add(Subscription(ctx, endpoint, listen=True))
+            log.info("listening for capture nodes on %s", endpoint)
         self._next_discovery = 0.0
         self._log = RateLimitedLog(log, interval=30.0)
 

@@ -10,7 +10,7 @@ import zmq
 
 from common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
 from common.ratelimit import RateLimitedLog
-from common.sockets import StreamOptions, connect_frame_subscriber, connect_pull_client
+from common.sockets import StreamOptions, bind_frame_listener, connect_frame_subscriber, connect_pull_client
 from worker_node.stats import CameraStats
 
 log = logging.getLogger("worker_node.subscription")
@@ -39,19 +39,22 @@ class Subscription:
         camera: str | None = None,
         every_frame: bool = False,
         pull: bool = False,
+        listen: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.camera = camera
         self.every_frame = every_frame and not pull
         self.pull = pull
+        self.listen = listen  # bound: capture nodes connect to us, any number of cameras
         if pull:
             self.socket = connect_pull_client(ctx, endpoint)
+        elif listen:
+            self.socket = bind_frame_listener(ctx, endpoint, StreamOptions())
         else:
             self.socket = connect_frame_subscriber(ctx, endpoint, StreamOptions(every_frame=every_frame))
         self.stats = CameraStats()
         self.status = CameraStatus("connecting")
-        self._last_seq = -1
-        self._last_publish_ns = 0
+        self._last: dict[str, tuple[int, int]] = {}  # camera -> (seq, publish_ns) of its last frame
         self._asked_at: float | None = None  # pull mode: when the outstanding request went out
 
     @property
@@ -67,7 +70,8 @@ class Subscription:
         if not self.pull or (self._asked_at is not None and now - self._asked_at < REQUEST_RETRY_S):
             return
         try:
-            self.socket.send(encode_pull_request(self._last_seq), zmq.NOBLOCK)
+            last_seq = self._last.get(self.camera or "", (-1, 0))[0]
+            self.socket.send(encode_pull_request(last_seq), zmq.NOBLOCK)
             self._asked_at = now
         except zmq.Again:
             pass  # not connected (yet): asked again on the next call
@@ -90,10 +94,10 @@ class Subscription:
         if not isinstance(decoded, (Frame, Status)):
             return self._malformed(f"a {type(decoded).__name__} on a frame stream")
         self._asked_at = None  # the request is answered: the credit is back
-        if self.camera is None:
-            self.camera = decoded.header.camera if isinstance(decoded, Frame) else decoded.camera
         wire_camera = decoded.header.camera if isinstance(decoded, Frame) else decoded.camera
-        if wire_camera != self.camera:
+        if self.camera is None and not self.listen:
+            self.camera = wire_camera
+        if wire_camera != self.camera and not self.listen:
             return self._malformed(f"camera id {wire_camera!r} on the stream of {self.camera!r}")
         if isinstance(decoded, Status):
             self.stats.last_message = time.monotonic()
@@ -116,15 +120,18 @@ class Subscription:
 
     def _accept(self, frame: Frame) -> Frame | None:
         h = frame.header
-        if h.seq == self._last_seq and h.publish_ns == self._last_publish_ns:
-            return None  # the same frame again, riding on a status message
-        if self._last_seq >= 0:
-            if h.seq > self._last_seq:
-                self.stats.dropped += h.seq - self._last_seq - 1
+        last = self._last.get(h.camera)
+        if last is not None:
+            last_seq, last_publish_ns = last
+            if h.seq == last_seq and h.publish_ns == last_publish_ns:
+                return None  # the same frame again, riding on a status message
+            if h.seq > last_seq:
+                self.stats.dropped += h.seq - last_seq - 1
             else:
                 self.stats.restarts += 1  # the publisher started counting again
-        self._last_seq = h.seq
-        self._last_publish_ns = h.publish_ns
+        elif len(self._last) >= 1024:
+            self._last.clear()  # a listener hears from many cameras; bound the memory
+        self._last[h.camera] = (h.seq, h.publish_ns)
         self.stats.frame(h.capture_ns)
         return frame
 
