@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from dataclasses import dataclass
 
 import zmq
 
@@ -48,15 +49,40 @@ def parse_reply(message: bytes | memoryview, node_endpoint: str) -> DescribeRepl
 
 def describe(ctx: zmq.Context, node_endpoint: str, timeout: float = 3.0) -> DescribeReply:
     """One request, one reply, bounded by timeout."""
+    return describe_with_clock(ctx, node_endpoint, timeout)[0]
+
+
+def describe_with_clock(
+    ctx: zmq.Context, node_endpoint: str, timeout: float = 3.0
+) -> tuple[DescribeReply, ClockOffset]:
+    """Describe, and estimate the node's clock offset from the same round trip."""
     sock = connect_control(ctx, node_endpoint)
     try:
+        sent_ns = time.time_ns()
         sock.send(encode_describe_request())
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             if sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
-                return parse_reply(sock.recv(), node_endpoint)
+                message = sock.recv()
+                received_ns = time.time_ns()
+                reply = parse_reply(message, node_endpoint)
+                return reply, ClockOffset.estimate(reply.time_ns, sent_ns, received_ns)
         raise DiscoveryError(
             f"node {node_endpoint}: no describe reply within {timeout:.1f} s (is a capture node running there?)"
         )
     finally:
         sock.close(0)
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    """How far the node's clock is ahead of ours. Frame age is our receive time minus the
+    node's capture time, so a skewed clock makes every age lie by exactly this much."""
+
+    seconds: float
+    uncertainty: float  # half the round trip: the reply was stamped somewhere within it
+
+    @staticmethod
+    def estimate(node_time_ns: int, sent_ns: int, received_ns: int) -> ClockOffset:
+        midpoint = (sent_ns + received_ns) / 2
+        return ClockOffset((node_time_ns - midpoint) / 1e9, (received_ns - sent_ns) / 2e9)

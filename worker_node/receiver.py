@@ -16,7 +16,7 @@ import zmq
 from common.protocol import Frame, encode_describe_request
 from common.ratelimit import RateLimitedLog
 from common.sockets import connect_control
-from worker_node.discovery import DiscoveryError, parse_reply
+from worker_node.discovery import ClockOffset, DiscoveryError, parse_reply
 from worker_node.subscription import STALE_AFTER_S, Subscription
 
 log = logging.getLogger("worker_node.receiver")
@@ -54,6 +54,8 @@ class FrameReceiver:
             self._add(Subscription(ctx, endpoint, listen=True))
             log.info("listening for capture nodes on %s", endpoint)
         self._next_discovery = 0.0
+        self._asked_ns = 0
+        self.clock_offsets: dict[str, ClockOffset] = {}  # node -> estimate from describe round trips
         self._log = RateLimitedLog(log, interval=30.0)
 
     def add_wake_fd(self, fd: int) -> None:
@@ -98,6 +100,7 @@ class FrameReceiver:
         return newest
 
     def _ask_nodes(self) -> None:
+        self._asked_ns = time.time_ns()
         for sock in self._controls:
             try:
                 sock.send(encode_describe_request(), zmq.NOBLOCK)
@@ -112,6 +115,15 @@ class FrameReceiver:
             except DiscoveryError as exc:
                 self._log.warning(f"bad-{node}", "%s", exc)
                 continue
+            clock = ClockOffset.estimate(reply.time_ns, self._asked_ns, time.time_ns())
+            self.clock_offsets[node] = clock
+            if abs(clock.seconds) > max(0.05, 2 * clock.uncertainty):
+                self._log.warning(
+                    f"clock-{node}",
+                    "node %s: its clock is %+.3f s off ours; frame ages from it are off by as much (sync clocks with NTP)",
+                    node,
+                    clock.seconds,
+                )
             for cam in reply.cameras:
                 if self._wanted and cam.camera not in self._wanted:
                     continue
