@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-ugly gstreamer1.0-x gstreamer1.0-tools
-    chromium xvfb xdotool libglib2.0-0 libgl1 ffmpeg iproute2 nftables opencv-doc
+    chromium xvfb xdotool libglib2.0-0 libgl1 ffmpeg iproute2 nftables systemd opencv-doc
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,40 @@
+"""deploy/ stays true: example configs load, systemd units verify, worker arguments parse."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from capture_node import config
+from worker_node.cli import build_parser
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("name", ["capture-edge1.toml", "compose-node.toml"])
+def test_example_node_configs_load(name: str) -> None:
+    loaded = config.load(DEPLOY / "config" / name)
+    assert loaded.cameras
+
+
+@pytest.mark.parametrize("name", ["worker-frames.env", "worker-wan.env"])
+def test_example_worker_arguments_parse(name: str) -> None:
+    line = next(x for x in (DEPLOY / "config" / name).read_text().splitlines() if x.startswith("WORKER_ARGS="))
+    args = build_parser().parse_args(shlex.split(line.partition("=")[2]))
+    assert args.command == "save"
+
+
+@pytest.mark.parametrize("unit", ["framebus-capture@.service", "framebus-worker@.service"])
+def test_systemd_units_verify(unit: str, tmp_path: Path) -> None:
+    """systemd-analyze checks keys, sections and that the commands exist (pointed at this venv)."""
+    text = (DEPLOY / "systemd" / unit).read_text().replace("/opt/framebus/venv/bin", str(VENV_BIN))
+    instance = tmp_path / unit.replace("@", "@example")
+    instance.write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True, text=True)
+    problems = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 0 and not problems, problems
