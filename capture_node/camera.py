@@ -41,8 +41,16 @@ class CameraState:
     width: int = 0
     height: int = 0
     source_fps: float = 0.0
+    # Counters since the camera process started (the supervisor carries them over restarts).
     grabbed: int = 0
     published: int = 0
+    encode_seconds: float = 0.0
+    reconnects: int = 0
+    open_errors: int = 0
+    encode_errors: int = 0
+
+
+COUNTERS = ("grabbed", "published", "encode_seconds", "reconnects", "open_errors", "encode_errors")
 
 
 def backoff_delay(attempt: int, cap: float) -> float:
@@ -117,9 +125,9 @@ class Camera:
         if changed:
             self._slot.interrupt()  # the publish thread tells the workers at once
 
-    def _count(self, field: str) -> None:
+    def _count(self, field: str, amount: float = 1) -> None:
         with self._lock:
-            self._state = replace(self._state, **{field: getattr(self._state, field) + 1})
+            self._state = replace(self._state, **{field: getattr(self._state, field) + amount})
 
     def stuck_for(self) -> float:
         """Seconds the grab thread has been inside an open() or read() (0 when it is not).
@@ -142,6 +150,7 @@ class Camera:
                 delay = backoff_delay(attempt, self.config.reconnect_max)
                 reason = printable(redact_url(str(exc)))
                 self._set_state(state="source-error", reason=reason, attempt=attempt, retry_in_s=delay)
+                self._count("open_errors")
                 self._log.warning(f"open-{cam}", "camera %s: %s; retry %d in %.1f s", cam, reason, attempt, delay)
                 self._stop.wait(delay)
                 continue
@@ -177,6 +186,7 @@ class Camera:
                 attempt = max(attempt, 0) + 1
                 delay = backoff_delay(attempt, self.config.reconnect_max)
                 self._set_state(state="reconnecting", reason=outcome, attempt=attempt, retry_in_s=delay)
+                self._count("reconnects")
                 log.warning("camera %s: %s; reconnecting in %.1f s", cam, outcome, delay)
                 self._stop.wait(delay)
 
@@ -282,9 +292,12 @@ class Camera:
         return 0.0
 
     def _encode(self, image: np.ndarray, capture_ns: int, seq: int) -> Frame | None:
+        started = time.perf_counter()
         try:
             data = jpeg.encode_bgr(image, self.config.quality)
+            self._count("encode_seconds", time.perf_counter() - started)
         except Exception as exc:
+            self._count("encode_errors")
             self._log.warning(f"encode-{self.config.id}", "camera %s: cannot encode frame: %s", self.config.id, exc)
             return None
         height, width = image.shape[:2]

@@ -12,9 +12,11 @@ from pathlib import Path
 from types import FrameType
 
 from capture_node import config as node_config
+from capture_node import metrics
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
 from capture_node.node import CaptureNode
 from common.logs import setup_logging
+from common.metrics import serve_metrics
 
 log = logging.getLogger("capture_node")
 
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="lossless delivery: subscribers get every frame and slow the source down (for files)",
     )
+    p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -112,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         node.start()
     except ConfigError as exc:
         log.error("%s", exc)
+        return 2
+    metrics.register(node.cameras)
+    try:
+        serve_metrics(args.metrics_port)
+    except OSError as exc:
+        log.error("cannot serve metrics on port %d: %s", args.metrics_port, exc)
+        node.stop()
         return 2
     while True:
         wake.wait()

@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from capture_node import camera_process
-from capture_node.camera import CameraState, backoff_delay
+from capture_node.camera import COUNTERS, CameraState, backoff_delay
 from capture_node.config import CameraConfig, ConfigError
 from common.protocol import CameraInfo
 
@@ -40,6 +40,8 @@ class CameraSupervisor:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = CameraState()
+        self._latest_counts = CameraState()
+        self._carried: dict[str, float] = dict.fromkeys(COUNTERS, 0)
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self.endpoint = ""
@@ -80,6 +82,12 @@ class CameraSupervisor:
         endpoint, pull_endpoint = value
         return str(endpoint), str(pull_endpoint)
 
+    def state(self) -> CameraState:
+        """The camera's state, its counters summed over restarts of its process."""
+        with self._lock:
+            totals = {c: self._carried[c] + getattr(self._latest_counts, c) for c in COUNTERS}
+            return dataclasses.replace(self._state, **totals)  # type: ignore[arg-type]
+
     def info(self) -> CameraInfo:
         with self._lock:
             s = self._state
@@ -103,6 +111,9 @@ class CameraSupervisor:
             if self._stop.is_set():
                 break
             self._kill()
+            with self._lock:  # counters of the dead process carry over to the next one
+                self._carried = {c: self._carried[c] + getattr(self._latest_counts, c) for c in COUNTERS}
+                self._latest_counts = CameraState()
             attempt += 1
             self.restarts += 1
             delay = backoff_delay(attempt, self.config.reconnect_max)
@@ -134,6 +145,7 @@ class CameraSupervisor:
                 last_report = now
                 with self._lock:
                     self._state = state
+                    self._latest_counts = state
                 if stuck_for > limit:
                     return f"capture made no progress for {stuck_for:.0f} s (hung in open/read)"
             elif now - last_report > SILENCE_LIMIT_S:

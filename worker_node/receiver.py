@@ -16,6 +16,7 @@ import zmq
 from common.protocol import Frame, encode_describe_request
 from common.ratelimit import RateLimitedLog
 from common.sockets import connect_control
+from worker_node import metrics
 from worker_node.discovery import ClockOffset, DiscoveryError, parse_reply
 from worker_node.subscription import STALE_AFTER_S, Subscription
 
@@ -50,6 +51,7 @@ class FrameReceiver:
             self._poller.register(wake_fd, zmq.POLLIN)
         self.subscriptions: dict[str, Subscription] = {}
         self._by_socket: dict[zmq.Socket, Subscription] = {}
+        metrics.track(self)
         for endpoint in listen:  # capture nodes behind NAT connect to these
             self._add(Subscription(ctx, endpoint, listen=True))
             log.info("listening for capture nodes on %s", endpoint)

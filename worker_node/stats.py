@@ -14,6 +14,8 @@ class CameraStats:
     restarts: int = 0  # the publisher's sequence started over (node restarted)
     last_age_s: float = 0.0  # receive time minus capture time of the last frame
     last_message: float = field(default_factory=time.monotonic)
+    stale_since: float | None = None  # monotonic time the camera went stale
+    stale_total: float = 0.0  # seconds stale, finished periods
     _window_start: float = field(default_factory=time.monotonic)
     _window_frames: int = 0
     fps: float = 0.0

@@ -11,6 +11,7 @@ import zmq
 from common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
 from common.ratelimit import RateLimitedLog
 from common.sockets import StreamOptions, bind_frame_listener, connect_frame_subscriber, connect_pull_client
+from worker_node.metrics import FRAME_AGE
 from worker_node.stats import CameraStats
 
 log = logging.getLogger("worker_node.subscription")
@@ -93,6 +94,9 @@ class Subscription:
             return self._malformed(str(exc))
         if not isinstance(decoded, (Frame, Status)):
             return self._malformed(f"a {type(decoded).__name__} on a frame stream")
+        if self.stats.stale_since is not None:
+            self.stats.stale_total += time.monotonic() - self.stats.stale_since
+            self.stats.stale_since = None
         self._asked_at = None  # the request is answered: the credit is back
         wire_camera = decoded.header.camera if isinstance(decoded, Frame) else decoded.camera
         if self.camera is None and not self.listen:
@@ -115,6 +119,7 @@ class Subscription:
         silent = self.stats.silent_for()
         if silent > after_s and self.status.state != "stale":
             self.status = CameraStatus("stale", f"nothing received for {silent:.1f} s")
+            self.stats.stale_since = time.monotonic()
             return True
         return False
 
@@ -133,6 +138,7 @@ class Subscription:
             self._last.clear()  # a listener hears from many cameras; bound the memory
         self._last[h.camera] = (h.seq, h.publish_ns)
         self.stats.frame(h.capture_ns)
+        FRAME_AGE.labels(self.name).observe(self.stats.last_age_s)
         return frame
 
     def _malformed(self, problem: str) -> Frame | None:
