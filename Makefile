@@ -13,8 +13,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# The display tests need OpenCV's GUI build: swap it in for the headless one, same version. Both
+# provide cv2/, so the GUI build is force-reinstalled after the headless one is removed.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	v=$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))' 2>/dev/null \
+	  || $(BIN)/python -c 'import importlib.metadata as m; print(m.version("opencv-python"))') && \
+	$(BIN)/pip uninstall -q -y opencv-python-headless && \
+	$(BIN)/pip install -q --force-reinstall --no-deps "opencv-python==$$v"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -33,3 +39,20 @@ test: test-deps lint
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Benchmarks (benchmarks/, docs/benchmarks.md). framebus is installed only if it is not yet, and
+# the bench extra's packages by name rather than as '.[bench]': pip then leaves the venv's OpenCV
+# build alone (test swaps in the GUI build; '.[bench]' would reinstall the headless one beside it).
+.PHONY: soak
+SOAK_MINUTES ?= 30
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -I -c 'import importlib.metadata as m; m.version("framebus")' 2>/dev/null || $(BIN)/pip install -q -e .
+	$(BIN)/pip install -q $$($(BIN)/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))')
+	touch $@
+
+bench: $(VENV)/.installed-bench   # every scenario, < 10 min; writes bench-results/results.{json,md}
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+soak: $(VENV)/.installed-bench    # make soak SOAK_MINUTES=2 for a quick check
+	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES)

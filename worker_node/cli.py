@@ -13,12 +13,19 @@ from typing import TypeVar
 import zmq
 
 from common.logs import setup_logging
+from common.metrics import serve_metrics
 from common.shutdown import ShutdownSignals
 from common.units import parse_duration, parse_size
-from worker_node.discovery import DiscoveryError, describe
+from worker_node.discovery import DiscoveryError, describe_with_clock
+from worker_node.display import DisplayOptions, run_display
+from worker_node.process import HandlerError, load_handler
+from worker_node.processing import FrameProcessor, ProcessOptions
 from worker_node.receiver import FrameReceiver
+from worker_node.republish import DEFAULT_CONTROL
 from worker_node.save import SavePolicy, SaveSink
 from worker_node.status_line import print_status
+from worker_node.top import run_top
+from worker_node.web import WebOptions, parse_listen, run_web
 
 log = logging.getLogger("worker_node")
 T = TypeVar("T")
@@ -44,16 +51,37 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"{text!r} must be a positive number")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if (
+        not sep
+        or not width.isdigit()
+        or not height.isdigit()
+        or not (64 <= int(width) <= 8192 and 64 <= int(height) <= 8192)
+    ):
+        raise ValueError(f"{text!r} is not a size like 1280x720 (64 to 8192 pixels each way)")
+    return int(width), int(height)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def with_nodes(sp: argparse.ArgumentParser) -> None:
+    def with_nodes(sp: argparse.ArgumentParser, camera_required: bool = False, node_required: bool = True) -> None:
         sp.add_argument(
             "--node",
             action="append",
-            required=True,
+            default=[],
+            required=node_required,
             metavar="ENDPOINT",
             help="a capture node's describe endpoint, e.g. tcp://edge1:5555 (repeatable)",
         )
@@ -61,8 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--camera",
             action="append",
             default=[],
+            required=camera_required,
             metavar="ID",
-            help="only these cameras (repeatable; default: all, including ones added later)",
+            help="the cameras to process (repeatable)"
+            if camera_required
+            else "only these cameras (repeatable; default: all, including ones added later)",
         )
 
     save = sub.add_parser(
@@ -70,8 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="save frames as JPEG files",
         description="Save every N-th frame or one frame every T seconds of each camera as a plain JPEG file.",
     )
-    with_nodes(save)
+    with_nodes(save, node_required=False)
+    save.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="bind here for capture nodes that connect out (behind NAT), e.g. tcp://0.0.0.0:6000 (repeatable)",
+    )
     save.add_argument("--out", type=Path, required=True, help="directory for the JPEG files")
+    save.add_argument(
+        "--pull", action="store_true", help="ask for each frame instead of subscribing (links slower than the stream)"
+    )
     rate = save.add_mutually_exclusive_group()
     rate.add_argument(
         "--every-n", type=_arg(_positive_int), metavar="N", help="save every N-th frame (exact on every-frame streams)"
@@ -101,6 +142,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a status line per camera every T (default 5s)",
     )
 
+    display = sub.add_parser(
+        "display",
+        help="show cameras in a window (mosaic)",
+        description="One window with the newest frame of each camera; q or Esc quits. Needs a display "
+        "and the GUI build of OpenCV (opencv-python).",
+    )
+    with_nodes(display)
+    display.add_argument(
+        "--size", type=_arg(_size), default=(1280, 720), metavar="WxH", help="window size (default 1280x720)"
+    )
+    display.add_argument("--title", default="framebus", help="window title (default framebus)")
+    display.add_argument(
+        "--max-fps", type=_arg(_positive_float), default=30.0, metavar="N", help="redraws per second at most"
+    )
+
+    web = sub.add_parser(
+        "web",
+        help="serve a live web page of the cameras",
+        description="A page with every camera as a live MJPEG tile, /cameras/<id>.mjpg, /cameras/<id>.jpg and /api/status.",
+    )
+    with_nodes(web)
+    web.add_argument(
+        "--listen", type=_arg(parse_listen), default=("127.0.0.1", 8080), metavar="HOST:PORT",
+        help="where to serve (default 127.0.0.1:8080; 0.0.0.0:8080 for other hosts; port 0: any free port)",
+    )  # fmt: skip
+
+    proc = sub.add_parser(
+        "process",
+        help="run a function on the newest frames and republish",
+        description="Call HANDLER(image, header) with the newest decoded frame of each camera; its results are "
+        "logged and published as metadata, its output frames as the stream <camera>/<suffix>.",
+    )
+    with_nodes(proc, camera_required=True)
+    proc.add_argument(
+        "--handler", required=True, metavar="MODULE:NAME", help="e.g. worker_node.handlers.motion:MotionDetector"
+    )
+    proc.add_argument(
+        "--control", default=DEFAULT_CONTROL, metavar="ENDPOINT",
+        help=f"describe endpoint of the derived streams (default {DEFAULT_CONTROL}; tcp://127.0.0.1:* for any port)",
+    )  # fmt: skip
+    proc.add_argument(
+        "--suffix", default="annotated", help="derived stream id is <camera>/<suffix> (default annotated)"
+    )
+    proc.add_argument("--quality", type=int, default=80, help="JPEG quality of output frames (default 80)")
+    proc.add_argument("--name", default="process-worker", help="node name shown to workers")
+
+    top = sub.add_parser("top", help="a live table of cameras: state, fps, age, drops, reconnects")
+    with_nodes(top)
+    top.add_argument(
+        "--refresh", type=_arg(parse_duration), default=1.0, metavar="T", help="refresh every T (default 1s)"
+    )
+    top.add_argument("--count", type=_arg(_positive_int), default=0, metavar="N", help="stop after N refreshes")
+
     desc = sub.add_parser("describe", help="list a node's cameras")
     desc.add_argument("--node", required=True, metavar="ENDPOINT")
     desc.add_argument("--timeout", type=_arg(parse_duration), default=3.0, metavar="T")
@@ -108,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_save(args: argparse.Namespace) -> int:
+    if not args.node and not args.listen:
+        log.error("save: give --node (a capture node to subscribe to) or --listen (for nodes that connect out)")
+        return 2
     policy = SavePolicy(
         every_n=args.every_n or 0,
         every_s=0.0 if args.every_n else (args.every or 1.0),
@@ -121,7 +218,7 @@ def run_save(args: argparse.Namespace) -> int:
         return 2
     signals = ShutdownSignals()
     ctx = zmq.Context()
-    receiver = FrameReceiver(ctx, args.node, args.camera, wake_fd=signals.fd)
+    receiver = FrameReceiver(ctx, args.node, args.camera, wake_fd=signals.fd, pull=args.pull, listen=args.listen)
     start = time.monotonic()
     deadline = start + args.duration if args.duration else float("inf")
     next_status = start + args.status_interval
@@ -153,21 +250,64 @@ def run_save(args: argparse.Namespace) -> int:
 def run_describe(args: argparse.Namespace) -> int:
     with zmq.Context() as ctx:
         try:
-            reply = describe(ctx, args.node, args.timeout)
+            reply, clock = describe_with_clock(ctx, args.node, args.timeout)
         except DiscoveryError as exc:
             log.error("%s", exc)
             return 1
     print(f"node {reply.node}: {len(reply.cameras)} camera(s)")
+    print(
+        f"  clock: the node is {clock.seconds * 1000:+.1f} ms ahead of this host (± {clock.uncertainty * 1000:.1f} ms)"
+    )
     for c in reply.cameras:
-        print(f"  {c.camera:<16} {c.state:<12} {c.width}x{c.height} @ {c.fps:.1f} fps  {c.delivery:<11} {c.endpoint}")
+        line = f"  {c.camera:<16} {c.state:<12} {c.width}x{c.height} @ {c.fps:.1f} fps  {c.delivery:<11} {c.endpoint}"
+        print(line + (f"  ({c.reason})" if c.reason else ""))
+    return 0
+
+
+def run_process(args: argparse.Namespace) -> int:
+    try:
+        options = ProcessOptions(
+            tuple(args.node), tuple(args.camera), args.control, args.suffix, args.quality, args.name
+        )
+        factory = load_handler(args.handler)
+        processor = FrameProcessor(factory, options)
+    except (ValueError, HandlerError) as exc:
+        log.error("%s", exc)
+        return 2
+    except zmq.ZMQError as exc:
+        log.error("cannot bind %s: %s", args.control, exc)
+        return 2
+    except Exception:
+        log.exception("handler %s failed to start", args.handler)
+        return 2
+    signals = ShutdownSignals()
+    processor.run(signals)
+    signals.drain()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    try:
+        serve_metrics(args.metrics_port)
+    except OSError as exc:
+        log.error("cannot serve metrics on port %d: %s", args.metrics_port, exc)
+        return 2
     if args.command == "save":
         return run_save(args)
+    if args.command == "top":
+        return run_top(args.node, args.camera, args.refresh, args.count)
+    if args.command == "display":
+        width, height = args.size
+        return run_display(
+            DisplayOptions(tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps)
+        )
+    if args.command == "web":
+        host, port = args.listen
+        return run_web(WebOptions(tuple(args.node), tuple(args.camera), host, port))
+    if args.command == "process":
+        return run_process(args)
     return run_describe(args)
 
 

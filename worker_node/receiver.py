@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 
 import zmq
 
-from common.protocol import Frame, encode_describe_request
+from common.protocol import CameraInfo, Frame, encode_describe_request
 from common.ratelimit import RateLimitedLog
 from common.sockets import connect_control
 from worker_node import metrics
@@ -57,6 +57,7 @@ class FrameReceiver:
             log.info("listening for capture nodes on %s", endpoint)
         self._next_discovery = 0.0
         self._asked_ns = 0
+        self.camera_info: dict[str, CameraInfo] = {}  # as the nodes last described them
         self.clock_offsets: dict[str, ClockOffset] = {}  # node -> estimate from describe round trips
         self._log = RateLimitedLog(log, interval=30.0)
 
@@ -129,6 +130,7 @@ class FrameReceiver:
             for cam in reply.cameras:
                 if self._wanted and cam.camera not in self._wanted:
                     continue
+                self.camera_info[cam.camera] = cam
                 pull = self._pull and bool(cam.pull_endpoint)
                 endpoint = cam.pull_endpoint if pull else cam.endpoint
                 every_frame = cam.delivery == "every-frame"

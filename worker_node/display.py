@@ -1,0 +1,180 @@
+"""`worker-node display`: one window with the newest frame of each camera, as a mosaic.
+
+cv2.imshow from a GUI build of OpenCV with no usable display aborts the whole process
+(SIGABRT inside Qt, no exception to catch), so the display and the GUI support are checked
+first and a missing one is reported with what to do about it. Tiles are decoded at reduced
+size (DCT scaling) only when they are drawn, and drawing is capped at `max_fps`, so cameras
+that send faster than the screen shows cost receive time only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import zmq
+
+from common.protocol import Frame
+from common.shutdown import ShutdownSignals
+from worker_node import mosaic
+from worker_node.receiver import FrameReceiver
+
+log = logging.getLogger("worker_node.display")
+
+QUIT_KEYS = {ord("q"), ord("Q"), 27}  # q, Esc
+GUI_PUMP_S = 0.03  # HighGUI has no file descriptor to wait on: its events are pumped this often
+STATS_EVERY_S = 1.0
+
+
+class DisplayUnavailableError(RuntimeError):
+    """No window can be shown here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DisplayOptions:
+    nodes: tuple[str, ...]
+    cameras: tuple[str, ...] = ()
+    width: int = 1280  # mosaic (window) size
+    height: int = 720
+    title: str = "framebus"
+    max_fps: float = 30.0  # redraws per second at most
+
+
+def display_problem(display: str | None) -> str | None:
+    """Why no X display can be opened (None: it can). Asks Xlib itself, as Qt would."""
+    if not display:
+        return (
+            "no display: DISPLAY is not set. Run it in a desktop session, over `ssh -X`, or on a "
+            "virtual screen: `Xvfb :99 & DISPLAY=:99 worker-node display ...`"
+        )
+    library = ctypes.util.find_library("X11")
+    if library is None:
+        return "libX11 is not installed (Debian/Ubuntu: apt install libx11-6)"
+    xlib = ctypes.CDLL(library)
+    xlib.XOpenDisplay.restype = ctypes.c_void_p
+    xlib.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    xlib.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    handle = xlib.XOpenDisplay(display.encode())
+    if not handle:
+        return (
+            f"cannot open display {display!r}: is the X server running, and may this user use it (XAUTHORITY, xhost)?"
+        )
+    xlib.XCloseDisplay(handle)
+    return None
+
+
+def gui_problem(build_information: str, version: str) -> str | None:
+    """Why this OpenCV cannot open windows (None: it can)."""
+    m = re.search(r"^\s*GUI:\s*(\S+)", build_information, re.MULTILINE)
+    if m is None or m[1].upper() == "NONE":
+        return (
+            "the installed OpenCV has no GUI support (it is the headless build, which edge boxes use). "
+            f'To show windows: pip uninstall -y opencv-python-headless && pip install "opencv-python=={version}" '
+            "(needs libGL: apt install libgl1)"
+        )
+    return None
+
+
+def check_display() -> None:
+    problem = display_problem(os.environ.get("DISPLAY")) or gui_problem(cv2.getBuildInformation(), cv2.__version__)
+    if problem:
+        raise DisplayUnavailableError(problem)
+
+
+class MosaicDisplay:
+    """The window and what is drawn in it; one thread (HighGUI is not thread-safe)."""
+
+    def __init__(self, options: DisplayOptions) -> None:
+        self.options = options
+        self._latest: dict[str, Frame] = {}
+        self._tiles: dict[str, tuple[Frame, tuple[int, int], np.ndarray]] = {}
+        self.renders = 0
+
+    def run(self, receiver: FrameReceiver, signals: ShutdownSignals) -> None:
+        o = self.options
+        cv2.namedWindow(o.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no Qt toolbar
+        cv2.imshow(o.title, mosaic.waiting_screen(o.width, o.height, f"waiting for cameras of {', '.join(o.nodes)}"))
+        log.info("window %r open (%dx%d); q or Esc quits", o.title, o.width, o.height)
+        started = time.monotonic()
+        dirty, next_render, next_stats = False, 0.0, started + STATS_EVERY_S
+        try:
+            while not signals.requested:
+                now = time.monotonic()
+                wait = min(GUI_PUMP_S, max(0.0, next_render - now) if dirty else GUI_PUMP_S)
+                for sub, frame in receiver.poll(wait):
+                    self._latest[sub.name] = frame
+                    dirty = True
+                if time.monotonic() >= next_stats:
+                    for sub in receiver.subscriptions.values():
+                        sub.stats.roll_window()
+                    next_stats += STATS_EVERY_S
+                    dirty = True  # labels: fps, growing age of a stale camera
+                if dirty and time.monotonic() >= next_render and receiver.subscriptions:
+                    cv2.imshow(o.title, self.render(receiver))
+                    self.renders += 1
+                    dirty = False
+                    # Paced from the previous slot, not from now: drawing time must not lower the rate.
+                    next_render = max(next_render + 1.0 / o.max_fps, time.monotonic() - 0.5 / o.max_fps)
+                key = cv2.waitKey(1)
+                if key != -1 and key & 0xFF in QUIT_KEYS:
+                    log.info("quit key pressed")
+                    break
+                if cv2.getWindowProperty(o.title, cv2.WND_PROP_VISIBLE) < 1:
+                    log.info("window closed")
+                    break
+        finally:
+            cv2.destroyAllWindows()
+            cv2.waitKey(1)  # let HighGUI process the destroy before the process exits
+            elapsed = max(1e-9, time.monotonic() - started)
+            log.info("drew %d mosaics in %.1f s (%.1f per second)", self.renders, elapsed, self.renders / elapsed)
+
+    def render(self, receiver: FrameReceiver) -> np.ndarray:
+        o = self.options
+        names = sorted(receiver.subscriptions)
+        layout = mosaic.grid(len(names), o.width, o.height)
+        size = (layout.tile_w, layout.tile_h)
+        now_ns = time.time_ns()
+        tiles = []
+        for name in names:
+            sub = receiver.subscriptions[name]
+            frame = self._latest.get(name)
+            if frame is None:
+                tile = mosaic.blank(*size)
+                age = 0.0
+            else:
+                cached = self._tiles.get(name)
+                if cached is None or cached[0] is not frame or cached[1] != size:
+                    h = frame.header
+                    image = mosaic.render_tile(frame.jpeg, h.width, h.height, *size)
+                    cached = (frame, size, image)
+                    self._tiles[name] = cached
+                tile = cached[2].copy()
+                age = max(0.0, (now_ns - frame.header.capture_ns) / 1e9)
+            mosaic.label(tile, mosaic.TileInfo(name, sub.status.state, sub.stats.fps, age, sub.status.reason))
+            tiles.append(tile)
+        return mosaic.compose(layout, tiles, o.width, o.height)
+
+
+def run_display(options: DisplayOptions) -> int:
+    try:
+        check_display()
+    except DisplayUnavailableError as exc:
+        log.error("cannot show a window: %s", exc)
+        return 2
+    signals = ShutdownSignals()
+    ctx = zmq.Context()
+    receiver = FrameReceiver(ctx, options.nodes, options.cameras, wake_fd=signals.fd)
+    try:
+        MosaicDisplay(options).run(receiver, signals)
+    finally:
+        receiver.close()
+        ctx.destroy(0)
+        signals.drain()
+    return 0

@@ -1,0 +1,207 @@
+"""Run a user function on the newest frame of cameras and republish what it makes.
+
+    from worker_node import processing
+
+    def count_bright(image, header):
+        return {"bright": int((image > 200).sum())}
+
+    processing.run(count_bright, node="tcp://edge1:5555", camera="cam1")
+
+The handler always gets the newest frame: frames are received on conflated sockets and read
+only when the handler is free, so a slow handler lowers the output rate, never builds a
+backlog. Its output (a frame and/or a dict of results) goes out as the derived stream
+`<camera>/<suffix>` (default `cam1/annotated`) on this worker's own PUB socket, with a describe
+endpoint (`control`) like a capture node's. A handler that raises is logged with its traceback
+(rate-limited) and the next frame is handled as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import zmq
+
+from common import jpeg
+from common.protocol import Frame, validate_camera_id
+from common.ratelimit import RateLimitedLog
+from common.shutdown import ShutdownSignals
+from worker_node.process import Handler, HandlerError, HandlerFactory, as_factory, normalise, results_meta
+from worker_node.receiver import FrameReceiver
+from worker_node.republish import DEFAULT_CONTROL, DerivedStreams
+from worker_node.subscription import Subscription
+
+log = logging.getLogger("worker_node.processing")
+
+TRACEBACK_EVERY_S = 5.0
+HOUSEKEEPING_S = 0.5
+
+
+@dataclass(frozen=True)
+class ProcessOptions:
+    nodes: tuple[str, ...]
+    cameras: tuple[str, ...]
+    control: str = DEFAULT_CONTROL  # describe endpoint of the derived streams; tcp://host:* for any port
+    suffix: str = "annotated"  # derived stream id: <camera>/<suffix>
+    quality: int = 80  # JPEG quality of output frames
+    name: str = "process-worker"
+    log_every_s: float = 1.0  # results are logged at most this often per camera
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise ValueError("give at least one node endpoint")
+        if not self.cameras:
+            raise ValueError("give at least one camera id")
+        for camera in self.cameras:
+            validate_camera_id(f"{camera}/{self.suffix}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
+
+
+class FrameProcessor:
+    """The processing loop; one thread. `stop()` (or SIGINT/SIGTERM via run()) ends it.
+    `factory` makes one handler per camera: see process.as_factory / process.load_handler."""
+
+    def __init__(self, factory: HandlerFactory, options: ProcessOptions) -> None:
+        self.options = options
+        self._factory = factory
+        self._spare: Handler | None = self._factory()  # fail now, not on the first frame
+        self._handlers: dict[str, Handler] = {}
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()  # stop() wakes the blocked poll
+        self._wake_r.setblocking(False)
+        self._ctx = zmq.Context()
+        self.streams = DerivedStreams(self._ctx, options.control, options.name)
+        self.endpoint = self.streams.endpoint
+        for camera in options.cameras:  # described (as connecting) before the first frame
+            self.streams.stream(self._derived(camera))
+        self._last_traceback: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._last_results_log: dict[str, float] = {}
+        self._log = RateLimitedLog(log)
+        self.handled = 0
+        self.failed = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # already finished
+
+    def run(self, signals: ShutdownSignals | None = None) -> None:
+        """Until stop(), or SIGINT/SIGTERM when `signals` are given."""
+        receiver = FrameReceiver(self._ctx, self.options.nodes, self.options.cameras, wake_fd=self._wake_r.fileno())
+        if signals is not None:
+            receiver.add_wake_fd(signals.fd)
+        log.info("control endpoint %s", self.endpoint)
+        next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+        # The newest unhandled frame per camera, oldest-served camera first: with several cameras
+        # and a slow handler, each camera's frame is refreshed right before it is handled.
+        pending: dict[str, tuple[Subscription, Frame]] = {}
+        try:
+            while not self._stop.is_set() and not (signals and signals.requested):
+                wait = 0.0 if pending else max(0.0, next_housekeeping - time.monotonic())
+                for sub, frame in receiver.poll(wait):
+                    pending[sub.name] = (sub, frame)  # a newer frame keeps its camera's place in the turn
+                if pending:
+                    camera = next(iter(pending))
+                    self._handle(*pending.pop(camera))
+                if time.monotonic() >= next_housekeeping:
+                    for sub in receiver.subscriptions.values():
+                        self.streams.send_status(self._derived(sub.name), sub.status)
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+        finally:
+            receiver.close()
+            self.streams.close()
+            self._ctx.destroy(0)
+            self._wake_r.close()
+            self._wake_w.close()
+            log.info("handled %d frames (%d raised)", self.handled, self.failed)
+
+    def _derived(self, camera: str) -> str:
+        return f"{camera}/{self.options.suffix}"
+
+    def _handler_for(self, camera: str) -> Handler:
+        handler = self._handlers.get(camera)
+        if handler is None:
+            handler, self._spare = (self._spare or self._factory()), None
+            self._handlers[camera] = handler
+        return handler
+
+    def _handle(self, sub: Subscription, frame: Frame) -> None:
+        camera = sub.name
+        try:
+            image = jpeg.decode_bgr(frame.jpeg)
+        except jpeg.JpegError as exc:
+            self._log.warning(f"decode-{camera}", "camera %s: %s; frame skipped", camera, exc)
+            return
+        started = time.monotonic()
+        try:
+            output = normalise(self._handler_for(camera)(image, frame.header))
+        except Exception:  # the user's code: report it and go on with the next frame
+            self.failed += 1
+            self._report_failure(camera, frame.header.seq)
+            return
+        self.handled += 1
+        meta: dict[str, object] = {
+            "source": {"camera": camera, "seq": frame.header.seq},
+            "handler_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+        if output.results:
+            try:
+                meta["results"] = results_meta(output.results)
+            except HandlerError as exc:
+                self._log.warning(f"results-{camera}", "camera %s: %s", camera, exc)
+            self._log_results(camera, frame.header.seq, meta.get("results"))
+        if output.image is None:
+            data: bytes | memoryview = frame.jpeg  # the source JPEG as is: no re-encode
+            size = (frame.header.width, frame.header.height)
+        else:
+            data = jpeg.encode_bgr(output.image, self.options.quality)
+            size = (output.image.shape[1], output.image.shape[0])
+        self.streams.publish(self._derived(camera), frame.header, data, size, meta)
+
+    def _report_failure(self, camera: str, seq: int) -> None:
+        """The traceback at most every TRACEBACK_EVERY_S per camera, with a count of the others."""
+        now = time.monotonic()
+        if now - self._last_traceback.get(camera, -TRACEBACK_EVERY_S) < TRACEBACK_EVERY_S:
+            self._suppressed[camera] = self._suppressed.get(camera, 0) + 1
+            return
+        self._last_traceback[camera] = now
+        others = self._suppressed.pop(camera, 0)
+        more = f" ({others} more failures since the last report)" if others else ""
+        log.exception("camera %s: handler raised on frame %d; going on with the next frame%s", camera, seq, more)
+
+    def _log_results(self, camera: str, seq: int, results: object) -> None:
+        now = time.monotonic()
+        if now - self._last_results_log.get(camera, -self.options.log_every_s) >= self.options.log_every_s:
+            self._last_results_log[camera] = now
+            log.info("camera %s: frame %d results %s", camera, seq, results)
+
+
+def run(
+    handler: Handler | type,
+    node: str | Sequence[str],
+    camera: str | Sequence[str],
+    control: str = DEFAULT_CONTROL,
+    suffix: str = "annotated",
+    quality: int = 80,
+) -> None:
+    """Process until SIGINT/SIGTERM (call from the main thread). `handler` is a function
+    ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera)."""
+    options = ProcessOptions(
+        nodes=(node,) if isinstance(node, str) else tuple(node),
+        cameras=(camera,) if isinstance(camera, str) else tuple(camera),
+        control=control,
+        suffix=suffix,
+        quality=quality,
+    )
+    signals = ShutdownSignals()
+    processor = FrameProcessor(as_factory(handler, getattr(handler, "__name__", "handler")), options)
+    processor.run(signals)
+    signals.drain()

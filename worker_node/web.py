@@ -1,0 +1,174 @@
+"""`worker-node web`: a live grid of the cameras in any browser, served with aiohttp.
+
+    GET /                      the page: one tile per camera, stats and state under each
+    GET /cameras/<id>.mjpg     MJPEG stream (multipart/x-mixed-replace) of the JPEGs from the wire
+    GET /cameras/<id>.jpg      the newest frame
+    GET /api/status            JSON: per camera state, fps, age, drops, connected clients, frames sent
+
+Frames are served exactly as they came over ZeroMQ: no decode, no re-encode. Each stream
+client sends the newest frame whenever it is ready for one (web_feed.CameraFeed), and its
+socket send buffer is kept small so that the kernel cannot queue seconds of frames for a slow
+browser either. A client that goes away is cancelled at once (handler cancellation) and
+counted out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import signal
+import socket
+from dataclasses import dataclass
+from importlib import resources
+
+from aiohttp import web
+
+from worker_node.web_feed import CameraFeed, FeedHub, ReceivingThread
+
+log = logging.getLogger("worker_node.web")
+
+BOUNDARY = "framebusframe"
+SEND_BUFFER = 128 * 1024  # bytes the kernel may hold per stream client (~1 frame at 720p)
+_LISTEN = re.compile(r"(?P<host>\[[^\]]+\]|[^:\[\]]+):(?P<port>\d+)")
+HUB: web.AppKey[FeedHub] = web.AppKey("hub", FeedHub)
+STREAMS = web.AppKey("streams", set[asyncio.Task[object]])
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    nodes: tuple[str, ...]
+    cameras: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0: any free port (logged)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'127.0.0.1:8080', '0.0.0.0:80', '[::1]:8080' -> (host, port)."""
+    m = _LISTEN.fullmatch(text.strip())
+    if m is None or not 0 <= int(m["port"]) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8080)")
+    return m["host"].strip("[]"), int(m["port"])
+
+
+def _feed(request: web.Request) -> CameraFeed:
+    feed = request.app[HUB].feeds.get(request.match_info["camera"])
+    if feed is None:
+        raise web.HTTPNotFound(text=f"no camera {request.match_info['camera']!r} (see /api/status)\n")
+    return feed
+
+
+async def index(_request: web.Request) -> web.Response:
+    page = resources.files("worker_node").joinpath("static/index.html").read_text(encoding="utf-8")
+    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+async def status(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    body = {"cameras": [hub.feeds[name].status() for name in sorted(hub.feeds)]}
+    return web.Response(text=json.dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    feed = _feed(request)
+    if feed.frame is None:
+        raise web.HTTPServiceUnavailable(text=f"camera {feed.camera!r} has sent no frame yet\n")
+    h = feed.frame.header
+    return web.Response(
+        body=bytes(feed.frame.jpeg),
+        content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Seq": str(h.seq), "X-Capture-Ns": str(h.capture_ns)},
+    )
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    feed = _feed(request)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            "Cache-Control": "no-cache, no-store",
+            "Pragma": "no-cache",
+        }
+    )
+    await response.prepare(request)
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    task = asyncio.current_task()
+    streams = request.app[STREAMS]
+    if task is not None:
+        streams.add(task)
+    feed.clients += 1
+    log.info("camera %s: stream client %s connected (%d now)", feed.camera, request.remote, feed.clients)
+    try:
+        version = 0
+        while True:
+            version, frame = await feed.newer_than(version)
+            h = frame.header
+            part = (
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
+                f"X-Seq: {h.seq}\r\nX-Capture-Ns: {h.capture_ns}\r\n\r\n"
+            ).encode()
+            await response.write(part)
+            await response.write(frame.jpeg)
+            await response.write(b"\r\n")
+            feed.sent += 1
+    except (ConnectionError, RuntimeError):  # the client went away mid-write
+        pass
+    finally:
+        feed.clients -= 1
+        if task is not None:
+            streams.discard(task)
+        log.info("camera %s: stream client %s gone (%d left)", feed.camera, request.remote, feed.clients)
+    return response
+
+
+async def _cancel_streams(app: web.Application) -> None:
+    tasks: set[asyncio.Task[object]] = app[STREAMS]
+    for task in tasks.copy():
+        task.cancel()
+
+
+def build_app(hub: FeedHub) -> web.Application:
+    app = web.Application()
+    app[HUB] = hub
+    app[STREAMS] = set()
+    app.router.add_get("/", index)
+    app.router.add_get("/api/status", status)
+    app.router.add_get("/cameras/{camera:.+}.mjpg", stream)
+    app.router.add_get("/cameras/{camera:.+}.jpg", snapshot)
+    app.on_shutdown.append(_cancel_streams)
+    return app
+
+
+async def serve(options: WebOptions) -> int:
+    loop = asyncio.get_running_loop()
+    hub = FeedHub()
+    runner = web.AppRunner(build_app(hub), handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, options.host, options.port).start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", options.host, options.port, exc.strerror or exc)
+        await runner.cleanup()
+        return 2
+    host, port = runner.addresses[0][:2]
+    shown = f"[{host}]" if ":" in host else host
+    log.info("web viewer on http://%s:%d/", shown, port)
+    receiving = ReceivingThread(loop, hub, options.nodes, options.cameras)
+    receiving.start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await runner.cleanup()
+        await asyncio.to_thread(receiving.stop)
+    return 0
+
+
+def run_web(options: WebOptions) -> int:
+    return asyncio.run(serve(options))
