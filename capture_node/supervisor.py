@@ -42,6 +42,8 @@ class CameraSupervisor:
         self._state = CameraState()
         self._latest_counts = CameraState()
         self._carried: dict[str, float] = dict.fromkeys(COUNTERS, 0)
+        self._fps_mark = (time.monotonic(), 0.0)
+        self._fps = 0.0
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self.endpoint = ""
@@ -89,8 +91,7 @@ class CameraSupervisor:
             return dataclasses.replace(self._state, **totals)  # type: ignore[arg-type]
 
     def info(self) -> CameraInfo:
-        with self._lock:
-            s = self._state
+        s = self.state()
         fps = self.config.fps or s.source_fps
         return CameraInfo(
             self.config.id,
@@ -102,7 +103,19 @@ class CameraSupervisor:
             self.config.delivery,
             s.reason,
             self.pull_endpoint,
+            published_fps=self._published_fps(s.published),
+            reconnects=s.reconnects + self.restarts,
         )
+
+    def _published_fps(self, published: float) -> float:
+        """Frames per second since the previous call at least a second ago."""
+        now = time.monotonic()
+        with self._lock:
+            last_time, last_count = self._fps_mark
+            if now - last_time >= 1.0:
+                self._fps = min(1000.0, max(0.0, (published - last_count) / (now - last_time)))
+                self._fps_mark = (now, published)
+            return self._fps
 
     def _watch(self) -> None:
         attempt = 0

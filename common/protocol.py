@@ -99,6 +99,8 @@ class CameraInfo:
     delivery: str  # "latest" (conflated) or "every-frame" (lossless, back-pressured)
     reason: str = ""  # why the camera is not streaming (redacted), empty when it is
     pull_endpoint: str = ""  # where pull requests are answered; empty: no pull mode
+    published_fps: float = 0.0  # frames published per second, lately
+    reconnects: int = 0  # times the stream died and was reopened (or the capture restarted)
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ def encode_describe_reply(reply: DescribeReply) -> bytes:
             "delivery": c.delivery,
             "reason": c.reason,
             "pull_endpoint": c.pull_endpoint,
+            "published_fps": float(c.published_fps),
+            "reconnects": c.reconnects,
         }
         for c in reply.cameras
     ]
@@ -346,6 +350,15 @@ def _status(h: Mapping[str, Any], payload: memoryview) -> Status:
     )
 
 
+def _optional_number(h: Mapping[str, Any], name: str, lo: float, hi: float, where: str) -> float:
+    if name not in h:
+        return 0.0
+    value = _field(h, name, (int, float), where)
+    if not lo <= value <= hi:
+        raise ProtocolError(f"{where}: field {name!r}={value} is outside [{lo}, {hi}]")
+    return float(value)
+
+
 def _endpoint(h: Mapping[str, Any], name: str, where: str) -> str:
     endpoint = _text(h, name, where, 256)
     if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
@@ -384,6 +397,8 @@ def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
                 delivery=delivery,
                 reason=_text(c, "reason", w) if "reason" in c else "",
                 pull_endpoint=_endpoint(c, "pull_endpoint", w) if c.get("pull_endpoint") else "",
+                published_fps=_optional_number(c, "published_fps", 0, 1000, w),
+                reconnects=_int_in(c, "reconnects", 0, _U64_MAX, w) if "reconnects" in c else 0,
             )
         )
     return DescribeReply(
