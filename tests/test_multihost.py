@@ -57,7 +57,11 @@ def tree_rss_kb(namespace: str) -> int:
 
 
 def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, network: Network, tmp_path: Path) -> None:
-    camera, edge, saver, viewer = (network.add_host(n) for n in ("camera", "edge", "saver", "viewer"))
+    """A camera host (RTSP), an edge box, a save host, a processing host and a viewer host,
+    each its own network stack; workers find the cameras through the node's describe."""
+    camera, edge, saver, processor, viewer = (
+        network.add_host(n) for n in ("camera", "edge", "saver", "processor", "viewer")
+    )
     server = nodes.start_argv(
         camera.command(
             [
@@ -74,32 +78,41 @@ def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, networ
     )
     url = server.wait_for(r"READY (\S+)").group(1)
     start_capture(nodes, edge, "--source", url, "--camera-id", "door")
+    node = f"tcp://{edge.address}:5555"
     out = tmp_path / "saved"
     save = nodes.start_argv(
         saver.command(
+            [PY, "-m", "worker_node", "save", "--node", node, "--out", str(out), "--every-n", "1", "--count", "20"]
+        )
+    )
+    process = nodes.start_argv(
+        processor.command(
             [
                 PY,
                 "-m",
                 "worker_node",
-                "save",
+                "process",
                 "--node",
-                f"tcp://{edge.address}:5555",
-                "--out",
-                str(out),
-                "--every-n",
-                "1",
-                "--count",
-                "20",
+                node,
+                "--camera",
+                "door",
+                "--handler",
+                "worker_node.handlers.motion:MotionDetector",
+                "--control",
+                "tcp://0.0.0.0:5575",
             ]
         )
     )
     view = nodes.start_argv(
+        viewer.command([PY, str(ROOT / "docs/examples/read_remote_camera.py"), node, "door", "--frames", "10"])
+    )
+    derived = nodes.start_argv(
         viewer.command(
             [
                 PY,
                 str(ROOT / "docs/examples/read_remote_camera.py"),
-                f"tcp://{edge.address}:5555",
-                "door",
+                f"tcp://{processor.address}:5575",
+                "door/annotated",
                 "--frames",
                 "10",
             ]
@@ -109,6 +122,8 @@ def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, networ
     assert len(saved_files(out)["door"]) == 20
     assert view.wait_exit(60) == 0, view.output
     assert view.output.count("320x240") == 10
+    assert derived.wait_exit(60) == 0, derived.output + process.output
+    assert derived.output.count("320x240") == 10
 
 
 def test_partition_heals_with_fresh_frames_and_no_stale_ones(nodes: Processes, network: Network) -> None:
