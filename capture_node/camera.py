@@ -68,7 +68,9 @@ class Camera:
         self.config = config
         self._status_interval = status_interval
         self._every_frame = config.delivery == "every-frame"
-        options = StreamOptions(self._every_frame, config.socket_buffer, config.queue_frames)
+        options = StreamOptions(
+            self._every_frame, config.socket_buffer, config.queue_frames, notsent_lowat=config.notsent_lowat
+        )
         self._publisher = FramePublisher(ctx, config.bind, options, config.connect)  # bind errors surface here
         self.endpoint = self._publisher.endpoint
         try:

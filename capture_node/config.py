@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from common.protocol import DELIVERIES, ProtocolError, validate_camera_id
-from common.sockets import DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
+from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
 _TCP = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)")
@@ -35,6 +35,7 @@ class CameraConfig:
     as_fast_as_possible: bool = False  # do not pace a video file at its own fps
     delivery: str = "latest"  # "latest": newest frame only; "every-frame": lossless, back-pressured
     socket_buffer: int = DEFAULT_SOCKET_BUFFER
+    notsent_lowat: int = DEFAULT_NOTSENT_LOWAT  # bytes of unsent data TCP may hold; 0: no limit
     queue_frames: int = DEFAULT_QUEUE_FRAMES
     transport: str = "tcp"  # RTSP transport: "tcp" or "udp"
     open_timeout: float = 5.0  # seconds an open may take before it counts as failed
@@ -74,6 +75,8 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
         raise bad(
             "socket_buffer", f"must be 0 (kernel autotuning) or 4096 to 2147483647 bytes, got {cam.socket_buffer}"
         )
+    if not 0 <= cam.notsent_lowat <= 2**31 - 1:
+        raise bad("notsent_lowat", f"must be 0 (no limit) or a number of bytes, got {cam.notsent_lowat}")
     if not 1 <= cam.queue_frames <= 100000:
         raise bad("queue_frames", f"must be between 1 and 100000, got {cam.queue_frames}")
     for name in ("bind", "pull_bind"):
