@@ -117,12 +117,13 @@ def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
         if not cam.bind:
             cam = dataclasses.replace(cam, bind=default_frame_endpoint(config.control, index, cam.id, place))
         if not cam.pull_bind:
-            cam = dataclasses.replace(cam, pull_bind=default_pull_endpoint(cam.bind, place))
+            cam = dataclasses.replace(cam, pull_bind=default_pull_endpoint(cam.bind))
         cameras.append(cam)
-    binds = [b for c in cameras for b in (c.bind, c.pull_bind) if not b.endswith(":*")]
-    duplicates = {b for b in binds if binds.count(b) > 1} | ({config.control} & set(binds))
-    if duplicates:
-        raise ConfigError(f"{where}: endpoint {sorted(duplicates)[0]} is used twice")
+    seen_endpoints = {config.control}
+    for endpoint in (b for c in cameras for b in (c.bind, c.pull_bind) if not b.endswith(":*")):
+        if endpoint in seen_endpoints:
+            raise ConfigError(f"{where}: endpoint {endpoint} is used twice")
+        seen_endpoints.add(endpoint)
     return dataclasses.replace(config, cameras=tuple(cameras))
 
 
@@ -140,15 +141,13 @@ def default_frame_endpoint(control: str, index: int, camera_id: str, where: str)
     raise ConfigError(f"{where}.bind: cannot derive a frame endpoint from control {control!r}; set bind")
 
 
-def default_pull_endpoint(bind: str, where: str) -> str:
+def default_pull_endpoint(bind: str) -> str:
     m = _TCP.fullmatch(bind)
     if m:
         if m["port"] == "*":
             return bind
         port = int(m["port"]) + 1000
-        if port > 65535:
-            raise ConfigError(f"{where}.pull_bind: frame port + 1000 is past 65535; set pull_bind explicitly")
-        return f"tcp://{m['host']}:{port}"
+        return f"tcp://{m['host']}:{port if port <= 65535 else '*'}"  # too high: any free port
     return f"{bind}-pull"
 
 

@@ -80,7 +80,14 @@ def test_valid_file_loads(tmp_path: Path) -> None:
     assert cfg.status_interval == 2.0 and isinstance(cfg.status_interval, float)
     front, back = cfg.cameras
     assert front == CameraConfig(
-        id="front", source="test", bind="tcp://127.0.0.1:5556", fps=15.0, quality=70, width=640, height=480
+        id="front",
+        source="test",
+        bind="tcp://127.0.0.1:5556",
+        pull_bind="tcp://127.0.0.1:6556",
+        fps=15.0,
+        quality=70,
+        width=640,
+        height=480,
     )
     assert isinstance(front.fps, float)
     assert back.id == "back"
