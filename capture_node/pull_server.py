@@ -51,7 +51,8 @@ class PullServer:
         with self._lock:
             self._frame = (seq, message)
             self._status = None
-        self._wake()
+        if self._pending:  # nobody waiting: a request arriving later finds this frame anyway
+            self._wake()
 
     def offer_status(self, message: bytes) -> None:
         """Waiting requesters learn why no frame comes (and ask again)."""

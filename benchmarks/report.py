@@ -1,0 +1,255 @@
+"""Ratios, goals and the markdown table, from one run's results (benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from benchmarks.consumer import FRAME_INTERVAL_S, SLOW_WORK_S
+from benchmarks.systems import LABELS
+
+PEERS = ("imagezmq", "netgear", "stack")
+FRESHER_GOAL = 50.0
+FLOOR_GOAL = 1.15
+FANOUT_GOAL = 1.2
+
+
+def _get(d: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def _last_trend(slow: dict[str, Any] | None) -> float | None:
+    trend = _get(slow, "age_trend_ms")
+    return list(trend.values())[-1] if trend else None
+
+
+def _consumer_total(fast: dict[str, Any] | None) -> float | None:
+    """Consumer CPU per frame, plus the Manager's server process for the stack."""
+    c = _get(fast, "consumer_ms_per_frame")
+    b = _get(fast, "broker_ms_per_frame")
+    return None if c is None else round(c + (b or 0.0), 3)
+
+
+def node_ms_per_frame(results: dict[str, Any]) -> float | None:
+    """framebus capture node CPU per published frame with one subscriber (fast + fan-out 1)."""
+    values = [
+        _get(results, "fast", "framebus", "sender_ms_per_frame"),
+        _get(results, "fanout", "framebus", "1", "sender_ms_per_frame"),
+    ]
+    values = [v for v in values if v is not None]
+    return round(statistics.mean(values), 3) if values else None
+
+
+def floor_ms_per_frame(results: dict[str, Any]) -> float | None:
+    floors = _get(results, "floor", "paced") or []
+    values: list[float] = [f["ms_per_frame"] for f in floors if isinstance(f, dict) and "ms_per_frame" in f]
+    return round(statistics.mean(values), 3) if values else None
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Peer / framebus for each figure: above 1, framebus is fresher or cheaper."""
+    fb_slow, fb_fast = _get(results, "slow", "framebus"), _get(results, "fast", "framebus")
+    fb_fan16 = _get(results, "fanout", "framebus", "16")
+    out = {}
+    for peer in PEERS:
+        slow, fast = _get(results, "slow", peer), _get(results, "fast", peer)
+        if slow is None and fast is None:
+            continue
+        out[peer] = {
+            "slow_age_at_end": _ratio(_last_trend(slow), _last_trend(fb_slow)),
+            "slow_age_p99": _ratio(_get(slow, "slow_age_ms", "p99"), _get(fb_slow, "slow_age_ms", "p99")),
+            "fast_latency_p50": _ratio(_get(fast, "age_ms", "p50"), _get(fb_fast, "age_ms", "p50")),
+            "fast_sender_cpu_per_frame": _ratio(
+                _get(fast, "sender_ms_per_frame"), _get(fb_fast, "sender_ms_per_frame")
+            ),
+            "fast_consumer_cpu_per_frame": _ratio(_consumer_total(fast), _consumer_total(fb_fast)),
+            "fanout16_sender_cpu_per_frame": _ratio(
+                _get(results, "fanout", peer, "16", "sender_ms_per_frame"), _get(fb_fan16, "sender_ms_per_frame")
+            ),
+        }
+    return out
+
+
+def goals(results: dict[str, Any], soak: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    limit = 1000 * (SLOW_WORK_S + FRAME_INTERVAL_S)
+    p99 = _get(results, "slow", "framebus", "slow_age_ms", "p99")
+    out.append(
+        {
+            "goal": "slow consumer frame age p99 <= processing time + one frame interval",
+            "target": f"<= {limit:.0f} ms",
+            "measured": f"{p99} ms" if p99 is not None else "n/a",
+            "met": None if p99 is None else p99 <= limit,
+        }
+    )
+    span = _get(results, "slow", "framebus", "slow_span_s")
+    for peer, r in results.get("ratios", {}).items():
+        value = r.get("slow_age_at_end")
+        out.append(
+            {
+                "goal": f"slow consumer >= {FRESHER_GOAL:g}x fresher than {LABELS[peer]} after {span:g} s",
+                "target": f">= {FRESHER_GOAL:g}x",
+                "measured": f"{value}x" if value is not None else "n/a",
+                "met": None if value is None else value >= FRESHER_GOAL,
+            }
+        )
+    node, floor = node_ms_per_frame(results), floor_ms_per_frame(results)
+    ratio = _ratio(node, floor)
+    out.append(
+        {
+            "goal": "capture node CPU per frame <= 1.15x the decode + encode floor",
+            "target": f"<= {FLOOR_GOAL}x",
+            "measured": f"{ratio}x ({node} vs {floor} ms)" if ratio is not None else "n/a",
+            "met": None if ratio is None else ratio <= FLOOR_GOAL,
+        }
+    )
+    one = _get(results, "fanout", "framebus", "1", "sender_ms_per_frame")
+    sixteen = _get(results, "fanout", "framebus", "16", "sender_ms_per_frame")
+    fan = _ratio(sixteen, one)
+    out.append(
+        {
+            "goal": "capture node CPU with 16 subscribers <= 1.2x with one",
+            "target": f"<= {FANOUT_GOAL}x",
+            "measured": f"{fan}x ({sixteen} vs {one} ms per frame)" if fan is not None else "n/a",
+            "met": None if fan is None else fan <= FANOUT_GOAL,
+        }
+    )
+    if soak is not None:
+        flat = [p for p in soak.get("processes", []) if p.get("system") == "framebus"]
+        growth = ", ".join(
+            f"{p['name'].removeprefix('framebus ')} {p['rss_end_mb'] - p['rss_start_mb']:+.1f} MB" for p in flat
+        )
+        out.append(
+            {
+                "goal": f"memory flat over the soak ({soak.get('minutes')} min, {soak.get('date')})",
+                "target": "each framebus process grows < 5 % and < 10 MB",
+                "measured": growth or "n/a",
+                "met": bool(flat) and all(p.get("flat") for p in flat),
+            }
+        )
+    else:
+        out.append({"goal": "memory flat over the soak", "target": "make soak", "measured": "not run", "met": None})
+    return out
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+
+def _age(v: float | None) -> str:
+    """An age with its unit: ms below a second, s above."""
+    if v is None:
+        return "—"
+    return f"{v / 1000:.1f} s" if v >= 1000 else f"{_ms(v)} ms"
+
+
+def _num(v: float | None, digits: int = 2) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def _x(v: float | None) -> str:
+    return "—" if v is None else (f"{v:.0f}×" if v >= 10 else f"{v:.2f}×")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    systems = [s for s in ("framebus", *PEERS) if s in results.get("fast", {}) or s in results.get("slow", {})]
+    m, v = results["machine"], results["versions"]
+    span = _get(results, "slow", "framebus", "slow_span_s") or 60
+    trend_keys = list((_get(results, "slow", "framebus", "age_trend_ms") or {"10": 0, "30": 0, "60": 0}).keys())
+    lines = [
+        f"`{results['command']}`, {results['date']}, {m['cores']} cores ({m['cpu']}), load average "
+        f"{m['load_average_at_start'][0]} at start, {m.get('load_average_at_end', ['?'])[0]} at end; run took "
+        f"{results.get('run_seconds', '?')} s. Source: the same 1280×720 30 fps {results['clip']['codec'].upper()} "
+        "clip for every sender, JPEG quality 80. Python "
+        f"{v['python']}, pyzmq {v['pyzmq']} (libzmq {v['libzmq']}), OpenCV {v['opencv']}, simplejpeg {v['simplejpeg']}, "
+        f"imagezmq {v['imagezmq']}, vidgear {v['vidgear']}.",
+        "",
+        "| | " + " | ".join(LABELS[s] for s in systems) + " |",
+        "|---|" + "---|" * len(systems),
+    ]
+
+    def row(label: str, cell: Any) -> None:
+        lines.append(f"| {label} | " + " | ".join(cell(s) for s in systems) + " |")
+
+    def slow(s: str, *path: str) -> Any:
+        return _get(results, "slow", s, *path)
+
+    def fast(s: str, *path: str) -> Any:
+        return _get(results, "fast", s, *path)
+
+    def fan(s: str, n: str) -> str:
+        return _ms(_get(results, "fanout", s, n, "sender_ms_per_frame"))
+
+    row(
+        f"slow consumer (100 ms/frame, {span:g} s): frame age p50 / p99 / max",
+        lambda s: (
+            " / ".join(_age(slow(s, "slow_age_ms", k)) for k in ("p50", "p99", "max"))
+            if slow(s, "slow_age_ms")
+            else "error"
+        ),
+    )
+    row(
+        "… age at " + " / ".join(f"{k} s" for k in trend_keys),
+        lambda s: " / ".join(_age((slow(s, "age_trend_ms") or {}).get(k)) for k in trend_keys),
+    )
+    row("… delivered frames/s", lambda s: _num(slow(s, "slow_delivered_fps"), 1))
+    row("fast consumer: delivered frames/s", lambda s: _num(fast(s, "delivered_fps_per_consumer"), 1))
+    row(
+        "… latency p50 / p99, ms",
+        lambda s: f"{_ms(fast(s, 'age_ms', 'p50'))} / {_ms(fast(s, 'age_ms', 'p99'))}" if fast(s, "age_ms") else "—",
+    )
+    row("… sender CPU ms per frame", lambda s: _ms(fast(s, "sender_ms_per_frame")))
+    row(
+        "… consumer CPU ms per frame",
+        lambda s: (
+            _ms(fast(s, "consumer_ms_per_frame"))
+            + (
+                f" + {_ms(fast(s, 'broker_ms_per_frame'))} Manager"
+                if fast(s, "broker_ms_per_frame") is not None
+                else ""
+            )
+        ),
+    )
+    row(
+        "sender CPU ms per frame, 1 / 4 / 16 subscribers",
+        lambda s: (
+            " / ".join(fan(s, n) for n in ("1", "4", "16")) if s in results.get("fanout", {}) else "n/a (one reader)"
+        ),
+    )
+    lines.append("")
+    lines.append(
+        f"Decode + encode floor of the same frames (cv2.VideoCapture.read + simplejpeg q80, one thread, paced): "
+        f"{_ms(floor_ms_per_frame(results))} ms per frame; capture node: {_ms(node_ms_per_frame(results))} ms per frame."
+    )
+    lines += ["", "Ratios within the run, peer ÷ framebus (above 1: framebus fresher or cheaper):", ""]
+    peers = [p for p in PEERS if p in results.get("ratios", {})]
+    lines.append("| | " + " | ".join(LABELS[p] for p in peers) + " |")
+    lines.append("|---|" + "---|" * len(peers))
+    labels = {
+        "slow_age_at_end": f"slow consumer: frame age at {span:g} s",
+        "slow_age_p99": "slow consumer: frame age p99",
+        "fast_latency_p50": "fast consumer: latency p50",
+        "fast_sender_cpu_per_frame": "sender CPU per frame",
+        "fast_consumer_cpu_per_frame": "consumer CPU per frame (+ Manager)",
+        "fanout16_sender_cpu_per_frame": "sender CPU per frame, 16 subscribers",
+    }
+    for key, label in labels.items():
+        lines.append(f"| {label} | " + " | ".join(_x(results["ratios"][p].get(key)) for p in peers) + " |")
+    lines += ["", "| goal | target | measured | |", "|---|---|---|---|"]
+    for g in results.get("goals", []):
+        mark = "met" if g["met"] else ("—" if g["met"] is None else "**missed**")
+        lines.append(f"| {g['goal']} | {g['target']} | {g['measured']} | {mark} |")
+    return "\n".join(lines) + "\n"
