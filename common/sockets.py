@@ -125,12 +125,7 @@ def bind_frame_listener(ctx: zmq.Context, endpoint: str, options: StreamOptions)
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
     _liveness(sock)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
-    try:
-        sock.bind(endpoint)
-    except zmq.ZMQError:
-        sock.close(0)
-        raise
-    return sock
+    return _bind_or_close(sock, endpoint)
 
 
 def bind_pull_server(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
@@ -138,12 +133,7 @@ def bind_pull_server(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.MAXMSGSIZE, 1024)  # requests are tiny
     _liveness(sock)
-    try:
-        sock.bind(endpoint)
-    except zmq.ZMQError:
-        sock.close(0)
-        raise
-    return sock
+    return _bind_or_close(sock, endpoint)
 
 
 def connect_pull_client(
@@ -163,12 +153,7 @@ def bind_control(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
     _liveness(sock)
-    try:
-        sock.bind(endpoint)
-    except zmq.ZMQError:
-        sock.close(0)
-        raise
-    return sock
+    return _bind_or_close(sock, endpoint)
 
 
 def connect_control(ctx: zmq.Context, endpoint: str, max_message_bytes: int = 1024 * 1024) -> zmq.Socket:
@@ -176,6 +161,16 @@ def connect_control(ctx: zmq.Context, endpoint: str, max_message_bytes: int = 10
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     _liveness(sock)
     sock.connect(endpoint)
+    return sock
+
+
+def _bind_or_close(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
+    """Bind, or close the socket before the error propagates (no half-made sockets linger)."""
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close(0)
+        raise
     return sock
 
 
