@@ -25,6 +25,7 @@ from common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame
 from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
 from common.redact import redact_url
+from common.security import CurveServer
 from common.sockets import StreamOptions
 
 log = logging.getLogger("capture_node.camera")
@@ -64,17 +65,20 @@ def printable(text: str, limit: int = 500) -> str:
 
 
 class Camera:
-    def __init__(self, ctx: zmq.Context, config: CameraConfig, status_interval: float) -> None:
+    def __init__(
+        self, ctx: zmq.Context, config: CameraConfig, status_interval: float, security: CurveServer | None = None
+    ) -> None:
         self.config = config
         self._status_interval = status_interval
         self._every_frame = config.delivery == "every-frame"
         options = StreamOptions(
             self._every_frame, config.socket_buffer, config.queue_frames, notsent_lowat=config.notsent_lowat
         )
-        self._publisher = FramePublisher(ctx, config.bind, options, config.connect)  # bind errors surface here
+        # bind errors surface here
+        self._publisher = FramePublisher(ctx, config.bind, options, config.connect, security)
         self.endpoint = self._publisher.endpoint
         try:
-            self._pull = PullServer(ctx, config.pull_bind, config.id)
+            self._pull = PullServer(ctx, config.pull_bind, config.id, security)
         except zmq.ZMQError:
             self._publisher.close()
             raise

@@ -18,21 +18,29 @@ import zmq
 
 from capture_node.camera import Camera
 from capture_node.config import CameraConfig
+from common.keys import KeyFileError
 from common.logs import setup_logging
+from common.security import CurveFiles
 
 REPORT_S = 0.25
 
 
-def run(config: CameraConfig, status_interval: float, conn: Connection, log_level: str) -> None:
+def run(
+    config: CameraConfig, status_interval: float, conn: Connection, log_level: str, curve: CurveFiles | None = None
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node stops us
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     setup_logging(log_level)
     ctx = zmq.Context()
+    security = None
     try:
-        camera = Camera(ctx, config, status_interval)
-    except zmq.ZMQError as exc:
+        security = curve.server(ctx) if curve else None  # keys were checked by the node: errors are rare
+        camera = Camera(ctx, config, status_interval, security)
+    except (zmq.ZMQError, KeyFileError) as exc:
         conn.send(("bind-failed", str(exc)))
+        if security is not None:
+            security.close()
         ctx.destroy(0)
         return
     conn.send(("bound", (camera.endpoint, camera.pull_endpoint)))
@@ -45,4 +53,6 @@ def run(config: CameraConfig, status_interval: float, conn: Connection, log_leve
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the node is gone: so are we
     camera.stop(timeout=0.3)
+    if security is not None:
+        security.close()
     ctx.destroy(0)

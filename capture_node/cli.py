@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML file with a [node] table and [[camera]] tables")
     p.add_argument("--control", help=f"describe endpoint (default {node_config.DEFAULT_CONTROL})")
     p.add_argument("--name", help="node name shown to workers")
+    sec = p.add_argument_group("security (see docs/security.md)")
+    sec.add_argument("--key", help="this node's CURVE secret key file (made by `framebus-keys generate`)")
+    sec.add_argument("--allow", help="directory of the public keys of the workers admitted (re-read on change)")
+    sec.add_argument(
+        "--insecure",
+        action="store_true",
+        help="without keys, allow binding addresses other hosts can reach (plaintext, anyone may connect)",
+    )
     cam = p.add_argument_group("single camera (instead of --config)")
     cam.add_argument("--source", help="'test' (default), a video file, a URL (rtsp://, http://) or a device index")
     cam.add_argument("--camera-id", help="camera id (default cam1)")
@@ -86,9 +94,12 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         if values.pop("every_frame", False):
             values["delivery"] = "every-frame"
         cfg = NodeConfig(cameras=(CameraConfig(**values),))
-    overrides = {k: v for k, v in (("control", args.control), ("name", args.name)) if v}
+    named = (("control", args.control), ("name", args.name), ("key", args.key), ("allow", args.allow))
+    overrides = {k: v for k, v in named if v}
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
+    if args.insecure:
+        cfg = dataclasses.replace(cfg, insecure=True)
     return node_config.validate(cfg, str(args.config) if args.config else "command line")
 
 
@@ -100,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    for warning in node_config.security_warnings(cfg):
+        log.warning("%s", warning)
     reload_from = (lambda: config_from_args(args)) if args.config else None
     node = CaptureNode(cfg, reload_from, args.log_level)
     wake = threading.Event()

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.keys import KeyFileError, load_key_pair, read_allow_list, secret_file_is_private
 from common.protocol import DELIVERIES, ProtocolError, validate_camera_id
+from common.security import CurveFiles, exposure_error, is_loopback
 from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
@@ -48,7 +50,14 @@ class NodeConfig:
     name: str = "capture-node"
     control: str = DEFAULT_CONTROL
     status_interval: float = 1.0  # send a status message when no frame went out for this long
+    key: str = ""  # the node's CURVE secret key file (framebus-keys generate); relative to the config file
+    allow: str = ""  # directory of the public keys of workers admitted; needs key
+    insecure: bool = False  # allow plaintext on addresses other hosts can reach
     cameras: tuple[CameraConfig, ...] = field(default_factory=tuple)
+
+    @property
+    def curve(self) -> CurveFiles | None:
+        return CurveFiles(Path(self.key), Path(self.allow)) if self.key else None
 
 
 def _check_camera(cam: CameraConfig, where: str) -> None:
@@ -106,6 +115,7 @@ def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
         )
     if not config.cameras:
         raise ConfigError(f"{where}: no [[camera]] table: a node needs at least one camera")
+    _check_keys(config, where)
     seen: set[str] = set()
     cameras = []
     for index, cam in enumerate(config.cameras):
@@ -124,7 +134,54 @@ def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
         if endpoint in seen_endpoints:
             raise ConfigError(f"{where}: endpoint {endpoint} is used twice")
         seen_endpoints.add(endpoint)
-    return dataclasses.replace(config, cameras=tuple(cameras))
+    config = dataclasses.replace(config, cameras=tuple(cameras))
+    _check_exposure(config, where)
+    return config
+
+
+def _check_keys(config: NodeConfig, where: str) -> None:
+    if bool(config.key) != bool(config.allow):
+        missing = "allow" if config.key else "key"
+        raise ConfigError(
+            f"{where}: node.{missing}: CURVE needs both node.key (this node's secret key file) and node.allow "
+            "(the directory of admitted workers' public keys)"
+        )
+    if not config.key:
+        return
+    try:
+        load_key_pair(Path(config.key))
+    except KeyFileError as exc:
+        raise ConfigError(f"{where}: node.key: {exc}") from None
+    try:
+        read_allow_list(Path(config.allow))
+    except KeyFileError as exc:
+        raise ConfigError(f"{where}: node.allow: {exc}") from None
+
+
+def _check_exposure(config: NodeConfig, where: str) -> None:
+    """Without keys, a node serves only its own host unless told --insecure."""
+    if config.key or config.insecure:
+        return
+    places = [("node.control", config.control)]
+    for i, cam in enumerate(config.cameras):
+        places += [(f"camera[{i}].bind", cam.bind), (f"camera[{i}].pull_bind", cam.pull_bind)]
+        places += [(f"camera[{i}].connect", target) for target in cam.connect]
+    for name, endpoint in places:
+        if not is_loopback(endpoint):
+            fix = "Set node.key and node.allow (framebus-keys generate makes them)"
+            raise ConfigError(f"{where}: {exposure_error(name, endpoint, fix)}")
+
+
+def security_warnings(config: NodeConfig) -> list[str]:
+    """Things to say at start: plaintext on the network, a secret key others can read."""
+    if config.key:
+        if not secret_file_is_private(Path(config.key)):
+            return [f"node.key {config.key}: group or others can read this secret key (chmod 600 it)"]
+        return []
+    exposed = [c.bind for c in config.cameras if not is_loopback(c.bind)]
+    if config.insecure and (exposed or not is_loopback(config.control)):
+        return ["INSECURE: no CURVE keys; frames and describe go out in plaintext to anyone who can reach this node"]
+    return []
 
 
 def default_frame_endpoint(control: str, index: int, camera_id: str, where: str) -> str:
@@ -161,6 +218,11 @@ def load(path: Path) -> NodeConfig:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except ValueError as exc:  # TOMLDecodeError, or an integer past Python's digit limit
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    node = data.get("node")
+    if isinstance(node, dict):  # key paths are relative to the config file, as a reader expects
+        for name in ("key", "allow"):
+            if isinstance(node.get(name), str) and node[name]:
+                node[name] = str(path.parent / Path(node[name]).expanduser())
     return from_dict(data, str(path))
 
 

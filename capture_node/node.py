@@ -3,6 +3,7 @@ started and stopped together."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -12,8 +13,10 @@ import zmq
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
 from capture_node.supervisor import CameraSupervisor
 from common.control import ControlServer
+from common.keys import KeyFileError
 from common.protocol import CameraInfo
 from common.redact import redact_url
+from common.security import CurveServer
 
 log = logging.getLogger("capture_node")
 
@@ -33,10 +36,18 @@ class CaptureNode:
         self._cameras: dict[str, CameraSupervisor] = {}
         self._wanted: dict[str, CameraConfig] = {}  # as configured (a bound port may differ)
         self._control: ControlServer | None = None
+        self._security: CurveServer | None = None
 
     def start(self) -> None:
         try:
-            self._control = ControlServer(self._ctx, self.config.control, self.config.name, self.camera_infos)
+            if self.config.curve is not None:
+                try:
+                    self._security = self.config.curve.server(self._ctx)
+                except KeyFileError as exc:
+                    raise ConfigError(str(exc)) from None
+            self._control = ControlServer(
+                self._ctx, self.config.control, self.config.name, self.camera_infos, self._security
+            )
             errors = self._add_all(self.config.cameras)
             if errors:
                 raise errors[0]
@@ -64,7 +75,7 @@ class CaptureNode:
         return errors
 
     def _add(self, cam: CameraConfig) -> None:
-        camera = CameraSupervisor(cam, self.config.status_interval, self._log_level)
+        camera = CameraSupervisor(cam, self.config.status_interval, self._log_level, self.config.curve)
         camera.start()
         with self._lock:
             self._cameras[cam.id] = camera
@@ -84,7 +95,10 @@ class CaptureNode:
 
     def reload(self) -> None:
         """Apply a changed config file: start added cameras, stop removed or changed ones.
-        A bad file is reported and the running cameras stay as they are."""
+        A bad file is reported and the running cameras stay as they are. The allow-list is
+        re-read too (camera processes re-read it on change by themselves)."""
+        if self._security is not None:
+            self._security.request_reload()
         if self._reload_from is None:
             log.info("reload: no config file to reload (started from the command line)")
             return
@@ -93,6 +107,9 @@ class CaptureNode:
         except ConfigError as exc:
             log.error("reload: %s; keeping the running configuration", exc)
             return
+        if new.curve != self.config.curve or new.insecure != self.config.insecure:
+            log.warning("reload: node.key, node.allow and insecure take effect when the node restarts")
+            new = dataclasses.replace(new, key=self.config.key, allow=self.config.allow, insecure=self.config.insecure)
         wanted = {c.id: c for c in new.cameras}
         for cam_id, camera in self.cameras().items():
             if wanted.get(cam_id) != self._wanted.get(cam_id):
@@ -113,4 +130,6 @@ class CaptureNode:
             camera.request_stop()  # all at once, so they wind down in parallel
         for camera in cameras:
             camera.stop()
+        if self._security is not None:
+            self._security.close()
         self._ctx.destroy(0)

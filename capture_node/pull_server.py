@@ -19,7 +19,8 @@ import zmq
 
 from common.protocol import ProtocolError, PullRequest, decode
 from common.ratelimit import RateLimitedLog
-from common.sockets import bind_pull_server, bound_endpoint
+from common.security import CurveServer, RevocationCheck
+from common.sockets import bind_pull_server, bound_endpoint, rebuild
 
 log = logging.getLogger("capture_node.pull_server")
 PENDING_LIMIT = 1024  # requesters waiting at once; more are answered with the status
@@ -29,10 +30,12 @@ PENDING_EXPIRY_S = 30.0
 class PullServer:
     """Owns a ROUTER socket in its own thread; the publish thread hands it frames via offer()."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, camera: str) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, camera: str, security: CurveServer | None = None) -> None:
         self._camera = camera
-        self._sock = bind_pull_server(ctx, endpoint)
+        self._sock = bind_pull_server(ctx, endpoint, security)
         self.endpoint = bound_endpoint(self._sock)
+        self._rebind = lambda: bind_pull_server(ctx, self.endpoint, security)
+        self._revoked = RevocationCheck(security)
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
@@ -78,6 +81,13 @@ class PullServer:
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(1000))
+                if self._revoked.due():  # drop every connection: peers re-authenticate
+                    poller.unregister(self._sock)
+                    self._sock.close(0)
+                    self._sock = rebuild(self._rebind)
+                    poller.register(self._sock, zmq.POLLIN)
+                    self._pending.clear()
+                    continue
                 if self._sock in ready:
                     self._on_requests()
                 if self._wake_reader.fileno() in ready:

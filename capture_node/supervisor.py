@@ -19,6 +19,7 @@ from capture_node import camera_process
 from capture_node.camera import COUNTERS, CameraState, backoff_delay
 from capture_node.config import CameraConfig, ConfigError
 from common.protocol import CameraInfo
+from common.security import CurveFiles
 
 log = logging.getLogger("capture_node.supervisor")
 
@@ -33,8 +34,11 @@ def watchdog_limit(config: CameraConfig) -> float:
 
 
 class CameraSupervisor:
-    def __init__(self, config: CameraConfig, status_interval: float, log_level: str) -> None:
+    def __init__(
+        self, config: CameraConfig, status_interval: float, log_level: str, curve: CurveFiles | None = None
+    ) -> None:
         self.config = config
+        self._curve = curve
         self._status_interval = status_interval
         self._log_level = log_level
         self._stop = threading.Event()
@@ -62,7 +66,7 @@ class CameraSupervisor:
         parent, child = _SPAWN.Pipe()
         process = _SPAWN.Process(
             target=camera_process.run,
-            args=(self.config, self._status_interval, child, self._log_level),
+            args=(self.config, self._status_interval, child, self._log_level, self._curve),
             name=f"camera-{self.config.id}",
             daemon=True,
         )

@@ -12,17 +12,25 @@ import zmq
 
 from common.protocol import CameraInfo, DescribeReply, DescribeRequest, ProtocolError, decode, encode_describe_reply
 from common.ratelimit import RateLimitedLog
-from common.sockets import bind_control, bound_endpoint
+from common.security import CurveServer, RevocationCheck
+from common.sockets import bind_control, bound_endpoint, rebuild
 
 log = logging.getLogger("framebus.control")
 
 
 class ControlServer:
     def __init__(
-        self, ctx: zmq.Context, endpoint: str, node_name: str, cameras: Callable[[], list[CameraInfo]]
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        node_name: str,
+        cameras: Callable[[], list[CameraInfo]],
+        security: CurveServer | None = None,
     ) -> None:
-        self._sock = bind_control(ctx, endpoint)
+        self._sock = bind_control(ctx, endpoint, security)
         self.endpoint = bound_endpoint(self._sock)
+        self._rebind = lambda: bind_control(ctx, self.endpoint, security)
+        self._revoked = RevocationCheck(security)
         self._name = node_name
         self._cameras = cameras
         self._stop = threading.Event()
@@ -39,6 +47,9 @@ class ControlServer:
     def _serve(self) -> None:
         try:
             while not self._stop.is_set():
+                if self._revoked.due():  # drop every connection: peers re-authenticate
+                    self._sock.close(0)
+                    self._sock = rebuild(self._rebind)
                 if self._sock.poll(100, zmq.POLLIN):
                     self._handle(self._sock.recv_multipart(copy=False))
         finally:

@@ -6,7 +6,8 @@ import threading
 
 import zmq
 
-from common.sockets import StreamOptions, bind_frame_publisher, bound_endpoint
+from common.security import CurveServer, RevocationCheck
+from common.sockets import StreamOptions, bind_frame_publisher, bound_endpoint, rebuild
 
 _POLL_MS = 100
 
@@ -14,14 +15,37 @@ _POLL_MS = 100
 class FramePublisher:
     """Owned by one thread (ZeroMQ sockets are not thread-safe)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, options: StreamOptions, connect: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        options: StreamOptions,
+        connect: tuple[str, ...] = (),
+        security: CurveServer | None = None,
+    ) -> None:
         self._every_frame = options.every_frame
-        self._sock = bind_frame_publisher(ctx, endpoint, options)
+        self._revoked = RevocationCheck(security)
+        self._make = lambda address: bind_frame_publisher(ctx, address, options, security)
+        self._connect = connect
+        self._sock = self._bind(endpoint)
         self.endpoint = bound_endpoint(self._sock)
-        for target in connect:
+        self._subscribed = False
+
+    def _bind(self, endpoint: str) -> zmq.Socket:
+        sock = self._make(endpoint)
+        for target in self._connect:
             # Reverse direction, for edge boxes behind NAT: the worker binds, we connect out.
             # The same socket, so the same conflation: one pipe per worker, newest frame each.
-            self._sock.connect(target)
+            sock.connect(target)
+        return sock
+
+    def _drop_revoked_peers(self) -> None:
+        """A revoked key stays connected until its connection ends: end them all, and let
+        every peer reconnect through the allow-list again."""
+        if not self._revoked.due():
+            return
+        self._sock.close(0)
+        self._sock = rebuild(lambda: self._bind(self.endpoint))
         self._subscribed = False
 
     def has_subscribers(self) -> bool:
@@ -45,6 +69,7 @@ class FramePublisher:
     def send(self, message: bytes, stop: threading.Event) -> bool:
         """Send one frame. Every-frame delivery waits while a subscriber's queue is full or
         no subscriber is connected (the frame goes to the next one); False only if stopped."""
+        self._drop_revoked_peers()
         if not self._every_frame:
             self._sock.send(message)  # a copy is cheaper than zero-copy's hand-off for ~100 KB (profiled)
             return True
@@ -60,6 +85,7 @@ class FramePublisher:
 
     def try_send(self, message: bytes) -> None:
         """Best effort (status messages): never waits."""
+        self._drop_revoked_peers()
         try:
             self._sock.send(message, zmq.NOBLOCK)
         except zmq.Again:

@@ -8,9 +8,13 @@ in the kernel). See ../docs/protocol.md and the README's design notes.
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zmq
+
+from common.security import SocketSecurity
 
 HEARTBEAT_IVL_MS = 500
 HEARTBEAT_TIMEOUT_MS = 1500
@@ -33,7 +37,9 @@ class StreamOptions:
     notsent_lowat: int = DEFAULT_NOTSENT_LOWAT  # publisher: unsent bytes the kernel may hold; 0: no limit
 
 
-def _liveness(sock: zmq.Socket) -> None:
+def _liveness(sock: zmq.Socket, security: SocketSecurity | None) -> None:
+    if security is not None:
+        security.apply(sock)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
@@ -42,7 +48,9 @@ def _liveness(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
 
 
-def bind_frame_publisher(ctx: zmq.Context, endpoint: str, options: StreamOptions) -> zmq.Socket:
+def bind_frame_publisher(
+    ctx: zmq.Context, endpoint: str, options: StreamOptions, security: SocketSecurity | None = None
+) -> zmq.Socket:
     """One socket per camera: conflation keeps one message per connection, not per topic."""
     if options.every_frame:
         # XPUB + NODROP: send() says EAGAIN instead of dropping when a subscriber's queue is
@@ -55,7 +63,7 @@ def bind_frame_publisher(ctx: zmq.Context, endpoint: str, options: StreamOptions
         sock.setsockopt(zmq.CONFLATE, 1)
     if options.socket_buffer:
         sock.setsockopt(zmq.SNDBUF, options.socket_buffer)
-    _liveness(sock)
+    _liveness(sock, security)
     try:
         if options.notsent_lowat and not options.every_frame and endpoint.startswith("tcp://"):
             endpoint = _listen_with_notsent_lowat(sock, endpoint, options.notsent_lowat)
@@ -98,7 +106,9 @@ def _listen_with_notsent_lowat(sock: zmq.Socket, endpoint: str, lowat: int) -> s
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value; Python 3.11 lacks the name
 
 
-def connect_frame_subscriber(ctx: zmq.Context, endpoint: str, options: StreamOptions) -> zmq.Socket:
+def connect_frame_subscriber(
+    ctx: zmq.Context, endpoint: str, options: StreamOptions, security: SocketSecurity | None = None
+) -> zmq.Socket:
     """One SUB per camera with exactly one subscribe(b""): a conflating SUB keeps only the
     last of several subscriptions, silently."""
     sock = ctx.socket(zmq.SUB)
@@ -109,13 +119,15 @@ def connect_frame_subscriber(ctx: zmq.Context, endpoint: str, options: StreamOpt
     if options.socket_buffer:
         sock.setsockopt(zmq.RCVBUF, options.socket_buffer)
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
-    _liveness(sock)
+    _liveness(sock, security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.connect(endpoint)
     return sock
 
 
-def bind_frame_listener(ctx: zmq.Context, endpoint: str, options: StreamOptions) -> zmq.Socket:
+def bind_frame_listener(
+    ctx: zmq.Context, endpoint: str, options: StreamOptions, security: SocketSecurity | None = None
+) -> zmq.Socket:
     """Reverse direction (edge box behind NAT): the worker binds a SUB and capture nodes
     connect out to it. Conflation is per connection, so each camera keeps its newest frame."""
     sock = ctx.socket(zmq.SUB)
@@ -123,43 +135,48 @@ def bind_frame_listener(ctx: zmq.Context, endpoint: str, options: StreamOptions)
     if options.socket_buffer:
         sock.setsockopt(zmq.RCVBUF, options.socket_buffer)
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
-    _liveness(sock)
+    _liveness(sock, security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     return _bind_or_close(sock, endpoint)
 
 
-def bind_pull_server(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+def bind_pull_server(ctx: zmq.Context, endpoint: str, security: SocketSecurity | None = None) -> zmq.Socket:
     """Pull mode, node side: a ROUTER answering each worker's requests for the newest frame."""
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.MAXMSGSIZE, 1024)  # requests are tiny
-    _liveness(sock)
+    _liveness(sock, security)
     return _bind_or_close(sock, endpoint)
 
 
 def connect_pull_client(
-    ctx: zmq.Context, endpoint: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ctx: zmq.Context,
+    endpoint: str,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    security: SocketSecurity | None = None,
 ) -> zmq.Socket:
     """Pull mode, worker side: a DEALER that holds one outstanding request (the credit)."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     sock.setsockopt(zmq.IMMEDIATE, 1)  # no request queued for a node that is not connected
-    _liveness(sock)
+    _liveness(sock, security)
     sock.connect(endpoint)
     return sock
 
 
-def bind_control(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+def bind_control(ctx: zmq.Context, endpoint: str, security: SocketSecurity | None = None) -> zmq.Socket:
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-    _liveness(sock)
+    _liveness(sock, security)
     return _bind_or_close(sock, endpoint)
 
 
-def connect_control(ctx: zmq.Context, endpoint: str, max_message_bytes: int = 1024 * 1024) -> zmq.Socket:
+def connect_control(
+    ctx: zmq.Context, endpoint: str, max_message_bytes: int = 1024 * 1024, security: SocketSecurity | None = None
+) -> zmq.Socket:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
-    _liveness(sock)
+    _liveness(sock, security)
     sock.connect(endpoint)
     return sock
 
@@ -178,3 +195,16 @@ def bound_endpoint(sock: zmq.Socket) -> str:
     """The address actually bound (resolves tcp://host:* to the chosen port)."""
     value = sock.getsockopt(zmq.LAST_ENDPOINT)
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def rebuild(make: Callable[[], zmq.Socket], timeout: float = 2.0) -> zmq.Socket:
+    """Bind a new socket on an endpoint whose old socket was just closed: libzmq closes the
+    listener asynchronously, so the port may still be taken for a few milliseconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return make()
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)  # back-off between bind attempts, not a synchronisation

@@ -115,7 +115,7 @@ def test_node_table_is_optional(tmp_path: Path) -> None:
     ],
 )
 def test_default_frame_endpoints_follow_the_control_endpoint(tmp_path: Path, control: str, expected: list[str]) -> None:
-    text = node_toml(control) + camera_toml({"id": "cam1"}) + camera_toml({"id": "cam2"})
+    text = node_toml(control, insecure=True) + camera_toml({"id": "cam1"}) + camera_toml({"id": "cam2"})
     cfg = config.load(write(tmp_path, text))
     assert [c.bind for c in cfg.cameras] == expected
 
@@ -354,6 +354,7 @@ _VALID_NODE = {
     "name": st.text(max_size=12),
     "control": st.sampled_from(["tcp://127.0.0.1:5555", "tcp://*:6000", "tcp://127.0.0.1:*", "ipc:///tmp/n"]),
     "status_interval": st.floats(min_value=0.05, max_value=3600),
+    "insecure": st.booleans(),
 }
 _BY_TYPE: dict[str, st.SearchStrategy[Any]] = {
     "str": st.text(max_size=12) | st.sampled_from(_IDS + _ENDPOINTS + ["test", "latest", "every-frame", "all"]),
@@ -428,6 +429,7 @@ def test_from_dict_returns_config_or_raises_config_error(data: dict[str, Any]) -
     for cam in cfg.cameras:
         assert isinstance(cam, CameraConfig)
         assert cam.bind
+        assert cfg.insecure or config.is_loopback(cam.bind)
         assert 0 <= cam.fps <= 1000
         assert 1 <= cam.quality <= 100
         assert 16 <= cam.width <= 16384 and 16 <= cam.height <= 16384

@@ -12,10 +12,14 @@ from typing import TypeVar
 
 import zmq
 
+from common.keys import KeyFileError
 from common.logs import setup_logging
 from common.metrics import serve_metrics
+from common.security import CurveFiles, exposure_error, is_loopback
 from common.shutdown import ShutdownSignals
+from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
 from common.units import parse_duration, parse_size
+from worker_node.access import Access
 from worker_node.discovery import DiscoveryError, describe_with_clock
 from worker_node.display import DisplayOptions, run_display
 from worker_node.process import HandlerError, load_handler
@@ -76,7 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def with_keys(sp: argparse.ArgumentParser) -> None:
+        g = sp.add_argument_group("security (see docs/security.md)")
+        g.add_argument("--key", type=Path, help="this worker's CURVE secret key file (framebus-keys generate)")
+        g.add_argument(
+            "--server-key",
+            type=Path,
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="the node's public key file: once for all nodes, or once per --node in the same order",
+        )
+        g.add_argument(
+            "--max-message-size",
+            type=_arg(parse_size),
+            default=DEFAULT_MAX_MESSAGE_BYTES,
+            metavar="SIZE",
+            help="largest message accepted from a node (default 32M): a bound on what a hostile peer can send",
+        )
+
     def with_nodes(sp: argparse.ArgumentParser, camera_required: bool = False, node_required: bool = True) -> None:
+        with_keys(sp)
         sp.add_argument(
             "--node",
             action="append",
@@ -108,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ENDPOINT",
         help="bind here for capture nodes that connect out (behind NAT), e.g. tcp://0.0.0.0:6000 (repeatable)",
+    )
+    save.add_argument(
+        "--insecure",
+        action="store_true",
+        help="without keys, allow --listen on an address other hosts can reach (plaintext)",
     )
     save.add_argument("--out", type=Path, required=True, help="directory for the JPEG files")
     save.add_argument(
@@ -187,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proc.add_argument("--quality", type=int, default=80, help="JPEG quality of output frames (default 80)")
     proc.add_argument("--name", default="process-worker", help="node name shown to workers")
+    proc.add_argument(
+        "--allow", type=Path, help="with --key: serve the derived streams only to the workers whose keys are here"
+    )
+    proc.add_argument(
+        "--insecure",
+        action="store_true",
+        help="without --key/--allow, allow a --control address other hosts can reach (plaintext)",
+    )
 
     top = sub.add_parser("top", help="a live table of cameras: state, fps, age, drops, reconnects")
     with_nodes(top)
@@ -197,14 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     desc = sub.add_parser("describe", help="list a node's cameras")
     desc.add_argument("--node", required=True, metavar="ENDPOINT")
+    with_keys(desc)
     desc.add_argument("--timeout", type=_arg(parse_duration), default=3.0, metavar="T")
     return p
 
 
-def run_save(args: argparse.Namespace) -> int:
+def run_save(args: argparse.Namespace, access: Access) -> int:
     if not args.node and not args.listen:
         log.error("save: give --node (a capture node to subscribe to) or --listen (for nodes that connect out)")
         return 2
+    for endpoint in args.listen:
+        if access.keys is None and not args.insecure and not is_loopback(endpoint):
+            log.error("%s", exposure_error("--listen", endpoint, "Give --key and --server-key"))
+            return 2
+        if access.keys is not None and len(access.server_keys) != 1:
+            log.error("--listen: give exactly one --server-key (the key of the nodes that connect in)")
+            return 2
     policy = SavePolicy(
         every_n=args.every_n or 0,
         every_s=0.0 if args.every_n else (args.every or 1.0),
@@ -218,7 +263,9 @@ def run_save(args: argparse.Namespace) -> int:
         return 2
     signals = ShutdownSignals()
     ctx = zmq.Context()
-    receiver = FrameReceiver(ctx, args.node, args.camera, wake_fd=signals.fd, pull=args.pull, listen=args.listen)
+    receiver = FrameReceiver(
+        ctx, args.node, args.camera, wake_fd=signals.fd, pull=args.pull, listen=args.listen, access=access
+    )
     start = time.monotonic()
     deadline = start + args.duration if args.duration else float("inf")
     next_status = start + args.status_interval
@@ -247,10 +294,10 @@ def run_save(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_describe(args: argparse.Namespace) -> int:
+def run_describe(args: argparse.Namespace, access: Access) -> int:
     with zmq.Context() as ctx:
         try:
-            reply, clock = describe_with_clock(ctx, args.node, args.timeout)
+            reply, clock = describe_with_clock(ctx, args.node, args.timeout, access.client(args.node))
         except DiscoveryError as exc:
             log.error("%s", exc)
             return 1
@@ -264,10 +311,20 @@ def run_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_process(args: argparse.Namespace) -> int:
+def run_process(args: argparse.Namespace, access: Access) -> int:
     try:
+        if args.allow and not args.key:
+            raise ValueError("--allow needs --key: the derived streams are served with this worker's key pair")
         options = ProcessOptions(
-            tuple(args.node), tuple(args.camera), args.control, args.suffix, args.quality, args.name
+            tuple(args.node),
+            tuple(args.camera),
+            args.control,
+            args.suffix,
+            args.quality,
+            args.name,
+            access=access,
+            curve=CurveFiles(args.key, args.allow) if args.allow else None,
+            insecure=args.insecure,
         )
         factory = load_handler(args.handler)
         processor = FrameProcessor(factory, options)
@@ -294,21 +351,29 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot serve metrics on port %d: %s", args.metrics_port, exc)
         return 2
+    nodes = [args.node] if isinstance(args.node, str) else args.node
+    try:
+        access = Access.from_files(args.key, args.server_key, nodes, args.max_message_size)
+    except KeyFileError as exc:
+        log.error("%s", exc)
+        return 2
     if args.command == "save":
-        return run_save(args)
+        return run_save(args, access)
     if args.command == "top":
-        return run_top(args.node, args.camera, args.refresh, args.count)
+        return run_top(args.node, args.camera, args.refresh, args.count, access)
     if args.command == "display":
         width, height = args.size
         return run_display(
-            DisplayOptions(tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps)
+            DisplayOptions(tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps, access)
         )
     if args.command == "web":
         host, port = args.listen
-        return run_web(WebOptions(tuple(args.node), tuple(args.camera), host, port))
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("the web viewer has no login: anyone who can reach %s:%d sees the cameras", host, port)
+        return run_web(WebOptions(tuple(args.node), tuple(args.camera), host, port, access))
     if args.command == "process":
-        return run_process(args)
-    return run_describe(args)
+        return run_process(args, access)
+    return run_describe(args, access)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import zmq
 
 from common.protocol import DescribeReply, ProtocolError, decode, encode_describe_request
+from common.security import CurveClient
 from common.sockets import connect_control
 
 _TCP = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+)")
@@ -47,16 +48,18 @@ def parse_reply(message: bytes | memoryview, node_endpoint: str) -> DescribeRepl
     return DescribeReply(reply.node, reply.time_ns, cams)
 
 
-def describe(ctx: zmq.Context, node_endpoint: str, timeout: float = 3.0) -> DescribeReply:
+def describe(
+    ctx: zmq.Context, node_endpoint: str, timeout: float = 3.0, security: CurveClient | None = None
+) -> DescribeReply:
     """One request, one reply, bounded by timeout."""
-    return describe_with_clock(ctx, node_endpoint, timeout)[0]
+    return describe_with_clock(ctx, node_endpoint, timeout, security)[0]
 
 
 def describe_with_clock(
-    ctx: zmq.Context, node_endpoint: str, timeout: float = 3.0
+    ctx: zmq.Context, node_endpoint: str, timeout: float = 3.0, security: CurveClient | None = None
 ) -> tuple[DescribeReply, ClockOffset]:
     """Describe, and estimate the node's clock offset from the same round trip."""
-    sock = connect_control(ctx, node_endpoint)
+    sock = connect_control(ctx, node_endpoint, security=security)
     try:
         sent_ns = time.time_ns()
         sock.send(encode_describe_request())
@@ -67,9 +70,12 @@ def describe_with_clock(
                 received_ns = time.time_ns()
                 reply = parse_reply(message, node_endpoint)
                 return reply, ClockOffset.estimate(reply.time_ns, sent_ns, received_ns)
-        raise DiscoveryError(
-            f"node {node_endpoint}: no describe reply within {timeout:.1f} s (is a capture node running there?)"
+        hint = (
+            "is a capture node running there, and does it admit our key (--key, --server-key, its allow-list)?"
+            if security
+            else "is a capture node running there? If it uses CURVE keys, give --key and --server-key"
         )
+        raise DiscoveryError(f"node {node_endpoint}: no describe reply within {timeout:.1f} s ({hint})")
     finally:
         sock.close(0)
 

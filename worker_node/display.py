@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -24,6 +24,7 @@ import zmq
 from common.protocol import Frame
 from common.shutdown import ShutdownSignals
 from worker_node import mosaic
+from worker_node.access import Access
 from worker_node.receiver import FrameReceiver
 
 log = logging.getLogger("worker_node.display")
@@ -45,6 +46,7 @@ class DisplayOptions:
     height: int = 720
     title: str = "framebus"
     max_fps: float = 30.0  # redraws per second at most
+    access: Access = field(default_factory=Access)
 
 
 def display_problem(display: str | None) -> str | None:
@@ -170,7 +172,7 @@ def run_display(options: DisplayOptions) -> int:
         return 2
     signals = ShutdownSignals()
     ctx = zmq.Context()
-    receiver = FrameReceiver(ctx, options.nodes, options.cameras, wake_fd=signals.fd)
+    receiver = FrameReceiver(ctx, options.nodes, options.cameras, wake_fd=signals.fd, access=options.access)
     try:
         MosaicDisplay(options).run(receiver, signals)
     finally:

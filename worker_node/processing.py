@@ -22,14 +22,16 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import zmq
 
 from common import jpeg
 from common.protocol import Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
+from common.security import CurveFiles, exposure_error, is_loopback
 from common.shutdown import ShutdownSignals
+from worker_node.access import Access
 from worker_node.process import Handler, HandlerError, HandlerFactory, as_factory, normalise, results_meta
 from worker_node.receiver import FrameReceiver
 from worker_node.republish import DEFAULT_CONTROL, DerivedStreams
@@ -50,6 +52,9 @@ class ProcessOptions:
     quality: int = 80  # JPEG quality of output frames
     name: str = "process-worker"
     log_every_s: float = 1.0  # results are logged at most this often per camera
+    access: Access = field(default_factory=Access)  # how to reach the nodes read from
+    curve: CurveFiles | None = None  # keys for the derived streams this worker serves
+    insecure: bool = False  # without curve, allow serving on addresses other hosts can reach
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -60,6 +65,8 @@ class ProcessOptions:
             validate_camera_id(f"{camera}/{self.suffix}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
+        if self.curve is None and not self.insecure and not is_loopback(self.control):
+            raise ValueError(exposure_error("--control", self.control, "Give --key and --allow"))
 
 
 class FrameProcessor:
@@ -75,7 +82,8 @@ class FrameProcessor:
         self._wake_r, self._wake_w = socket.socketpair()  # stop() wakes the blocked poll
         self._wake_r.setblocking(False)
         self._ctx = zmq.Context()
-        self.streams = DerivedStreams(self._ctx, options.control, options.name)
+        self._security = options.curve.server(self._ctx) if options.curve else None
+        self.streams = DerivedStreams(self._ctx, options.control, options.name, self._security)
         self.endpoint = self.streams.endpoint
         for camera in options.cameras:  # described (as connecting) before the first frame
             self.streams.stream(self._derived(camera))
@@ -95,7 +103,13 @@ class FrameProcessor:
 
     def run(self, signals: ShutdownSignals | None = None) -> None:
         """Until stop(), or SIGINT/SIGTERM when `signals` are given."""
-        receiver = FrameReceiver(self._ctx, self.options.nodes, self.options.cameras, wake_fd=self._wake_r.fileno())
+        receiver = FrameReceiver(
+            self._ctx,
+            self.options.nodes,
+            self.options.cameras,
+            wake_fd=self._wake_r.fileno(),
+            access=self.options.access,
+        )
         if signals is not None:
             receiver.add_wake_fd(signals.fd)
         log.info("control endpoint %s", self.endpoint)
@@ -118,6 +132,8 @@ class FrameProcessor:
         finally:
             receiver.close()
             self.streams.close()
+            if self._security is not None:
+                self._security.close()
             self._ctx.destroy(0)
             self._wake_r.close()
             self._wake_w.close()

@@ -17,6 +17,7 @@ from common.protocol import CameraInfo, Frame, encode_describe_request
 from common.ratelimit import RateLimitedLog
 from common.sockets import connect_control
 from worker_node import metrics
+from worker_node.access import Access
 from worker_node.discovery import ClockOffset, DiscoveryError, parse_reply
 from worker_node.subscription import STALE_AFTER_S, Subscription
 
@@ -35,15 +36,18 @@ class FrameReceiver:
         stale_after_s: float = STALE_AFTER_S,
         pull: bool = False,
         listen: Sequence[str] = (),
+        access: Access | None = None,
     ) -> None:
+        """Raises KeyFileError if `access` lacks a server key for one of the nodes."""
         self._ctx = ctx
+        self._access = access or Access()
         self._wanted = set(cameras)
         self._pull = pull  # ask for each frame (slow links) instead of subscribing
         self._stale_after = stale_after_s
         self._poller = zmq.Poller()
         self._controls: dict[zmq.Socket, str] = {}
         for node in nodes:
-            sock = connect_control(ctx, node)
+            sock = connect_control(ctx, node, security=self._access.client(node))
             sock.setsockopt(zmq.IMMEDIATE, 1)  # no queued requests while the node is down
             self._controls[sock] = node
             self._poller.register(sock, zmq.POLLIN)
@@ -53,7 +57,8 @@ class FrameReceiver:
         self._by_socket: dict[zmq.Socket, Subscription] = {}
         metrics.track(self)
         for endpoint in listen:  # capture nodes behind NAT connect to these
-            self._add(Subscription(ctx, endpoint, listen=True))
+            security, limit = self._access.client(), self._access.max_message_bytes
+            self._add(Subscription(ctx, endpoint, listen=True, security=security, max_message_bytes=limit))
             log.info("listening for capture nodes on %s", endpoint)
         self._next_discovery = 0.0
         self._asked_ns = 0
@@ -108,7 +113,13 @@ class FrameReceiver:
             try:
                 sock.send(encode_describe_request(), zmq.NOBLOCK)
             except zmq.Again:
-                self._log.warning(f"down-{self._controls[sock]}", "node %s is not reachable yet", self._controls[sock])
+                node = self._controls[sock]
+                hint = (
+                    " (or it refuses our key: check --key, --server-key and its allow-list)"
+                    if self._access.keys
+                    else ""
+                )
+                self._log.warning(f"down-{node}", "node %s is not reachable yet%s", node, hint)
 
     def _on_reply(self, sock: zmq.Socket) -> None:
         node = self._controls[sock]
@@ -139,7 +150,8 @@ class FrameReceiver:
                     continue
                 if current:
                     self._remove(current)
-                self._add(Subscription(self._ctx, endpoint, cam.camera, every_frame, pull))
+                security, limit = self._access.client(node), self._access.max_message_bytes
+                self._add(Subscription(self._ctx, endpoint, cam.camera, every_frame, pull, False, security, limit))
                 mode = "pull" if pull else cam.delivery
                 log.info("camera %s: subscribed to %s (%s) on node %s", cam.camera, endpoint, mode, reply.node)
 

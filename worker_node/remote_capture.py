@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 
 import cv2
@@ -21,6 +22,7 @@ import zmq
 
 from common import jpeg
 from common.protocol import Frame, FrameHeader
+from worker_node.access import Access
 from worker_node.discovery import DiscoveryError, describe
 from worker_node.subscription import STALE_AFTER_S, CameraStatus, Subscription
 
@@ -33,9 +35,20 @@ class RemoteCapture:
     isOpened() (and `error` for the reason). `pull=True` (with a node and camera) asks for
     each frame instead of subscribing: the freshest frames over links slower than the stream."""
 
-    def __init__(self, source: str, camera: str | None = None, timeout: float = 5.0, pull: bool = False) -> None:
+    def __init__(
+        self,
+        source: str,
+        camera: str | None = None,
+        timeout: float = 5.0,
+        pull: bool = False,
+        key: str | Path | None = None,
+        server_key: str | Path | None = None,
+    ) -> None:
+        """`key` (this script's .key_secret file) and `server_key` (the node's .key file) for a
+        node that uses CURVE; a wrong or missing file raises KeyFileError."""
         self.timeout = timeout
         self.error = ""
+        security = Access.from_files(key, [server_key] if server_key else []).client()
         self._ctx = zmq.Context()
         self._sub: Subscription | None = None
         self._described_fps = 0.0
@@ -44,7 +57,7 @@ class RemoteCapture:
         endpoint, every_frame = source, False
         if camera is not None:
             try:
-                reply = describe(self._ctx, source, timeout)
+                reply = describe(self._ctx, source, timeout, security)
             except DiscoveryError as exc:
                 self._fail(str(exc))
                 return
@@ -63,7 +76,7 @@ class RemoteCapture:
         elif pull:
             self._fail("pull mode needs a node endpoint and a camera id")
             return
-        self._sub = Subscription(self._ctx, endpoint, camera, every_frame, pull)
+        self._sub = Subscription(self._ctx, endpoint, camera, every_frame, pull, security=security)
 
     def _fail(self, reason: str) -> None:
         self.error = reason

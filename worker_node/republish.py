@@ -24,6 +24,7 @@ from common.control import ControlServer
 from common.protocol import CameraInfo, Frame, FrameHeader, ProtocolError, Status, encode_frame, encode_status
 from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
+from common.security import CurveServer
 from common.sockets import StreamOptions
 from worker_node.subscription import CameraStatus
 
@@ -67,13 +68,14 @@ class DerivedStreams:
     """Owned by the processing thread (publishers are single-thread); describe is answered
     from the control thread, which reads under a lock."""
 
-    def __init__(self, ctx: zmq.Context, control: str, node_name: str) -> None:
+    def __init__(self, ctx: zmq.Context, control: str, node_name: str, security: CurveServer | None = None) -> None:
         self._ctx = ctx
+        self._security = security
         self._requested = control
         self._lock = threading.Lock()
         self._streams: dict[str, _Stream] = {}
         self._log = RateLimitedLog(log)
-        self._control = ControlServer(ctx, control, node_name, self.infos)
+        self._control = ControlServer(ctx, control, node_name, self.infos, security)
         self.endpoint = self._control.endpoint
         self._control.start()
 
@@ -89,7 +91,8 @@ class DerivedStreams:
         found = self._streams.get(camera)
         if found is not None:
             return found
-        publisher = FramePublisher(self._ctx, stream_endpoint(self._requested, len(self._streams)), StreamOptions())
+        endpoint = stream_endpoint(self._requested, len(self._streams))
+        publisher = FramePublisher(self._ctx, endpoint, StreamOptions(), security=self._security)
         created = _Stream(camera, publisher)
         with self._lock:
             self._streams[camera] = created

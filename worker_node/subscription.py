@@ -10,7 +10,14 @@ import zmq
 
 from common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
 from common.ratelimit import RateLimitedLog
-from common.sockets import StreamOptions, bind_frame_listener, connect_frame_subscriber, connect_pull_client
+from common.security import CurveClient
+from common.sockets import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    StreamOptions,
+    bind_frame_listener,
+    connect_frame_subscriber,
+    connect_pull_client,
+)
 from worker_node.metrics import FRAME_AGE
 from worker_node.stats import CameraStats
 
@@ -41,18 +48,21 @@ class Subscription:
         every_frame: bool = False,
         pull: bool = False,
         listen: bool = False,
+        security: CurveClient | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.endpoint = endpoint
         self.camera = camera
         self.every_frame = every_frame and not pull
         self.pull = pull
         self.listen = listen  # bound: capture nodes connect to us, any number of cameras
+        options = StreamOptions(every_frame=every_frame, max_message_bytes=max_message_bytes)
         if pull:
-            self.socket = connect_pull_client(ctx, endpoint)
+            self.socket = connect_pull_client(ctx, endpoint, max_message_bytes, security)
         elif listen:
-            self.socket = bind_frame_listener(ctx, endpoint, StreamOptions())
+            self.socket = bind_frame_listener(ctx, endpoint, options, security)
         else:
-            self.socket = connect_frame_subscriber(ctx, endpoint, StreamOptions(every_frame=every_frame))
+            self.socket = connect_frame_subscriber(ctx, endpoint, options, security)
         self.stats = CameraStats()
         self.status = CameraStatus("connecting")
         self._last: dict[str, tuple[int, int]] = {}  # camera -> (seq, publish_ns) of its last frame

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from common.shutdown import ShutdownSignals
+from worker_node.access import Access
 from worker_node.receiver import FrameReceiver
 
 _STYLE = {
@@ -60,11 +61,13 @@ def render(receiver: FrameReceiver) -> Table:
     return table
 
 
-def run_top(nodes: Sequence[str], cameras: Sequence[str], refresh_s: float = 1.0, count: int = 0) -> int:
+def run_top(
+    nodes: Sequence[str], cameras: Sequence[str], refresh_s: float = 1.0, count: int = 0, access: Access | None = None
+) -> int:
     """Refresh every refresh_s until Ctrl-C (or `count` refreshes, for scripts and tests)."""
     signals = ShutdownSignals()
     ctx = zmq.Context()
-    receiver = FrameReceiver(ctx, nodes, cameras, wake_fd=signals.fd)
+    receiver = FrameReceiver(ctx, nodes, cameras, wake_fd=signals.fd, access=access)
     console = Console()
     shown = 0
     try:

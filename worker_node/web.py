@@ -20,11 +20,12 @@ import logging
 import re
 import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 from aiohttp import web
 
+from worker_node.access import Access
 from worker_node.web_feed import CameraFeed, FeedHub, ReceivingThread
 
 log = logging.getLogger("worker_node.web")
@@ -42,6 +43,7 @@ class WebOptions:
     cameras: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8080  # 0: any free port (logged)
+    access: Access = field(default_factory=Access)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -156,7 +158,7 @@ async def serve(options: WebOptions) -> int:
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
     log.info("web viewer on http://%s:%d/", shown, port)
-    receiving = ReceivingThread(loop, hub, options.nodes, options.cameras)
+    receiving = ReceivingThread(loop, hub, options.nodes, options.cameras, options.access)
     receiving.start()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

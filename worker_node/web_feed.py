@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from common.protocol import Frame
+from worker_node.access import Access
 from worker_node.receiver import FrameReceiver
 from worker_node.subscription import Subscription
 
@@ -114,8 +115,14 @@ class ReceivingThread:
     """Runs FrameReceiver and hands frames and stats to the hub on the event loop."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, hub: FeedHub, nodes: Sequence[str], cameras: Sequence[str]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        hub: FeedHub,
+        nodes: Sequence[str],
+        cameras: Sequence[str],
+        access: Access | None = None,
     ) -> None:
+        self._access = access
         self._loop = loop
         self._hub = hub
         self._nodes = nodes
@@ -136,7 +143,7 @@ class ReceivingThread:
 
     def _run(self) -> None:
         ctx = zmq.Context()
-        receiver = FrameReceiver(ctx, self._nodes, self._cameras, wake_fd=self._wake_r.fileno())
+        receiver = FrameReceiver(ctx, self._nodes, self._cameras, wake_fd=self._wake_r.fileno(), access=self._access)
         next_stats = time.monotonic() + STATS_EVERY_S
         try:
             while not self._stop.is_set():
