@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from capture_node import config as node_config
 from capture_node import metrics
@@ -86,21 +86,23 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         given = [f"--{f.replace('_', '-')}" for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False, [])]
         if given:
             raise ConfigError(f"{given[0]} cannot be combined with --config: put it in the config file")
-        cfg = node_config.load(args.config)
-    else:
-        values = {f: getattr(args, f) for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)}
-        values["id"] = values.pop("camera_id", "cam1")
-        values["connect"] = tuple(values.get("connect", ()))
-        if values.pop("every_frame", False):
-            values["delivery"] = "every-frame"
-        cfg = NodeConfig(cameras=(CameraConfig(**values),))
+        return node_config.load(args.config, node_overrides(args))
+    values = {f: getattr(args, f) for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)}
+    values["id"] = values.pop("camera_id", "cam1")
+    values["connect"] = tuple(values.get("connect", ()))
+    if values.pop("every_frame", False):
+        values["delivery"] = "every-frame"
+    cfg = NodeConfig(cameras=(CameraConfig(**values),), **node_overrides(args))
+    return node_config.validate(cfg, "command line")
+
+
+def node_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """[node] fields given as flags; they win over the config file's."""
     named = (("control", args.control), ("name", args.name), ("key", args.key), ("allow", args.allow))
-    overrides = {k: v for k, v in named if v}
-    if overrides:
-        cfg = dataclasses.replace(cfg, **overrides)
+    overrides: dict[str, Any] = {k: v for k, v in named if v}
     if args.insecure:
-        cfg = dataclasses.replace(cfg, insecure=True)
-    return node_config.validate(cfg, str(args.config) if args.config else "command line")
+        overrides["insecure"] = True
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,8 +208,9 @@ def default_pull_endpoint(bind: str) -> str:
     return f"{bind}-pull"
 
 
-def load(path: Path) -> NodeConfig:
-    """Read a TOML file: a [node] table and one [[camera]] table per camera."""
+def load(path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
+    """Read a TOML file: a [node] table and one [[camera]] table per camera. `overrides` are
+    [node] fields given on the command line; they win over the file's."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -223,6 +224,8 @@ def load(path: Path) -> NodeConfig:
         for name in ("key", "allow"):
             if isinstance(node.get(name), str) and node[name]:
                 node[name] = str(path.parent / Path(node[name]).expanduser())
+    if overrides:
+        data["node"] = {**(node if isinstance(node, dict) else {}), **overrides}
     return from_dict(data, str(path))
 
 

@@ -212,7 +212,10 @@ class CurveServer:
         if event["event"] == zmq.EVENT_MONITOR_STOPPED:
             return True
         endpoint = event["endpoint"].decode("ascii", "replace")
-        why = _WHY.get(int(event["value"]), f"handshake failed (ZeroMQ protocol error {event['value']:#x})")
+        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # value is an errno
+            why = "it hung up during the handshake (a client without CURVE, or with a wrong key)"
+        else:
+            why = _WHY.get(int(event["value"]), f"handshake failed (ZeroMQ protocol error {event['value']:#x})")
         self._refused.warning(f"{endpoint}-{event['value']}", "refused a connection on %s: %s", endpoint, why)
         return False
 

@@ -14,6 +14,7 @@ import pytest
 from tests.netns import Host, Network
 from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
 from tests.test_end_to_end import saved_files
+from tests.test_security import keys_cli
 
 PY = sys.executable
 
@@ -25,7 +26,9 @@ def network() -> Iterator[Network]:
 
 
 def start_capture(nodes: Processes, host: Host, *args: str) -> NodeProcess:
-    node = nodes.start_argv(host.command([PY, "-m", "capture_node", "--control", "tcp://0.0.0.0:5555", *args]))
+    """Bound to every address; plaintext (--insecure) unless the test gives keys."""
+    plain = [] if "--key" in args else ["--insecure"]
+    node = nodes.start_argv(host.command([PY, "-m", "capture_node", "--control", "tcp://0.0.0.0:5555", *plain, *args]))
     node.wait_for(r"camera \S+: streaming")
     return node
 
@@ -58,10 +61,24 @@ def tree_rss_kb(namespace: str) -> int:
 
 def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, network: Network, tmp_path: Path) -> None:
     """A camera host (RTSP), an edge box, a save host, a processing host and a viewer host,
-    each its own network stack; workers find the cameras through the node's describe."""
+    each its own network stack; workers find the cameras through the node's describe. Every
+    hop is CURVE-encrypted with keys made by framebus-keys, as the README's setup does it."""
     camera, edge, saver, processor, viewer = (
         network.add_host(n) for n in ("camera", "edge", "saver", "processor", "viewer")
     )
+    keys = tmp_path / "keys"
+    for name in ("edge", "saver", "processor", "viewer"):
+        keys_cli("generate", str(keys / name), "--name", name)
+    for name in ("saver", "processor", "viewer"):
+        keys_cli("allow", str(keys / "edge-allowed"), str(keys / name / f"{name}.key"))
+    keys_cli("allow", str(keys / "processor-allowed"), str(keys / "viewer/viewer.key"))
+
+    def key(name: str) -> list[str]:
+        return ["--key", str(keys / name / f"{name}.key_secret")]
+
+    def server_key(name: str) -> list[str]:
+        return ["--server-key", str(keys / name / f"{name}.key")]
+
     server = nodes.start_argv(
         camera.command(
             [
@@ -77,12 +94,16 @@ def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, networ
         )
     )
     url = server.wait_for(r"READY (\S+)").group(1)
-    start_capture(nodes, edge, "--source", url, "--camera-id", "door")
+    start_capture(
+        nodes, edge, "--source", url, "--camera-id", "door", *key("edge"), "--allow", str(keys / "edge-allowed")
+    )
     node = f"tcp://{edge.address}:5555"
     out = tmp_path / "saved"
     save = nodes.start_argv(
         saver.command(
             [PY, "-m", "worker_node", "save", "--node", node, "--out", str(out), "--every-n", "1", "--count", "20"]
+            + key("saver")
+            + server_key("edge")
         )
     )
     process = nodes.start_argv(
@@ -100,11 +121,16 @@ def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, networ
                 "worker_node.handlers.motion:MotionDetector",
                 "--control",
                 "tcp://0.0.0.0:5575",
+                *key("processor"),
+                *server_key("edge"),
+                "--allow",
+                str(keys / "processor-allowed"),
             ]
         )
     )
+    example = [PY, str(ROOT / "docs/examples/read_remote_camera.py")]
     view = nodes.start_argv(
-        viewer.command([PY, str(ROOT / "docs/examples/read_remote_camera.py"), node, "door", "--frames", "10"])
+        viewer.command([*example, node, "door", "--frames", "10", *key("viewer"), *server_key("edge")])
     )
     derived = nodes.start_argv(
         viewer.command(
@@ -115,6 +141,8 @@ def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, networ
                 "door/annotated",
                 "--frames",
                 "10",
+                *key("viewer"),
+                *server_key("processor"),
             ]
         )
     )

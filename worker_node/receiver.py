@@ -24,6 +24,7 @@ from worker_node.subscription import STALE_AFTER_S, Subscription
 log = logging.getLogger("worker_node.receiver")
 
 REDISCOVER_S = 2.0
+RECONNECT_AFTER_ROUNDS = 3  # describe rounds without a connection before the socket is made anew
 
 
 class FrameReceiver:
@@ -46,11 +47,9 @@ class FrameReceiver:
         self._stale_after = stale_after_s
         self._poller = zmq.Poller()
         self._controls: dict[zmq.Socket, str] = {}
+        self._unreachable: dict[str, int] = {}  # node -> describe rounds in a row it was not connected
         for node in nodes:
-            sock = connect_control(ctx, node, security=self._access.client(node))
-            sock.setsockopt(zmq.IMMEDIATE, 1)  # no queued requests while the node is down
-            self._controls[sock] = node
-            self._poller.register(sock, zmq.POLLIN)
+            self._connect_control(node)
         if wake_fd is not None:
             self._poller.register(wake_fd, zmq.POLLIN)
         self.subscriptions: dict[str, Subscription] = {}
@@ -65,6 +64,12 @@ class FrameReceiver:
         self.camera_info: dict[str, CameraInfo] = {}  # as the nodes last described them
         self.clock_offsets: dict[str, ClockOffset] = {}  # node -> estimate from describe round trips
         self._log = RateLimitedLog(log, interval=30.0)
+
+    def _connect_control(self, node: str) -> None:
+        sock = connect_control(self._ctx, node, security=self._access.client(node))
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # no queued requests while the node is down
+        self._controls[sock] = node
+        self._poller.register(sock, zmq.POLLIN)
 
     def add_wake_fd(self, fd: int) -> None:
         """Another file descriptor that ends a blocked poll() when readable (a stop request)."""
@@ -109,11 +114,19 @@ class FrameReceiver:
 
     def _ask_nodes(self) -> None:
         self._asked_ns = time.time_ns()
-        for sock in self._controls:
+        for sock, node in list(self._controls.items()):
             try:
                 sock.send(encode_describe_request(), zmq.NOBLOCK)
+                self._unreachable[node] = 0
             except zmq.Again:
-                node = self._controls[sock]
+                self._unreachable[node] = self._unreachable.get(node, 0) + 1
+                if self._unreachable[node] % RECONNECT_AFTER_ROUNDS == 0:
+                    # ZeroMQ does not retry a connection the node refused (our key was not
+                    # allowed, yet): a new socket does. Harmless when the node is just down.
+                    self._poller.unregister(sock)
+                    del self._controls[sock]
+                    sock.close(0)
+                    self._connect_control(node)
                 hint = (
                     " (or it refuses our key: check --key, --server-key and its allow-list)"
                     if self._access.keys
@@ -147,6 +160,8 @@ class FrameReceiver:
                 every_frame = cam.delivery == "every-frame"
                 current = self.subscriptions.get(cam.camera)
                 if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
+                    if current.status.state == "stale":  # the node answers, its stream does not
+                        self._reopen(current)
                     continue
                 if current:
                     self._remove(current)
@@ -157,6 +172,13 @@ class FrameReceiver:
 
     def _add(self, sub: Subscription) -> None:
         self.subscriptions[sub.name] = sub
+        self._by_socket[sub.socket] = sub
+        self._poller.register(sub.socket, zmq.POLLIN)
+
+    def _reopen(self, sub: Subscription) -> None:
+        self._poller.unregister(sub.socket)
+        del self._by_socket[sub.socket]
+        sub.reopen()
         self._by_socket[sub.socket] = sub
         self._poller.register(sub.socket, zmq.POLLIN)
 

@@ -21,8 +21,9 @@ from common.ratelimit import RateLimitedLog
 
 log = logging.getLogger("worker_node.save")
 
-# What file_name() produces: retention must never delete anybody else's *_*_*.jpg.
-_SAVED_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z_[A-Za-z0-9_.+\-]+_\d{12}\.jpg")
+# What file_name() produces: retention must never delete anybody else's *_*_*.jpg. The
+# sequence number is padded to 12 digits and may have up to 20 (it is a u64 on the wire).
+_SAVED_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z_[A-Za-z0-9_.+\-]+_\d{12,20}\.jpg")
 
 
 @dataclass(frozen=True)

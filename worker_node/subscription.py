@@ -57,12 +57,16 @@ class Subscription:
         self.pull = pull
         self.listen = listen  # bound: capture nodes connect to us, any number of cameras
         options = StreamOptions(every_frame=every_frame, max_message_bytes=max_message_bytes)
-        if pull:
-            self.socket = connect_pull_client(ctx, endpoint, max_message_bytes, security)
-        elif listen:
-            self.socket = bind_frame_listener(ctx, endpoint, options, security)
-        else:
-            self.socket = connect_frame_subscriber(ctx, endpoint, options, security)
+
+        def open_socket() -> zmq.Socket:
+            if pull:
+                return connect_pull_client(ctx, endpoint, max_message_bytes, security)
+            if listen:
+                return bind_frame_listener(ctx, endpoint, options, security)
+            return connect_frame_subscriber(ctx, endpoint, options, security)
+
+        self._open_socket = open_socket
+        self.socket = open_socket()
         self.stats = CameraStats()
         self.status = CameraStatus("connecting")
         self._last: dict[str, tuple[int, int]] = {}  # camera -> (seq, publish_ns) of its last frame
@@ -122,6 +126,13 @@ class Subscription:
             log.info("camera %s: receiving again", self.name)
         self.status = CameraStatus("streaming")
         return self._accept(decoded)
+
+    def reopen(self) -> None:
+        """A new socket to the same endpoint, statistics kept. ZeroMQ gives up on a connection
+        the node refused (CURVE key not allowed, yet): this tries again."""
+        self.socket.close(0)
+        self.socket = self._open_socket()
+        self._asked_at = None
 
     def mark_stale_if_silent(self, after_s: float) -> bool:
         """A camera that sends nothing (not even status) for after_s is stale: the node, the
