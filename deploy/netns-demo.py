@@ -6,6 +6,8 @@
   storage a save worker (subscribed) writing to ./netns-demo-output/
   remote  a pull-mode save worker behind a link limited to --rate (tc tbf on the edge's side)
 
+Every link is CURVE-encrypted; the demo makes the keys with `framebus-keys` first and prints
+each command, the same steps as across real machines (README, "Across machines, securely").
 Prints each host's status lines; Ctrl-C stops everything and deletes the namespaces.
 """
 
@@ -27,6 +29,8 @@ CONFIG = """
 [node]
 name = "netns-edge"
 control = "tcp://0.0.0.0:5555"
+key = "keys/edge/edge.key_secret"
+allow = "keys/edge-allowed"
 
 [[camera]]
 id = "cam1"
@@ -44,6 +48,27 @@ def relay(name: str, proc: subprocess.Popen[str]) -> None:
         print(f"[{name}] {line}", end="", flush=True)
 
 
+def make_keys(out: Path) -> None:
+    """The key exchange, as you would do it by hand: each host makes its pair, the edge box
+    admits the workers' public keys, the workers get the edge's public key."""
+    keys = out / "keys"
+    steps = [
+        ["generate", str(keys / "edge"), "--name", "edge"],  # on the edge box
+        ["generate", str(keys / "storage"), "--name", "storage"],  # on each worker host
+        ["generate", str(keys / "remote"), "--name", "remote"],
+        ["allow", str(keys / "edge-allowed"), str(keys / "storage/storage.key")],  # back on the edge box
+        ["allow", str(keys / "edge-allowed"), str(keys / "remote/remote.key")],
+    ]
+    for step in steps:
+        print("$ framebus-keys " + " ".join(step), flush=True)
+        subprocess.run([sys.executable, "-m", "common.keys_cli", *step], check=True, cwd=ROOT)
+
+
+def worker_keys(out: Path, name: str) -> list[str]:
+    keys = out / "keys"
+    return ["--key", str(keys / name / f"{name}.key_secret"), "--server-key", str(keys / "edge/edge.key")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", default="", help="limit the edge's link, e.g. 6mbit (pull mode keeps frames fresh)")
@@ -58,6 +83,8 @@ def main() -> None:
             edge.limit_rate(args.rate)
         config = args.out / "edge.toml"
         args.out.mkdir(parents=True, exist_ok=True)
+        if not (args.out / "keys").exists():
+            make_keys(args.out)
         config.write_text(CONFIG)
         node = f"tcp://{edge.address}:5555"
         py = sys.executable
@@ -79,6 +106,7 @@ def main() -> None:
                     "2s",
                     "--status-interval",
                     "5s",
+                    *worker_keys(args.out, "storage"),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -98,6 +126,7 @@ def main() -> None:
                     "2s",
                     "--status-interval",
                     "5s",
+                    *worker_keys(args.out, "remote"),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -106,7 +135,9 @@ def main() -> None:
         for name, proc in procs.items():
             threading.Thread(target=relay, args=(name, proc), daemon=True).start()
         print(f"edge {edge.address}, storage {storage.address}, remote {remote.address}; Ctrl-C stops", flush=True)
-        print(f"try: sudo ip netns exec {remote.namespace} {py} -m worker_node describe --node {node}", flush=True)
+        keys = " ".join(worker_keys(args.out, "remote"))
+        print(f"try: sudo ip netns exec {remote.namespace} {py} -m worker_node describe --node {node} {keys}")
+        print(f"and without keys (refused, the edge logs it): ... describe --node {node}", flush=True)
         stop.wait()
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)

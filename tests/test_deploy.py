@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from capture_node import config
+from common.keys import generate_key_pair
 from worker_node.cli import build_parser
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -17,16 +18,23 @@ VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.mark.parametrize("name", ["capture-edge1.toml", "compose-node.toml"])
-def test_example_node_configs_load(name: str) -> None:
-    loaded = config.load(DEPLOY / "config" / name)
+def test_example_node_configs_load(name: str, tmp_path: Path) -> None:
+    """Loaded from a copy beside the keys it names, as under /etc/framebus."""
+    copy = tmp_path / name
+    copy.write_text((DEPLOY / "config" / name).read_text())
+    generate_key_pair(tmp_path / "keys", "edge1")
+    (tmp_path / "allowed-edge1").mkdir()
+    loaded = config.load(copy)
     assert loaded.cameras
+    assert loaded.curve is not None or loaded.insecure
 
 
 @pytest.mark.parametrize("name", ["worker-frames.env", "worker-wan.env"])
 def test_example_worker_arguments_parse(name: str) -> None:
     line = next(x for x in (DEPLOY / "config" / name).read_text().splitlines() if x.startswith("WORKER_ARGS="))
-    args = build_parser().parse_args(shlex.split(line.partition("=")[2]))
+    args = build_parser().parse_args([*shlex.split(line.partition("=")[2]), "--key", "unit-adds-this"])
     assert args.command == "save"
+    assert args.server_key, "a worker across hosts names the node's public key"
 
 
 @pytest.mark.parametrize("unit", ["framebus-capture@.service", "framebus-worker@.service"])

@@ -1,0 +1,200 @@
+"""Key files, allow-lists and the settings that use them: safe modes, clear errors naming the
+file and field, and interoperability with pyzmq's own certificate reader."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import zmq.auth
+
+from capture_node import config
+from capture_node.config import ConfigError
+from common import keys_cli
+from common.keys import (
+    KeyFileError,
+    allow_key,
+    generate_key_pair,
+    load_key_pair,
+    load_public_key,
+    read_allow_list,
+    revoke_key,
+)
+from worker_node.access import ANY_NODE, Access
+
+
+def test_generated_pair_has_safe_modes_and_reads_back_with_pyzmq(tmp_path: Path) -> None:
+    old = os.umask(0o077)  # a strict umask must not make the public key unreadable either
+    try:
+        public, secret = generate_key_pair(tmp_path / "keys", "edge1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(public.stat().st_mode) == 0o644
+    pair = load_key_pair(secret)
+    assert zmq.auth.load_certificate(secret) == (pair.public, pair.secret)
+    assert zmq.auth.load_certificate(public) == (pair.public, None)
+    assert load_public_key(public) == pair.public == zmq.curve_public(pair.secret)
+    assert not list((tmp_path / "keys").glob(".*")), "no temporary files left behind"
+
+
+def test_generate_never_overwrites_a_key(tmp_path: Path) -> None:
+    _, secret = generate_key_pair(tmp_path, "edge1")
+    before = secret.read_bytes()
+    with pytest.raises(KeyFileError, match=r"edge1\.key.*already exists"):
+        generate_key_pair(tmp_path, "edge1")
+    assert secret.read_bytes() == before
+
+
+def test_pyzmq_certificates_are_accepted(tmp_path: Path) -> None:
+    public, secret = zmq.auth.create_certificates(tmp_path, "made-by-pyzmq")
+    assert load_key_pair(Path(secret)).public == load_public_key(Path(public))
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "no such key file"),
+        (b"", "no secret-key line"),
+        (b'curve\n    secret-key = "short"\n', "not a CURVE key"),
+        (b'curve\n    secret-key = "' + b"~" * 40 + b'"\n', "not a CURVE key"),
+        (b"x" * 70000, "too large"),
+    ],
+)
+def test_bad_secret_key_files_are_named_with_the_problem(tmp_path: Path, content: bytes | None, problem: str) -> None:
+    path = tmp_path / "node.key_secret"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(KeyFileError, match=problem) as caught:
+        load_key_pair(path)
+    assert str(path) in str(caught.value)
+
+
+def test_public_key_given_where_the_secret_belongs_says_so(tmp_path: Path) -> None:
+    public, _ = generate_key_pair(tmp_path, "edge1")
+    with pytest.raises(KeyFileError, match=r"looks like a public key: use edge1\.key_secret"):
+        load_key_pair(public)
+
+
+def test_mismatched_public_and_secret_key_are_refused(tmp_path: Path) -> None:
+    _, secret = generate_key_pair(tmp_path, "a")
+    other_public, _ = zmq.curve_keypair()
+    text = secret.read_text()
+    mixed = text.replace(load_public_key(secret).decode(), other_public.decode())
+    (tmp_path / "mixed.key_secret").write_text(mixed)
+    with pytest.raises(KeyFileError, match="does not belong to secret-key"):
+        load_key_pair(tmp_path / "mixed.key_secret")
+
+
+def test_allow_list_skips_a_bad_file_by_name_and_keeps_the_good_ones(tmp_path: Path) -> None:
+    allow = tmp_path / "allowed"
+    public, _ = generate_key_pair(tmp_path, "viewer")
+    allow_key(allow, load_public_key(public), "viewer")
+    (allow / "broken.key").write_text("not a certificate")
+    (allow / "notes.txt").write_text("ignored: not a .key file")
+    found, problems = read_allow_list(allow)
+    assert found == {"viewer.key": load_public_key(public)}
+    assert len(problems) == 1 and "broken.key" in problems[0]
+
+
+def test_allow_and_revoke_by_name_or_key(tmp_path: Path) -> None:
+    allow = tmp_path / "allowed"
+    a, _ = zmq.curve_keypair()
+    b, _ = zmq.curve_keypair()
+    allow_key(allow, a, "alpha")
+    allow_key(allow, b, "beta")
+    with pytest.raises(KeyFileError, match="already allowed"):
+        allow_key(allow, a, "alpha-again")
+    with pytest.raises(KeyFileError, match="key name"):
+        allow_key(allow, a, "../escape")
+    assert revoke_key(allow, "alpha") == [allow / "alpha.key"]
+    assert revoke_key(allow, b.decode()) == [allow / "beta.key"]
+    assert read_allow_list(allow) == ({}, [])
+    with pytest.raises(KeyFileError, match="no allowed key"):
+        revoke_key(allow, "alpha")
+
+
+def test_keys_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert keys_cli.main(["generate", str(tmp_path / "w"), "--name", "viewer"]) == 0
+    key = load_public_key(tmp_path / "w/viewer.key").decode()
+    assert key in capsys.readouterr().out
+    assert keys_cli.main(["show", str(tmp_path / "w/viewer.key_secret")]) == 0
+    assert capsys.readouterr().out.strip() == key
+    assert keys_cli.main(["allow", str(tmp_path / "allowed"), str(tmp_path / "w/viewer.key")]) == 0
+    assert keys_cli.main(["allow", str(tmp_path / "allowed"), zmq.curve_keypair()[0].decode(), "--name", "ops"]) == 0
+    capsys.readouterr()
+    assert keys_cli.main(["list", str(tmp_path / "allowed")]) == 0
+    listing = capsys.readouterr().out
+    assert "viewer" in listing and key in listing and "ops" in listing
+    assert keys_cli.main(["revoke", str(tmp_path / "allowed"), "viewer"]) == 0
+    assert keys_cli.main(["show", str(tmp_path / "missing.key")]) == 2
+    assert "missing.key: no such key file" in capsys.readouterr().err
+
+
+def node_toml(tmp_path: Path, node: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\n{node}\n[[camera]]\nid = "cam1"\n')
+    return path
+
+
+def test_config_key_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    generate_key_pair(tmp_path / "keys", "node")
+    (tmp_path / "allowed").mkdir()
+    path = node_toml(tmp_path, 'control = "tcp://0.0.0.0:5555"\nkey = "keys/node.key_secret"\nallow = "allowed"')
+    cfg = config.load(path)
+    assert cfg.curve is not None and cfg.curve.key == tmp_path / "keys/node.key_secret"
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        ('key = "keys/node.key_secret"', "node.allow: CURVE needs both"),
+        ('allow = "allowed"', "node.key: CURVE needs both"),
+        ('key = "keys/missing.key_secret"\nallow = "allowed"', "node.key: .*missing.key_secret: no such key file"),
+        ('key = "keys/node.key"\nallow = "allowed"', "node.key: .*no secret-key line"),
+        ('key = "keys/node.key_secret"\nallow = "nope"', "node.allow: .*nope: no such allow-list directory"),
+        ('key = "keys/node.key_secret"\nallow = "keys/node.key"', "node.allow: .*must be a directory"),
+        ('control = "tcp://0.0.0.0:5555"', "node.control: tcp://0.0.0.0:5555 can be reached from other hosts"),
+        ("insecure = 1", "node.insecure: must be bool"),
+    ],
+)
+def test_config_security_errors_name_file_and_field(tmp_path: Path, node: str, message: str) -> None:
+    generate_key_pair(tmp_path / "keys", "node")
+    (tmp_path / "allowed").mkdir()
+    path = node_toml(tmp_path, node)
+    with pytest.raises(ConfigError, match=message) as caught:
+        config.load(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_without_keys_every_exposed_endpoint_needs_insecure(tmp_path: Path) -> None:
+    for field, value in (("bind", "tcp://0.0.0.0:7000"), ("pull_bind", "tcp://10.1.2.3:7001")):
+        data = {"camera": [{"id": "cam1", field: value}]}
+        with pytest.raises(ConfigError, match=rf"camera\[0\]\.{field}: .* can be reached from other hosts"):
+            config.from_dict(data, "x.toml")
+        assert config.from_dict({**data, "node": {"insecure": True}}, "x.toml").insecure
+    with pytest.raises(ConfigError, match=r"camera\[0\]\.connect: tcp://10\.0\.0\.9:6000"):
+        config.from_dict({"camera": [{"id": "cam1", "connect": ["tcp://10.0.0.9:6000"]}]}, "x.toml")
+    local = {"camera": [{"id": "a", "bind": "tcp://127.0.0.2:7000"}, {"id": "b", "bind": "ipc:///tmp/fb-b"}]}
+    assert not config.from_dict(local, "x.toml").insecure
+
+
+def test_worker_access_pairs_server_keys_with_nodes(tmp_path: Path) -> None:
+    _, mine = generate_key_pair(tmp_path, "worker")
+    a, _ = generate_key_pair(tmp_path, "edge-a")
+    b, _ = generate_key_pair(tmp_path, "edge-b")
+    one = Access.from_files(mine, [a], ["tcp://x:5555", "tcp://y:5555"])
+    assert one.client("tcp://y:5555") == one.client(ANY_NODE)
+    paired = Access.from_files(mine, [a, b], ["tcp://x:5555", "tcp://y:5555"])
+    client = paired.client("tcp://y:5555")
+    assert client is not None and client.server_key == load_public_key(b)
+    with pytest.raises(KeyFileError, match="2 --server-key files for 3 --node"):
+        Access.from_files(mine, [a, b], ["n1", "n2", "n3"])
+    with pytest.raises(KeyFileError, match="needs both --key"):
+        Access.from_files(mine, [], ["n1"])
+    with pytest.raises(KeyFileError, match="edge-a.key: no secret-key line"):
+        Access.from_files(a, [b], ["n1"])
+    assert Access.from_files(None, [], ["n1"]).client("n1") is None
