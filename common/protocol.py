@@ -23,6 +23,8 @@ PREFIX = struct.Struct("<2sBBI")  # magic, version, kind, header length
 MAX_HEADER_BYTES = 64 * 1024
 MAX_DIMENSION = 16384
 MAX_STATUS_TEXT = 512
+MAX_META_KEYS = 256
+MAX_META_DEPTH = 16
 CAMERA_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}(/[A-Za-z0-9_.\-]{1,64}){0,3}")
 ENCODING_JPEG = "jpeg"
 _U64_MAX = 2**64 - 1
@@ -137,7 +139,7 @@ def _frame_header_dict(h: FrameHeader) -> dict[str, Any]:
         "encoding": h.encoding,
     }
     if h.meta:
-        d["meta"] = dict(h.meta)
+        d["meta"] = _checked_meta(dict(h.meta), "frame header")  # fail at the sender, not at every receiver
     return d
 
 
@@ -294,9 +296,7 @@ def _frame_header(h: Mapping[str, Any]) -> FrameHeader:
     encoding = _text(h, "encoding", where, 16)
     if encoding != ENCODING_JPEG:
         raise ProtocolError(f"{where}: unsupported encoding {encoding!r}")
-    meta = h.get("meta", {})
-    if not isinstance(meta, dict):
-        raise ProtocolError(f"{where}: field 'meta' must be a map, got {type(meta).__name__}")
+    meta = _checked_meta(h.get("meta", {}), where)
     return FrameHeader(
         camera=camera,
         seq=_int_in(h, "seq", 0, _U64_MAX, where),
@@ -307,6 +307,28 @@ def _frame_header(h: Mapping[str, Any]) -> FrameHeader:
         encoding=encoding,
         meta=meta,
     )
+
+
+def _checked_meta(meta: object, where: str) -> dict[str, Any]:
+    """User metadata passes through to user code: text keys that print, a bounded shape."""
+    if not isinstance(meta, dict):
+        raise ProtocolError(f"{where}: field 'meta' must be a map, got {type(meta).__name__}")
+    if len(meta) > MAX_META_KEYS:
+        raise ProtocolError(f"{where}: 'meta' has {len(meta)} keys, at most {MAX_META_KEYS} allowed")
+    for key in meta:
+        if not isinstance(key, str) or not key.isprintable() or not 0 < len(key) <= 64:
+            raise ProtocolError(f"{where}: 'meta' key {key!r} must be printable text of 1-64 characters")
+    if _depth(meta) > MAX_META_DEPTH:
+        raise ProtocolError(f"{where}: 'meta' is nested deeper than {MAX_META_DEPTH} levels")
+    return meta
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def _checked_jpeg(payload: memoryview) -> memoryview:

@@ -155,7 +155,7 @@ plain_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
-metas = st.dictionaries(st.text(max_size=12), plain_values, max_size=5)
+metas = st.dictionaries(st.text(min_size=1, max_size=12).filter(str.isprintable), plain_values, max_size=5)
 
 # Anything msgpack can pack, including what the decoder must refuse: NaN, ext types, non-string keys.
 any_values = st.recursive(
@@ -502,6 +502,11 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("camera not a string", raw(Kind.FRAME, frame_dict(camera=b"cam1"), JPEG), r"'camera' must be str, got bytes"),
     ("encoding png", raw(Kind.FRAME, frame_dict(encoding="png"), JPEG), r"unsupported encoding 'png'"),
     ("meta not a map", raw(Kind.FRAME, frame_dict(meta=[1]), JPEG), r"field 'meta' must be a map, got list"),
+    ("meta empty key", raw(Kind.FRAME, frame_dict(meta={"": 1}), JPEG), r"'meta' key '' must be printable"),
+    ("meta control key", raw(Kind.FRAME, frame_dict(meta={"a\x1b[2J": 1}), JPEG), r"must be printable"),
+    ("meta bytes key", raw(Kind.FRAME, frame_dict(meta={b"k": 1}), JPEG), r"'meta' key b'k' must be printable"),
+    ("meta many keys", raw(Kind.FRAME, frame_dict(meta={f"k{i}": i for i in range(257)}), JPEG), r"257 keys"),
+    ("meta too deep", raw(Kind.FRAME, frame_dict(meta={"a": [[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]}), JPEG), r"deeper"),
     ("not a JPEG", raw(Kind.FRAME, frame_dict(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 20), r"is not a JPEG \(no SOI"),
     ("empty payload", raw(Kind.FRAME, frame_dict()), r"payload of 0 bytes is not a JPEG"),
     ("truncated JPEG", raw(Kind.FRAME, frame_dict(), JPEG[:-1]), r"JPEG payload is truncated \(no EOI"),
