@@ -87,6 +87,7 @@ class Camera:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = CameraState()
+        self._counts: dict[str, float] = dict.fromkeys(COUNTERS, 0)
         self._last_grab = time.monotonic()
         self._native_since: float | None = None
         self._log = RateLimitedLog(log)
@@ -120,8 +121,9 @@ class Camera:
         )
 
     def state(self) -> CameraState:
+        """The state with the counters folded in (read a few times a second, not per frame)."""
         with self._lock:
-            return self._state
+            return replace(self._state, **self._counts)  # type: ignore[arg-type]
 
     def _set_state(self, **changes: object) -> None:
         with self._lock:
@@ -132,8 +134,9 @@ class Camera:
             self._slot.interrupt()  # the publish thread tells the workers at once
 
     def _count(self, field: str, amount: float = 1) -> None:
+        # Plain numbers, not a new frozen CameraState per frame: that was ~4% of the node's CPU.
         with self._lock:
-            self._state = replace(self._state, **{field: getattr(self._state, field) + amount})
+            self._counts[field] += amount
 
     def stuck_for(self) -> float:
         """Seconds the grab thread has been inside an open() or read() (0 when it is not).
