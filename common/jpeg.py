@@ -14,8 +14,18 @@ _REDUCED = {
 }
 
 
+MAX_DECODE_PIXELS = 100_000_000  # 300 MB as BGR; an 8K frame is 33 MP
+
+
 class JpegError(ValueError):
     """A payload that claimed to be a JPEG but does not decode."""
+
+
+def _check_size(jpeg: bytes | memoryview) -> None:
+    """A 1 KB JPEG may declare 65535x65535 pixels: read its header before asking for 12 GB."""
+    width, height = dimensions(jpeg)
+    if width * height > MAX_DECODE_PIXELS:
+        raise JpegError(f"JPEG declares {width}x{height} pixels, more than {MAX_DECODE_PIXELS:,} allowed")
 
 
 def encode_bgr(image: np.ndarray, quality: int) -> bytes:
@@ -29,6 +39,7 @@ def encode_bgr(image: np.ndarray, quality: int) -> bytes:
 
 
 def decode_bgr(jpeg: bytes | memoryview) -> np.ndarray:
+    _check_size(jpeg)
     try:
         return simplejpeg.decode_jpeg(jpeg, colorspace="BGR")
     except Exception as exc:  # simplejpeg raises ValueError/RuntimeError for corrupt data
@@ -40,6 +51,7 @@ def decode_reduced(jpeg: bytes | memoryview, factor: int) -> np.ndarray:
     flag = _REDUCED.get(factor)
     if flag is None:
         raise ValueError(f"reduction factor must be one of {sorted(_REDUCED)}, got {factor}")
+    _check_size(jpeg)
     image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), flag)
     if image is None:
         raise JpegError("JPEG does not decode")
