@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+MAX_KEYS = 1024
+
 
 class RateLimitedLog:
     """At most one line per `interval` seconds per key; says how many were suppressed."""
@@ -17,6 +19,9 @@ class RateLimitedLog:
 
     def warning(self, key: str, message: str, *args: object) -> None:
         now = time.monotonic()
+        if len(self._last) >= MAX_KEYS and key not in self._last:
+            self._last.clear()  # keys can come from the network (a peer's key): stay bounded
+            self._suppressed.clear()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
