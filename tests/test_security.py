@@ -194,3 +194,16 @@ def _free_port(ctx: zmq.Context) -> int:
         return sock.bind_to_random_port("tcp://127.0.0.1")
     finally:
         sock.close(0)
+
+
+def test_a_key_allowed_later_is_admitted_without_restarting_the_worker(
+    nodes: Processes, keys: Keys, tmp_path: Path
+) -> None:
+    """ZeroMQ gives up on a connection the node refused; the worker makes new sockets."""
+    node, control = secure_node(nodes, keys)
+    out = tmp_path / "late"
+    save_worker(nodes, control, out, "--key", keys.secret("stranger"), "--server-key", keys.public("node"))
+    node.wait_for(r"refused a connection from 127\.0\.0\.1: its key .* is not in the allow-list")
+    assert count(out) == 0
+    keys_cli("allow", str(keys.allow), keys.public("stranger"))
+    wait_until(lambda: count(out) >= 5, 30, "frames for the key allowed after the worker started")
