@@ -121,8 +121,7 @@ def connect_frame_subscriber(
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
     _liveness(sock, security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
-    sock.connect(endpoint)
-    return sock
+    return _connect_or_close(sock, endpoint)
 
 
 def bind_frame_listener(
@@ -159,8 +158,7 @@ def connect_pull_client(
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     sock.setsockopt(zmq.IMMEDIATE, 1)  # no request queued for a node that is not connected
     _liveness(sock, security)
-    sock.connect(endpoint)
-    return sock
+    return _connect_or_close(sock, endpoint)
 
 
 def bind_control(ctx: zmq.Context, endpoint: str, security: SocketSecurity | None = None) -> zmq.Socket:
@@ -177,7 +175,17 @@ def connect_control(
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     _liveness(sock, security)
-    sock.connect(endpoint)
+    return _connect_or_close(sock, endpoint)
+
+
+def _connect_or_close(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
+    """Connect, or close the socket before the error propagates (an endpoint from the network
+    may be one ZeroMQ refuses, e.g. without a port: no socket may leak per attempt)."""
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError:
+        sock.close(0)
+        raise
     return sock
 
 

@@ -25,6 +25,8 @@ log = logging.getLogger("worker_node.receiver")
 
 REDISCOVER_S = 2.0
 RECONNECT_AFTER_ROUNDS = 3  # describe rounds without a connection before the socket is made anew
+MAX_SUBSCRIPTIONS = 512  # cameras followed at once: a node describing endless new ids cannot exhaust us
+OWNER_SILENT_S = 10.0  # a camera's node silent this long: another node may describe it
 
 
 class FrameReceiver:
@@ -48,6 +50,8 @@ class FrameReceiver:
         self._poller = zmq.Poller()
         self._controls: dict[zmq.Socket, str] = {}
         self._unreachable: dict[str, int] = {}  # node -> describe rounds in a row it was not connected
+        self._owner: dict[str, str] = {}  # camera id -> the node it is followed on
+        self._last_reply: dict[str, float] = {}  # node -> when it last answered describe
         for node in nodes:
             self._connect_control(node)
         if wake_fd is not None:
@@ -151,24 +155,67 @@ class FrameReceiver:
                     node,
                     clock.seconds,
                 )
+            self._last_reply[node] = time.monotonic()
+            described = {cam.camera for cam in reply.cameras if self._owns(node, cam.camera)}
             for cam in reply.cameras:
-                if self._wanted and cam.camera not in self._wanted:
-                    continue
-                self.camera_info[cam.camera] = cam
-                pull = self._pull and bool(cam.pull_endpoint)
-                endpoint = cam.pull_endpoint if pull else cam.endpoint
-                every_frame = cam.delivery == "every-frame"
-                current = self.subscriptions.get(cam.camera)
-                if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
-                    if current.status.state == "stale":  # the node answers, its stream does not
-                        self._reopen(current)
-                    continue
-                if current:
-                    self._remove(current)
-                security, limit = self._access.client(node), self._access.max_message_bytes
-                self._add(Subscription(self._ctx, endpoint, cam.camera, every_frame, pull, False, security, limit))
-                mode = "pull" if pull else cam.delivery
-                log.info("camera %s: subscribed to %s (%s) on node %s", cam.camera, endpoint, mode, reply.node)
+                if cam.camera in described and (not self._wanted or cam.camera in self._wanted):
+                    self._follow(node, reply.node, cam)
+            for camera in [c for c, owner in self._owner.items() if owner == node and c not in described]:
+                log.info("camera %s: node %s no longer describes it; unsubscribed", camera, node)
+                self._drop(camera)
+
+    def _owns(self, node: str, camera: str) -> bool:
+        """A camera id belongs to the first node that described it, while that node still
+        answers: another node (a misconfigured or hostile one) cannot take it over."""
+        owner = self._owner.get(camera)
+        if owner is None or owner == node:
+            return True
+        if time.monotonic() - self._last_reply.get(owner, 0.0) > OWNER_SILENT_S:
+            return True  # the camera moved to another node
+        self._log.warning(
+            f"conflict-{camera}", "camera %s is described by %s and by %s; keeping %s", camera, owner, node, owner
+        )
+        return False
+
+    def _follow(self, node: str, node_name: str, cam: CameraInfo) -> None:
+        """Subscribe to a described camera, or keep (and if silent, reopen) the subscription."""
+        pull = self._pull and bool(cam.pull_endpoint)
+        endpoint = cam.pull_endpoint if pull else cam.endpoint
+        every_frame = cam.delivery == "every-frame"
+        current = self.subscriptions.get(cam.camera)
+        if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
+            self.camera_info[cam.camera] = cam
+            if current.status.state == "stale":  # the node answers, its stream does not
+                self._reopen(current)
+            return
+        if endpoint.startswith("inproc://"):  # names a socket inside this process: never a node's
+            self._log.warning(
+                f"inproc-{node}", "node %s described camera %s at %s; ignored", node, cam.camera, endpoint
+            )
+            return
+        if current is None and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            self._log.warning("full", "%d cameras followed already; camera %s ignored", MAX_SUBSCRIPTIONS, cam.camera)
+            return
+        security, limit = self._access.client(node), self._access.max_message_bytes
+        try:
+            sub = Subscription(self._ctx, endpoint, cam.camera, every_frame, pull, False, security, limit)
+        except zmq.ZMQError as exc:
+            self._log.warning(f"endpoint-{node}", "camera %s: cannot connect to %s: %s", cam.camera, endpoint, exc)
+            return
+        if current:
+            self._remove(current)
+        self._add(sub)
+        self._owner[cam.camera] = node
+        self.camera_info[cam.camera] = cam
+        mode = "pull" if pull else cam.delivery
+        log.info("camera %s: subscribed to %s (%s) on node %s", cam.camera, endpoint, mode, node_name)
+
+    def _drop(self, camera: str) -> None:
+        sub = self.subscriptions.get(camera)
+        if sub is not None:
+            self._remove(sub)
+        self._owner.pop(camera, None)
+        self.camera_info.pop(camera, None)
 
     def _add(self, sub: Subscription) -> None:
         self.subscriptions[sub.name] = sub
@@ -176,11 +223,16 @@ class FrameReceiver:
         self._poller.register(sub.socket, zmq.POLLIN)
 
     def _reopen(self, sub: Subscription) -> None:
-        self._poller.unregister(sub.socket)
-        del self._by_socket[sub.socket]
-        sub.reopen()
-        self._by_socket[sub.socket] = sub
-        self._poller.register(sub.socket, zmq.POLLIN)
+        self._remove(sub)
+        try:
+            sub.reopen()
+        except zmq.ZMQError as exc:
+            self._log.warning(
+                f"reopen-{sub.name}", "camera %s: cannot reconnect to %s: %s", sub.name, sub.endpoint, exc
+            )
+            self._owner.pop(sub.name, None)  # described again, it is subscribed anew
+            return
+        self._add(sub)
 
     def _remove(self, sub: Subscription) -> None:
         self._poller.unregister(sub.socket)
