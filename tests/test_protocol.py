@@ -15,8 +15,8 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.fields import CAMERA_ID_PATTERN
 from common.protocol import (
-    CAMERA_ID_PATTERN,
     DELIVERIES,
     MAX_DIMENSION,
     MAX_HEADER_BYTES,
