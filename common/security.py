@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class CurveServer:
         self._refused = RateLimitedLog(log, interval=10.0)
         self._reload_now = threading.Event()
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()  # ends the watcher's poll at close()
         self._monitors: list[str] = []
         self._lock = threading.Lock()
         self.reload(initial=True)
@@ -168,6 +170,7 @@ class CurveServer:
     def _watch(self) -> None:
         self._changed()
         poller = zmq.Poller()
+        poller.register(self._wake_r, zmq.POLLIN)
         monitors: dict[zmq.Socket, str] = {}
         try:
             self._watch_loop(poller, monitors)
@@ -182,6 +185,8 @@ class CurveServer:
             for sock in self._connect_new_monitors(monitors):
                 poller.register(sock, zmq.POLLIN)
             for sock in dict(poller.poll(int(WATCH_INTERVAL_S * 1000))):
+                if not isinstance(sock, zmq.Socket):
+                    continue  # the wake-up: the loop condition ends it
                 if self._on_monitor_event(sock):
                     poller.unregister(sock)
                     sock.close(0)
@@ -221,8 +226,11 @@ class CurveServer:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake_w.send(b"x")
         self._thread.join(2 * WATCH_INTERVAL_S)
         self._auth.stop()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class RevocationCheck:
