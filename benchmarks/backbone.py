@@ -1,7 +1,7 @@
 """Backbone figures: capture node CPU and fps at 720p30 with 1 and 4 subscribers, and the
 frame age a consumer 3x slower than the camera sees.
 
-    .venv/bin/python benchmarks/backbone.py [--seconds 20]
+    .venv/bin/python -m benchmarks.backbone [--seconds 20]
 
 Subscribers are separate processes that receive (no decode), as a save or web worker does.
 """
@@ -19,18 +19,12 @@ import time
 import numpy as np
 import zmq
 
+from benchmarks.measure import cpu_seconds, process_tree
 from capture_node.pattern import TestPattern
 from common import jpeg
 from common.protocol import decode
 from common.sockets import StreamOptions, connect_frame_subscriber
 from worker_node import RemoteCapture
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def start_node(control: str) -> tuple[subprocess.Popen[str], str, str]:
@@ -81,16 +75,17 @@ def fan_out(subscribers: int, seconds: float) -> dict[str, float]:
     try:
         subs = [
             subprocess.Popen(
-                [sys.executable, __file__, "--subscriber", endpoint, str(seconds + 2)],
+                [sys.executable, "-m", "benchmarks.backbone", "--subscriber", endpoint, str(seconds + 2)],
                 stdout=subprocess.PIPE,
                 text=True,
             )
             for _ in range(subscribers)
         ]
         time.sleep(1.0)  # let subscribers connect before the measured window
-        c0, t0 = cpu_seconds(node.pid), time.monotonic()
+        tree = process_tree(node.pid)  # the node and its camera process
+        c0, t0 = sum(map(cpu_seconds, tree)), time.monotonic()
         time.sleep(seconds)
-        c1, t1 = cpu_seconds(node.pid), time.monotonic()
+        c1, t1 = sum(map(cpu_seconds, tree)), time.monotonic()
         counts = [int(s.communicate()[0]) for s in subs]
     finally:
         node.terminate()

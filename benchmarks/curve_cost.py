@@ -1,7 +1,7 @@
 """What CURVE encryption costs: capture node CPU (node + camera processes) at 720p30 with 4
 subscriber processes, plaintext vs CURVE, and what decryption costs the subscribers.
 
-    .venv/bin/python benchmarks/curve_cost.py [--rounds 3] [--seconds 15]
+    .venv/bin/python -m benchmarks.curve_cost [--rounds 3] [--seconds 15]
 
 The two configurations alternate (plain, curve, plain, curve, ...) so drift in machine load
 hits both alike; figures are medians over rounds. The last line printed is JSON.
@@ -23,43 +23,14 @@ from pathlib import Path
 
 import zmq
 
+from benchmarks.measure import cpu_seconds, process_tree
 from common.keys import allow_key, generate_key_pair, load_key_pair, load_public_key
 from common.protocol import decode
 from common.security import CurveClient
 from common.sockets import StreamOptions, connect_frame_subscriber
 
-TICKS = os.sysconf("SC_CLK_TCK")
 FPS = 30.0
 SUBSCRIBERS = 4
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, all its threads; 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants: the node runs each camera in a child process."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{current}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-            except OSError:
-                pass
-    return out
 
 
 def start_node(curve: tuple[Path, Path] | None) -> tuple[subprocess.Popen[str], str]:
@@ -117,7 +88,7 @@ def run_config(curve: bool, keys: Path, seconds: float) -> dict[str, float | lis
     secret, public = (str(keys / "worker.key_secret"), str(keys / "node.key")) if curve else ("", "")
     subs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--subscriber", endpoint, secret, public],
+            [sys.executable, "-m", "benchmarks.curve_cost", "--subscriber", endpoint, secret, public],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
