@@ -57,6 +57,19 @@ def test_file_name_epoch_and_large_seq() -> None:
     assert file_name(frame("a", 10**12 - 1, 999)) == "19700101T000000.000000Z_a_999999999999.jpg"
 
 
+def test_the_longest_camera_ids_still_make_a_file_name(tmp_path: Path) -> None:
+    """Four 64-character parts (259 characters, valid on the wire) would make a 300-byte name."""
+    longest = "/".join(c * 64 for c in "abcd")
+    other = "/".join(c * 64 for c in "abce")  # the same first 160 characters
+    sink = SaveSink(tmp_path, SavePolicy(every_n=1, keep_files=10))
+    for camera in (longest, other):
+        assert sink.offer(frame(camera, 1, T0)) is not None
+    names = listing(tmp_path)
+    assert len(names) == 2 and all(len(n.encode()) <= 255 for n in names), names
+    assert SaveSink(tmp_path, SavePolicy(every_n=1, keep_files=1)).offer(frame("cam1", 1, T0 + 1)) is not None
+    assert len(listing(tmp_path)) == 1, "retention must see the shortened names too"
+
+
 def test_names_sort_by_capture_time(tmp_path: Path) -> None:
     sink = SaveSink(tmp_path, SavePolicy(every_n=1))
     # Capture times out of order, across a second, minute, day and year boundary; the seq

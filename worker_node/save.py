@@ -8,6 +8,7 @@ time and carry the camera id and the frame's sequence number.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ log = logging.getLogger("worker_node.save")
 
 # What file_name() produces: retention must never delete anybody else's *_*_*.jpg. The
 # sequence number is padded to 12 digits and may have up to 20 (it is a u64 on the wire).
+MAX_NAME_CAMERA = 180  # longer ids are cut to 160 characters plus a hash of the whole id
 _SAVED_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z_[A-Za-z0-9_.+\-]+_\d{12,20}\.jpg")
 
 
@@ -40,6 +42,8 @@ def file_name(frame: Frame) -> str:
     seconds, ns = divmod(h.capture_ns, 1_000_000_000)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
     camera = validate_camera_id(h.camera).replace("/", "+")
+    if len(camera) > MAX_NAME_CAMERA:  # the longest ids (259 characters) would pass 255 bytes
+        camera = f"{camera[:160]}-{hashlib.sha256(h.camera.encode()).hexdigest()[:12]}"
     return f"{stamp}_{camera}_{h.seq:012d}.jpg"
 
 
