@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     allow.add_argument("allow_dir", type=Path)
     allow.add_argument("key", help="the worker's .key file, or its public key as 40 characters of Z85")
     allow.add_argument("--name", help="file name in the allow-list (default: the key file's name)")
-    revoke = sub.add_parser("revoke", help="remove a worker's key; running nodes drop it within a second")
+    revoke = sub.add_parser("revoke", help="remove a worker's key; running nodes drop it within 2 s")
     revoke.add_argument("allow_dir", type=Path)
     revoke.add_argument("name", help="its name in the allow-list (as `list` shows) or the public key itself")
     listing = sub.add_parser("list", help="the keys in an allow-list directory")
