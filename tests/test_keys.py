@@ -198,3 +198,19 @@ def test_worker_access_pairs_server_keys_with_nodes(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError, match="edge-a.key: no secret-key line"):
         Access.from_files(a, [b], ["n1"])
     assert Access.from_files(None, [], ["n1"]).client("n1") is None
+
+
+def test_start_warnings_for_plaintext_on_the_network_and_a_readable_secret(tmp_path: Path) -> None:
+    exposed = config.from_dict(
+        {"node": {"control": "tcp://0.0.0.0:5555", "insecure": True}, "camera": [{"id": "a"}]}, "x"
+    )
+    assert any(w.startswith("INSECURE") for w in config.security_warnings(exposed))
+    local = config.from_dict({"node": {"insecure": True}, "camera": [{"id": "a"}]}, "x")
+    assert config.security_warnings(local) == []  # loopback only: nothing goes out
+    _, secret = generate_key_pair(tmp_path / "keys", "node")
+    (tmp_path / "allowed").mkdir()
+    keyed = {"key": str(secret), "allow": str(tmp_path / "allowed"), "control": "tcp://0.0.0.0:5555"}
+    assert config.security_warnings(config.from_dict({"node": keyed, "camera": [{"id": "a"}]}, "x")) == []
+    secret.chmod(0o644)
+    (warning,) = config.security_warnings(config.from_dict({"node": keyed, "camera": [{"id": "a"}]}, "x"))
+    assert "group or others can read this secret key" in warning
