@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import zmq
 
@@ -207,15 +208,26 @@ def run(
     control: str = DEFAULT_CONTROL,
     suffix: str = "annotated",
     quality: int = 80,
+    key: str | Path | None = None,
+    server_key: str | Path | None = None,
+    allow: str | Path | None = None,
+    insecure: bool = False,
 ) -> None:
     """Process until SIGINT/SIGTERM (call from the main thread). `handler` is a function
-    ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera)."""
+    ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera).
+    `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too."""
+    if allow and not key:
+        raise ValueError("allow needs key: the derived streams are served with this worker's key pair")
+    nodes = (node,) if isinstance(node, str) else tuple(node)
     options = ProcessOptions(
-        nodes=(node,) if isinstance(node, str) else tuple(node),
+        nodes=nodes,
         cameras=(camera,) if isinstance(camera, str) else tuple(camera),
         control=control,
         suffix=suffix,
         quality=quality,
+        access=Access.from_files(key, [server_key] if server_key else [], nodes),
+        curve=CurveFiles(Path(key), Path(allow)) if key and allow else None,
+        insecure=insecure,
     )
     signals = ShutdownSignals()
     processor = FrameProcessor(as_factory(handler, getattr(handler, "__name__", "handler")), options)
