@@ -216,6 +216,9 @@ def test_save_worker_survives_a_rogue_node_flood(nodes: Processes, tmp_path: Pat
     real = assert_flood_did_not_starve_the_real_camera(saved_real_capture_times(out), flood)
     attack.rogue.wait_for(r"rogue: control connection dropped", 30)  # the > 1 MiB describe reply
 
+    counted = figures("save worker", attack, rss_before, rss_after)  # from its metrics: before it stops
+    # Stopped first: a running worker may be between writing a temporary file and renaming it.
+    assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
     # Nothing outside the save directory; inside, only complete files with safe names.
     assert sorted(os.listdir(tmp_path)) == ["saved"]
     assert set(os.listdir(tmp_path.parent)) == outside
@@ -231,8 +234,7 @@ def test_save_worker_survives_a_rogue_node_flood(nodes: Processes, tmp_path: Pat
     spoofed = [n for n in names if n.split("_")[1] == REAL and (out / n).read_bytes() == ROGUE_JPEG]
     assert not spoofed, f"the rogue's frames were saved as the real camera's: {spoofed[:3]}"
     per_camera = {c: sum(SAFE_NAME.fullmatch(n)["camera"] == c for n in names) for c in cameras}  # type: ignore[index]
-    measured = f"{figures('save worker', attack, rss_before, rss_after)}; {real}; files saved {per_camera}"
-    assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
+    measured = f"{counted}; {real}; files saved {per_camera}"
     print(f"{measured}; {time.monotonic() - started:.1f} s in all")
 
 
