@@ -30,6 +30,7 @@ from tests.processes import ROOT, NodeProcess, Processes, wait_until
 from tests.rogue_publisher import BIG_IDS, FLOOD, HOSTILE_IDS, LONG_ID
 from tests.rogue_publisher import JPEG as ROGUE_JPEG
 from tests.test_metrics import free_port, scrape
+from tests.test_web import get as http_get
 from worker_node.save import SavePolicy, SaveSink, file_name
 
 COUNT = 100_000
@@ -239,14 +240,6 @@ def test_save_worker_survives_a_rogue_node_flood(nodes: Processes, tmp_path: Pat
 
 
 # ----------------------------------------------------------------------------- web worker
-
-
-def http_get(url: str) -> tuple[int, dict[str, str], bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return reply.status, dict(reply.headers), reply.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
 
 
 def web_cameras(url: str) -> dict[str, dict[str, Any]]:
