@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "web":
         host, port = args.listen
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if not is_loopback(f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"):
             log.warning("the web viewer has no login: anyone who can reach %s:%d sees the cameras", host, port)
         return run_web(WebOptions(tuple(args.node), tuple(args.camera), host, port, access))
     if args.command == "process":
