@@ -15,6 +15,7 @@ import zmq
 from common.keys import KeyFileError
 from common.logs import setup_logging
 from common.metrics import serve_metrics
+from common.redact import redact
 from common.security import CurveFiles, exposure_error, is_loopback
 from common.shutdown import ShutdownSignals
 from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
@@ -307,7 +308,7 @@ def run_describe(args: argparse.Namespace, access: Access) -> int:
     )
     for c in reply.cameras:
         line = f"  {c.camera:<16} {c.state:<12} {c.width}x{c.height} @ {c.fps:.1f} fps  {c.delivery:<11} {c.endpoint}"
-        print(line + (f"  ({c.reason})" if c.reason else ""))
+        print(line + (f"  ({redact(c.reason)})" if c.reason else ""))  # a node may be older than this worker
     return 0
 
 
