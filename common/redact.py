@@ -47,6 +47,7 @@ _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _KEY = r"[A-Za-z0-9_.\-\[\]]{1,64}"
 _EQUALS = r"(?:=|%(?:25)*3d)"
 _NEXT = r"(?:[&;]|%(?:25)*(?:26|3b))"
+_CLOSING_MARKS = frozenset(":,.;)]}>'\"")
 _EQUALS_SIGN = re.compile(_EQUALS, re.IGNORECASE)
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-[]")
 # A value runs to whitespace or to an `&` or `;` that starts the next `key=`: an `&` inside a
@@ -123,7 +124,7 @@ def _redact_params(text: str) -> str:
             done = search_from = quoted_end
         elif value := _VALUE.match(text, m.end()):
             out += [text[done : m.end()], MASK]
-            done = search_from = value.end()
+            done = search_from = _without_closing_mark(text, m.end(), value.end())
     out.append(text[done:])
     return "".join(out)
 
@@ -139,6 +140,13 @@ def _secret_key_before(text: str, end: int) -> bool:
     if start > 0 and text[start - 1] == "%" and len(key) > 2:
         return is_secret_key(key[2:]) or is_secret_key(key)
     return is_secret_key(key)
+
+
+def _without_closing_mark(text: str, start: int, end: int) -> int:
+    """`…?token=abc: refused`, `'…?token=abc'`: the one mark that closes the URL is not part of
+    the value (a secret that really ends with it shows only that one mark)."""
+    at_url_end = end == len(text) or text[end] in " \t\r\n\f\v"
+    return end - 1 if at_url_end and end - start >= 2 and text[end - 1] in _CLOSING_MARKS else end
 
 
 def _quoted_end(text: str, start: int) -> int:

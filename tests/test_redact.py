@@ -195,14 +195,15 @@ paths = st.lists(st.from_regex(r"[A-Za-z0-9_.\-~]{1,10}", fullmatch=True), max_s
 )
 # A query secret: no '@' (it would read as the end of a userinfo), no quotes, '&', ';' or '%'
 # (those end or quote a value) and no space.
+# Nor does it end with a mark that may close the URL (`…?token=abc: refused`): that one mark shows.
 query_secrets = st.text(
     st.characters(exclude_characters=SPACES + "@&;%'\"", exclude_categories=("Cs",)), min_size=1, max_size=20
-)
+).filter(lambda secret: secret[-1] not in ":,.;)]}>")
 harmless_values = st.from_regex(r"[A-Za-z0-9_.\-]{1,8}", fullmatch=True)
-# Where a URL sits. A value at its very end may take the closing quote or colon with it (they may
-# be part of the secret): only contexts that end it with a space are compared character by character.
-contexts = st.sampled_from(["{}", "cannot open {} : 401", "source={} failed", "{}\nnext line"])
-closing_contexts = st.sampled_from(["cannot open {}: 401", "'{}'", '"{}"', "<{}>", "({})", "[{}]"])
+# Where a URL sits: alone, in a sentence, quoted, in brackets, before a colon.
+contexts = st.sampled_from(
+    ["{}", "cannot open {}: 401", "source={} failed", "{}\nnext line", "'{}'", '"{}"', "<{}>", "({})", "[{}]"]
+)
 
 
 @st.composite
@@ -257,28 +258,6 @@ def test_no_secret_survives_and_the_rest_stays_readable(
     template = context.format(expected)
     for secret in [password, written_password, *query_secrets]:
         if len(secret) >= 3 and secret not in template:  # a short secret may also be part of the host
-            assert secret not in redacted
-
-
-@settings(max_examples=200, deadline=None, derandomize=True, database=None)
-@given(st.sampled_from(SCHEMES), users, passwords, hosts, ports, paths, queries(), closing_contexts)
-def test_no_secret_survives_in_quotes_or_brackets(
-    scheme: str,
-    user: str,
-    password: str,
-    host: str,
-    port: str,
-    path: str,
-    query: tuple[str, str, list[str]],
-    context: str,
-) -> None:
-    written_query, redacted_query, query_secrets = query
-    redacted = redact(context.format(f"{scheme}://{user}:{password}@{host}{port}{path}{written_query}"))
-    assert redacted.startswith(context.split("{}")[0] + f"{scheme}://{user}:***@{host}{port}{path}")
-    for secret in [password, *query_secrets]:
-        if len(secret) >= 3 and secret not in context.format(
-            f"{scheme}://{user}:***@{host}{port}{path}{redacted_query}"
-        ):
             assert secret not in redacted
 
 
