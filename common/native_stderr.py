@@ -96,23 +96,24 @@ class NativeStderr:
         self._thread.join(timeout)
 
     def _read_loop(self) -> None:
+        why = "an unexpected error"  # and the thread's own report follows (threading.excepthook)
         try:
             while chunk := os.read(self._read_fd, 65536):
                 try:
                     self.take(chunk)
                 except Exception:  # a bug in turning lines into logs must not stop the reading
                     self._pending = b""
-                    self._repeats.log(
-                        logging.ERROR, "reader-failed", "camera %s: cannot log native output", self.camera_id
-                    )
-                    log.debug("native output reader failure", exc_info=True)
+                    self._report_failure()
+            why = "end of input"
         except OSError as exc:
-            log.error("camera %s: reading native output failed (%s); it is discarded from now on", self.camera_id, exc)
-            _discard_fd2()
+            why = str(exc)
         finally:
-            if not self._stopping:
-                log.error("camera %s: the native output reader stopped; native output is discarded", self.camera_id)
+            self._report_dropped(force=True)
+            if not self._stopping:  # native writes must never block on a pipe nobody reads
                 _discard_fd2()
+                log.error(
+                    "camera %s: reading native output failed (%s); it is discarded from now on", self.camera_id, why
+                )
 
     def take(self, chunk: bytes) -> None:
         """Log the complete lines of `chunk` (with what came before it), within the budget."""
@@ -126,7 +127,10 @@ class NativeStderr:
         allowed = min(len(lines), int(self._budget))
         self._budget -= allowed
         for raw in lines[:allowed]:
-            self._log_line(raw[:MAX_LINE].decode("utf-8", "replace").strip())
+            try:
+                self._log_line(raw[:MAX_LINE].decode("utf-8", "replace").strip())
+            except Exception:  # one line that cannot be logged costs that line only
+                self._report_failure()
         self.dropped += len(lines) - allowed
         self._report_dropped()
 
@@ -135,6 +139,10 @@ class NativeStderr:
         self._budget = min(self._rate, self._budget + (now - self._budget_at) * self._rate)
         self._budget_at = now
 
+    def _report_failure(self) -> None:
+        self._repeats.log(logging.ERROR, "reader-failed", "camera %s: cannot log native output", self.camera_id)
+        log.debug("native output reader failure", exc_info=True)
+
     def _log_line(self, line: str) -> None:
         if not line:
             return
@@ -142,9 +150,9 @@ class NativeStderr:
         key = _VARYING.sub("#", message)[:200]
         self._repeats.log(level, key, "camera %s: %s", self.camera_id, redact(message))
 
-    def _report_dropped(self) -> None:
+    def _report_dropped(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.dropped and now - self._dropped_reported_at >= self._repeat_interval:
+        if self.dropped and (force or now - self._dropped_reported_at >= self._repeat_interval):
             log.warning(
                 "camera %s: dropped %d lines of native output (more than %.0f per second)",
                 self.camera_id,
