@@ -2,8 +2,8 @@
 stuck in native code (seen in the wild, opencv#22677) cannot be interrupted from Python, but
 its process can be killed and started again without touching the node's other cameras. It
 also gives each camera its own FFmpeg options (OPENCV_FFMPEG_CAPTURE_OPTIONS is per process),
-its own native stderr (read into redacted, rate-limited log lines naming the camera, see
-common/native_stderr.py) and its own name in `ps`: `framebus-camera ID`.
+its own native output (read into redacted, rate-limited log lines naming the camera, see
+common/native_output.py) and its own name in `ps`: `framebus-camera ID`.
 
 Messages to the supervisor, over a multiprocessing pipe:
   ("bound", (endpoint, pull endpoint)) | ("bind-failed", reason) once, then ("report", CameraState, stuck_for)
@@ -23,7 +23,7 @@ from capture_node.camera import Camera
 from capture_node.config import CameraConfig
 from common.keys import KeyFileError
 from common.logs import setup_logging
-from common.native_stderr import NativeStderr
+from common.native_output import NativeOutput
 from common.security import CurveFiles
 
 REPORT_S = 0.25
@@ -36,7 +36,7 @@ def run(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node stops us
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    native = NativeStderr(config.id)  # FFmpeg's and OpenCV's lines become redacted log records
+    native = NativeOutput(config.id)  # FFmpeg's and OpenCV's lines become redacted log records
     native.start()
     setup_logging(log_level)
     ctx = zmq.Context()

@@ -1,8 +1,9 @@
-"""common/native_stderr.py: what native code writes to fd 2 becomes redacted, rate-limited log
-lines naming the camera; heavy output never blocks the writer; a failing reader is not silent.
+"""common/native_output.py: what native code writes to fds 1 and 2 becomes redacted,
+rate-limited log lines naming the camera; heavy output never blocks the writer; a failing
+reader is not silent.
 
-The fd-level tests run in a child process (capturing the test runner's own fd 2 would swallow
-pytest's output) and write with libc's write(2), as FFmpeg does.
+The fd-level tests run in a child process (capturing the test runner's own fds would swallow
+pytest's output) and write with libc's write(), as FFmpeg and OpenCV do.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 import pytest
 
-from common.native_stderr import NativeStderr, parse_line
+from common.native_output import NativeOutput, parse_line
 from tests.processes import NodeProcess
 
 PASSWORD = "Hunter2/x@y:z"  # noqa: S105 - a test password, the one that must not show
@@ -22,18 +23,20 @@ BASIC = "YWRtaW46SHVudGVyMi94QHk6eg=="  # base64 of admin:Hunter2/x@y:z
 PRELUDE = f"""
 import ctypes, logging, os, sys, time
 from common.logs import setup_logging
-from common.native_stderr import NativeStderr
-native = NativeStderr("door", repeat_interval=60.0, lines_per_s=50)
+from common.native_output import NativeOutput
+native = NativeOutput("door", repeat_interval=60.0, lines_per_s=50)
 native.start()
 setup_logging("INFO")
 libc = ctypes.CDLL(None)
-def native_write(data: bytes) -> None:
+def native_write(data: bytes, fd: int = 2) -> None:
     view = memoryview(data)
     while view:
-        written = libc.write(2, bytes(view[:1 << 20]), min(len(view), 1 << 20))
+        written = libc.write(fd, bytes(view[:1 << 20]), min(len(view), 1 << 20))
         assert written > 0, "write(2) failed"
         view = view[written:]
 PASSWORD = {PASSWORD!r}
+BASIC_TOKEN = {BASIC.encode()!r}
+print("python stdout rtsp://admin:" + PASSWORD + "@cam/x")
 """
 
 
@@ -52,6 +55,7 @@ native_write(b"[ WARN:0@0.151] global cap.cpp:212 open VIDEOIO(FFMPEG): Authoriz
         + """\\n")
 for i in range(40):  # a camera retrying: the same message, other addresses and numbers
     native_write(f"[tcp @ 0x55{i:010x}] Connection to rtsp://admin:{PASSWORD}@127.0.0.1:{i} failed\\n".encode())
+native_write(b"[OPENCV:FFMPEG:16] Authorization: Basic " + BASIC_TOKEN + b"\\n", fd=1)  # OpenCV's FFmpeg callback printf()s
 native_write(b"half a line, ")
 native_write(b"then the rest\\r[rtsp @ 0x1] progress line ending in a carriage return\\r")
 logging.getLogger("capture_node.camera").warning("camera door: cannot open rtsp://admin:%s@cam/x", PASSWORD)
@@ -75,6 +79,8 @@ native.stop()
     assert "camera door: ffmpeg rtsp: progress line ending in a carriage return" in output
     assert "capture_node.camera: camera door: cannot open rtsp://admin:***@cam/x" in output
     assert "python stderr rtsp://admin:***@cam/x" in output
+    assert "python stdout rtsp://admin:***@cam/x" in output
+    assert "ERROR capture_node.native: camera door: ffmpeg: Authorization: Basic ***" in output
 
 
 def test_heavy_native_output_never_blocks_the_writer() -> None:
@@ -87,7 +93,7 @@ block = line * ((1 << 20) // len(line))
 started = time.monotonic()
 for _ in range(256):
     native_write(block)
-print(f"WROTE 256 MB IN {time.monotonic() - started:.2f} S", file=sys.__stdout__, flush=True)
+print(f"WROTE 256 MB IN {time.monotonic() - started:.2f} S", file=sys.stdout, flush=True)
 native.stop()
 """,
         timeout=120,
@@ -102,7 +108,7 @@ native.stop()
 def test_a_failure_while_logging_a_line_is_reported_and_reading_goes_on() -> None:
     output = run_script(
         """
-import common.native_stderr as module
+import common.native_output as module
 real_redact = module.redact
 def failing_redact(text: str) -> str:
     if "BOOM" in text:
@@ -128,7 +134,7 @@ assert not native._thread.is_alive(), "the reader is still running"
 started = time.monotonic()
 for _ in range(64):
     native_write(b"x" * (1 << 20))  # 64 MB into a pipe nobody reads would block at once
-print(f"WROTE IN {time.monotonic() - started:.2f} S", file=sys.__stdout__, flush=True)
+print(f"WROTE IN {time.monotonic() - started:.2f} S", file=sys.stdout, flush=True)
 """
     )
     assert re.search(
@@ -155,11 +161,11 @@ def test_native_line_forms() -> None:
         logging.WARNING,
         "ffmpeg tcp: Port missing in uri",
     )
-    assert parse_line("something else") == (logging.WARNING, "something else")
+    assert parse_line("CSeq: 3") == (None, "CSeq: 3")  # continues the line before it
 
 
 def test_the_line_budget_drops_what_it_cannot_look_at(caplog: pytest.LogCaptureFixture) -> None:
-    native = NativeStderr("door", lines_per_s=10)
+    native = NativeOutput("door", lines_per_s=10)
     with caplog.at_level(logging.INFO, logger="capture_node.native"):
         native.take(b"".join(b"[tcp @ 0x1] distinct line %c\n" % (65 + i % 26) for i in range(1000)))
     logged = [r.getMessage() for r in caplog.records]

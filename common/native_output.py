@@ -1,16 +1,17 @@
-"""A camera process's native stderr, turned into log lines.
+"""A camera process's native output, turned into log lines.
 
-FFmpeg and OpenCV write from C straight to fd 2: raw lines (`[tcp @ 0x…] Connection … refused`,
-`[ WARN:0@…] global cap.cpp…`) that name no camera, repeat on every reconnect attempt and can
-carry a URL or an Authorization header. `NativeStderr.start()` points fd 2 at a pipe; a thread
-reads it and turns each line into a log record that names the camera, redacted, at most once
-per interval per distinct message. Python's own output (logs, tracebacks, warnings) goes to a
-copy of the original fd 2, redacted line by line.
+FFmpeg and OpenCV write from C straight to fd 2 (and, with OPENCV_FFMPEG_DEBUG, OpenCV's FFmpeg
+log callback printf()s to fd 1): raw lines (`[tcp @ 0x…] Connection … refused`, `[ WARN:0@…]
+global cap.cpp…`) that name no camera, repeat on every reconnect attempt and can carry a URL or
+an `Authorization: Basic …` header. `NativeOutput.start()` points fds 1 and 2 at a pipe; a
+thread reads it and turns each line into a log record that names the camera, redacted, at most
+once per interval per distinct message. Python's own output (logs, tracebacks, warnings, prints)
+goes to copies of the original fds, redacted line by line.
 
 The reader never waits on anything but the pipe: past a budget of lines per second, whole
 chunks are dropped unread (and counted), so native code never blocks on a full pipe. A
-failure in the reader is logged and reading goes on; if reading itself fails, fd 2 is pointed
-at /dev/null so that native writes still never block.
+failure in the reader is logged and reading goes on; if reading itself fails, fds 1 and 2 are
+pointed at /dev/null so that native writes still never block.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ _VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+")  # addresses, times, ports: the sam
 _OPENCV_LEVELS = {"FATAL": logging.ERROR, "ERROR": logging.ERROR, "WARN": logging.WARNING, "INFO": logging.INFO}
 
 
-def parse_line(line: str) -> tuple[int, str]:
-    """A native line as (logging level, readable message without the tags)."""
+def parse_line(line: str) -> tuple[int | None, str]:
+    """A native line as (logging level, readable message without the tags). The level is None
+    for a line without a tag: it continues the previous line's message (FFmpeg's multi-line
+    dumps of requests and responses)."""
     if m := _OPENCV.fullmatch(line):
         return _OPENCV_LEVELS.get(m["level"], logging.DEBUG), f"opencv: {m['message']}"
     if m := _OPENCV_FFMPEG.fullmatch(line):  # OPENCV_FFMPEG_DEBUG=1; av_log levels: 16 error, 24 warning
@@ -51,11 +54,11 @@ def parse_line(line: str) -> tuple[int, str]:
         return level, f"ffmpeg: {m['message']}"
     if m := _FFMPEG.fullmatch(line):
         return logging.WARNING, f"ffmpeg {m['component']}: {m['message']}"
-    return logging.WARNING, line
+    return None, line
 
 
-class NativeStderr:
-    """fd 2 of this process, read into logging on behalf of camera `camera_id`."""
+class NativeOutput:
+    """fds 1 and 2 of this process, read into logging on behalf of camera `camera_id`."""
 
     def __init__(
         self, camera_id: str, repeat_interval: float = REPEAT_INTERVAL_S, lines_per_s: float = LINES_PER_S
@@ -67,32 +70,33 @@ class NativeStderr:
         self._budget = lines_per_s
         self._budget_at = time.monotonic()
         self._pending = b""
+        self._level = logging.WARNING  # of the last tagged line: untagged lines continue it
         self.dropped = 0  # lines dropped unread since the last report
         self._dropped_reported_at = 0.0
         self._read_fd = -1
-        self._real_stderr = -1
         self._stopping = False
         self._thread = threading.Thread(target=self._read_loop, name=f"stderr-{camera_id}", daemon=True)
 
     def start(self) -> None:
-        sys.stderr.flush()
-        self._real_stderr = os.dup(2)
         read_fd, write_fd = os.pipe()
         try:
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         except OSError:
             pass  # above /proc/sys/fs/pipe-max-size: the default 64 KiB still works
-        os.dup2(write_fd, 2)
+        for fd, stream in ((1, "stdout"), (2, "stderr")):
+            getattr(sys, stream).flush()
+            real = os.dup(fd)
+            os.dup2(write_fd, fd)
+            setattr(sys, stream, RedactingWriter(real))
         os.close(write_fd)
         self._read_fd = read_fd
-        sys.stderr = RedactingWriter(self._real_stderr)
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Drain what was written so far and stop reading. fd 2 then leads to /dev/null: a
-        capture abandoned in native code may still write, and must neither block nor leak."""
+        """Drain what was written so far and stop reading. fds 1 and 2 then lead to /dev/null:
+        a capture abandoned in native code may still write, and must neither block nor leak."""
         self._stopping = True
-        _discard_fd2()  # the pipe's last writer is gone: the reader reads to its end, then sees EOF
+        _discard_native_output()  # the pipe's last writer is gone: the reader reads to its end, then sees EOF
         self._thread.join(timeout)
 
     def _read_loop(self) -> None:
@@ -110,7 +114,7 @@ class NativeStderr:
         finally:
             self._report_dropped(force=True)
             if not self._stopping:  # native writes must never block on a pipe nobody reads
-                _discard_fd2()
+                _discard_native_output()
                 log.error(
                     "camera %s: reading native output failed (%s); it is discarded from now on", self.camera_id, why
                 )
@@ -147,6 +151,7 @@ class NativeStderr:
         if not line:
             return
         level, message = parse_line(line)
+        self._level = level = self._level if level is None else level
         key = _VARYING.sub("#", message)[:200]
         self._repeats.log(level, key, "camera %s: %s", self.camera_id, redact(message))
 
@@ -164,8 +169,8 @@ class NativeStderr:
 
 
 class RedactingWriter(io.TextIOBase):
-    """sys.stderr for Python's own output in a process whose fd 2 is captured: whole lines,
-    redacted, to the original stderr."""
+    """sys.stdout or sys.stderr for Python's own output in a process whose fds 1 and 2 are
+    captured: whole lines, redacted, to the original fd."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -199,10 +204,11 @@ class RedactingWriter(io.TextIOBase):
             try:
                 data = data[os.write(self._fd, data) :]
             except OSError:
-                return  # stderr is gone (closed terminal): nothing to tell, nowhere to tell it
+                return  # the output is gone (closed terminal): nothing to tell, nowhere to tell it
 
 
-def _discard_fd2() -> None:
+def _discard_native_output() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     os.close(devnull)
