@@ -124,7 +124,7 @@ def _redact_params(text: str) -> str:
             done = search_from = quoted_end
         elif value := _VALUE.match(text, m.end()):
             out += [text[done : m.end()], MASK]
-            done = search_from = _without_closing_mark(text, m.end(), value.end())
+            done = search_from = _without_closing_marks(text, m.end(), value.end())
     out.append(text[done:])
     return "".join(out)
 
@@ -142,11 +142,15 @@ def _secret_key_before(text: str, end: int) -> bool:
     return is_secret_key(key)
 
 
-def _without_closing_mark(text: str, start: int, end: int) -> int:
-    """`…?token=abc: refused`, `'…?token=abc'`: the one mark that closes the URL is not part of
-    the value (a secret that really ends with it shows only that one mark)."""
-    at_url_end = end == len(text) or text[end] in " \t\r\n\f\v"
-    return end - 1 if at_url_end and end - start >= 2 and text[end - 1] in _CLOSING_MARKS else end
+def _without_closing_marks(text: str, start: int, end: int) -> int:
+    """`…?token=abc: refused`, `['…?token=abc']`: up to 3 marks that close the URL are not part
+    of the value (a secret that really ends with such marks shows only those marks)."""
+    if end < len(text) and text[end] not in " \t\r\n\f\v":
+        return end
+    marks = 0
+    while marks < 3 and end - marks - 1 > start and text[end - marks - 1] in _CLOSING_MARKS:
+        marks += 1
+    return end - marks
 
 
 def _quoted_end(text: str, start: int) -> int:

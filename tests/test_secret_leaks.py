@@ -195,16 +195,14 @@ class OldNode:
     def _serve(self) -> None:
         """Answer describe; send a status twice a second (built by hand: today's encoder redacts)."""
         entry = camera_entry("old", self._endpoint, state="source-error", fps=0, width=0, height=0, reason=self.REASON)
-        describe_reply = raw(
-            Kind.DESCRIBE_REPLY, packed({"node": "old-node", "time_ns": time.time_ns(), "cameras": [entry]})
-        )
         next_status = 0.0
         while not self._stop.is_set():
             if self._control.poll(50):
                 identity, request = self._control.recv_multipart()
                 try:
                     if isinstance(decode(request), DescribeRequest):
-                        self._control.send_multipart([identity, describe_reply])
+                        reply = {"node": "old-node", "time_ns": time.time_ns(), "cameras": [entry]}
+                        self._control.send_multipart([identity, raw(Kind.DESCRIBE_REPLY, packed(reply))])
                 except ProtocolError:
                     pass
             if time.monotonic() >= next_status:
@@ -251,6 +249,28 @@ def test_workers_redact_what_an_old_node_sends(nodes: Processes, tmp_path: Path,
         "worker-node top": top.output,
     }.items():
         assert_no_secret(where, text)
+
+
+def test_a_mistyped_command_line_does_not_echo_the_password(nodes: Processes) -> None:
+    """`capture-node rtsp://…` (the --source forgotten): argparse echoes what it did not expect."""
+    url = f"rtsp://admin:{PASSWORD}@cam.local/stream?token={TOKEN}"
+    for command in (["capture_node", url], ["worker_node", "describe", "--node", "tcp://127.0.0.1:5555", url]):
+        node = nodes.start(command[0], command[1:])
+        assert node.wait_exit(15) == 2
+        assert "error: unrecognized arguments: rtsp://admin:***@cam.local/stream?token=***" in node.output
+        assert_no_secret(f"the error of {command[0]}", node.output)
+
+
+def test_a_config_error_does_not_echo_the_password(nodes: Processes, tmp_path: Path) -> None:
+    """A source written as a list: the error quotes the value it refuses."""
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'[[camera]]\nid = "door"\nsource = ["rtsp://admin:{quote(PASSWORD)}@cam.local/x?token={TOKEN}"]\n'
+    )
+    node = nodes.start("capture_node", ["--config", str(config)])
+    assert node.wait_exit(15) == 2
+    assert "camera[0].source: must be str, got list ['rtsp://admin:***@cam.local/x?token=***']" in node.output
+    assert_no_secret("a config error", node.output)
 
 
 def children(pid: int) -> list[int]:

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import zmq
 
+from common.args import ArgumentParser
 from common.keys import KeyFileError
 from common.logs import setup_logging
 from common.metrics import serve_metrics
@@ -76,7 +77,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
+    p = ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
     sub = p.add_subparsers(dest="command", required=True)
