@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -271,6 +272,30 @@ def test_a_config_error_does_not_echo_the_password(nodes: Processes, tmp_path: P
     assert node.wait_exit(15) == 2
     assert "camera[0].source: must be str, got list ['rtsp://admin:***@cam.local/x?token=***']" in node.output
     assert_no_secret("a config error", node.output)
+
+
+def test_uncaught_exceptions_are_logged_redacted(nodes: Processes) -> None:
+    """Python prints an uncaught exception itself, unredacted; setup_logging routes it through
+    the log format, for the main thread and any other."""
+    script = f"""
+import threading
+from common.logs import setup_logging
+setup_logging()
+url = "rtsp://admin:{quote(PASSWORD)}@cam.local/x?token={TOKEN}"
+def fail():
+    raise RuntimeError("thread cannot open " + url)
+thread = threading.Thread(target=fail, name="grab-door")
+thread.start()
+thread.join()
+raise RuntimeError("main cannot open " + url)
+"""
+    child = nodes.start_argv([sys.executable, "-c", script])
+    assert child.wait_exit(15) == 1
+    assert "CRITICAL uncaught: thread grab-door died" in child.output
+    assert "RuntimeError: thread cannot open rtsp://admin:***@cam.local/x?token=***" in child.output
+    assert "CRITICAL uncaught: uncaught exception" in child.output
+    assert "RuntimeError: main cannot open rtsp://admin:***@cam.local/x?token=***" in child.output
+    assert_no_secret("an uncaught exception", child.output)
 
 
 def children(pid: int) -> list[int]:
