@@ -1,19 +1,21 @@
 """Keep secrets out of everything framebus prints or sends: camera URLs carry passwords and
 tokens, and FFmpeg's own messages can carry URLs and authorization headers.
 
-`redact(text)` is the one function every output path calls (logs, status and describe reasons,
-native stderr, worker renderings of what a node sent). It works on arbitrary text, finds every
-URL in it and hides:
+`redact(text)` is the one function every output path calls (log lines, status and describe
+reasons, native output of camera processes, argparse errors, what workers show of a node's
+reasons). It works on arbitrary text, finds every URL in it and hides:
   - the password of `scheme://user:password@host`, split at the LAST `@` (FFmpeg does the same),
     so a password may hold `/ ? # @ :`, %-escapes and any non-space character. The user stays.
-  - the same inside a percent-encoded URL (`rtsp%3A%2F%2Fuser%3Apw%40host`).
+  - the same inside a percent-encoded URL (`rtsp%3A%2F%2Fuser%3Apw%40host`), and without a
+    scheme or with a mistyped one (`user:pw@host/x`, `rtsp:/user:pw@host`).
   - values of credential parameters (`password=`, `token=`, `access_token=`, `X-Amz-Signature=`
     …, any case) in queries, fragments, `;params` and quoted `"key": "value"` pairs.
   - `Authorization:`-type headers, `Basic <user:pass in base64>`, `Bearer <token>` and Digest
     responses.
 When in doubt it hides too much rather than too little (`http://host:8080/a@b` loses its port
 and path: it reads the same as a password that starts with digits and holds a `/`). Host,
-path and other parameters stay readable.
+path and other parameters stay readable. Its cost is linear in the text's length, whatever the
+text: reasons come from peers.
 """
 
 from __future__ import annotations
