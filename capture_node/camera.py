@@ -24,7 +24,7 @@ from common import jpeg
 from common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
 from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
-from common.redact import redact_url
+from common.redact import redact
 from common.security import CurveServer
 from common.sockets import StreamOptions
 
@@ -157,7 +157,7 @@ class Camera:
                 self._native_since = None
                 attempt += 1
                 delay = backoff_delay(attempt, self.config.reconnect_max)
-                reason = printable(redact_url(str(exc)))
+                reason = printable(redact(str(exc)))
                 self._set_state(state="source-error", reason=reason, attempt=attempt, retry_in_s=delay)
                 self._count("open_errors")
                 self._log.warning(f"open-{cam}", "camera %s: %s; retry %d in %.1f s", cam, reason, attempt, delay)
@@ -178,7 +178,7 @@ class Camera:
             log.info(
                 "camera %s: streaming %s (%dx%d @ %.1f fps)",
                 cam,
-                redact_url(self.config.source),
+                redact(self.config.source),
                 info.width,
                 info.height,
                 info.fps,

@@ -1,7 +1,9 @@
 """The process a camera runs in. Isolation is what makes a hung capture recoverable: a read()
 stuck in native code (seen in the wild, opencv#22677) cannot be interrupted from Python, but
 its process can be killed and started again without touching the node's other cameras. It
-also gives each camera its own FFmpeg options (OPENCV_FFMPEG_CAPTURE_OPTIONS is per process).
+also gives each camera its own FFmpeg options (OPENCV_FFMPEG_CAPTURE_OPTIONS is per process),
+its own native output (read into redacted, rate-limited log lines naming the camera, see
+common/native_output.py) and its own name in `ps`: `framebus-camera ID`.
 
 Messages to the supervisor, over a multiprocessing pipe:
   ("bound", (endpoint, pull endpoint)) | ("bind-failed", reason) once, then ("report", CameraState, stuck_for)
@@ -14,12 +16,14 @@ import signal
 import threading
 from multiprocessing.connection import Connection
 
+import setproctitle
 import zmq
 
 from capture_node.camera import Camera
 from capture_node.config import CameraConfig
 from common.keys import KeyFileError
 from common.logs import setup_logging
+from common.native_output import NativeOutput
 from common.security import CurveFiles
 
 REPORT_S = 0.25
@@ -28,9 +32,12 @@ REPORT_S = 0.25
 def run(
     config: CameraConfig, status_interval: float, conn: Connection, log_level: str, curve: CurveFiles | None = None
 ) -> None:
+    setproctitle.setproctitle(process_title(config.id))  # `ps` shows which camera this is
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node stops us
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    native = NativeOutput(config.id)  # FFmpeg's and OpenCV's lines become redacted log records
+    native.start()
     setup_logging(log_level)
     ctx = zmq.Context()
     security = None
@@ -42,6 +49,7 @@ def run(
         if security is not None:
             security.close()
         ctx.destroy(0)
+        native.stop()
         return
     conn.send(("bound", (camera.endpoint, camera.pull_endpoint)))
     camera.start()
@@ -56,3 +64,8 @@ def run(
     if security is not None:
         security.close()
     ctx.destroy(0)
+    native.stop()
+
+
+def process_title(camera_id: str) -> str:
+    return f"framebus-camera {camera_id}"

@@ -15,6 +15,7 @@ from capture_node import config as node_config
 from capture_node import metrics
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
 from capture_node.node import CaptureNode
+from common.args import ArgumentParser
 from common.logs import setup_logging
 from common.metrics import serve_metrics
 
@@ -36,7 +37,7 @@ _CAMERA_FLAGS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="capture-node",
         description="Read cameras, JPEG-encode frames and publish the newest one over ZeroMQ.",
         epilog="Examples:\n  capture-node                                  # built-in test picture as cam1\n"

@@ -19,9 +19,16 @@ def why_not_open(url: str, timeout: float) -> str:
     """A one-line cause, never containing the password."""
     try:
         parts = urlsplit(url)
+    except ValueError:
+        return "malformed URL: an unclosed [ in the host"
+    try:
         port = parts.port
-    except ValueError as exc:
-        return f"malformed URL ({exc})"
+    except ValueError:
+        # Not Python's message: it quotes the bad "port", which is often a piece of the password.
+        return (
+            "malformed URL: what follows the host is not a port number from 1 to 65535 "
+            "(a password holding '/', '?' or '#' must be written %2F, %3F, %23)"
+        )
     scheme = parts.scheme.lower()
     host = parts.hostname
     if not host:

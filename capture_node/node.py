@@ -15,7 +15,7 @@ from capture_node.supervisor import CameraSupervisor
 from common.control import ControlServer
 from common.keys import KeyFileError
 from common.protocol import CameraInfo
-from common.redact import redact_url
+from common.redact import redact
 from common.security import CurveServer
 
 log = logging.getLogger("capture_node")
@@ -80,9 +80,7 @@ class CaptureNode:
         with self._lock:
             self._cameras[cam.id] = camera
             self._wanted[cam.id] = cam
-        log.info(
-            "camera %s: source %s, frames on %s (%s)", cam.id, redact_url(cam.source), camera.endpoint, cam.delivery
-        )
+        log.info("camera %s: source %s, frames on %s (%s)", cam.id, redact(cam.source), camera.endpoint, cam.delivery)
 
     def camera_infos(self) -> list[CameraInfo]:
         with self._lock:

@@ -13,7 +13,7 @@ import numpy as np
 from capture_node.config import CameraConfig
 from capture_node.diagnose import why_not_open
 from capture_node.pattern import TestPattern
-from common.redact import redact_url
+from common.redact import redact
 
 DEFAULT_FPS = 30.0
 
@@ -89,7 +89,7 @@ class OpenCVSource:
         self._cap = cv2.VideoCapture(target, backend, params)
         if not self._cap.isOpened():
             self._cap.release()
-            raise SourceError(f"cannot open {redact_url(config.source)}: {explain_failure(config)}")
+            raise SourceError(f"cannot open {redact(config.source)}: {explain_failure(config)}")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not 0 < fps <= 1000:
             fps = 0.0

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 
 from common.fields import (
+    MAX_STATUS_TEXT,
     ProtocolError,
     checked_jpeg,
     checked_meta,
@@ -27,6 +28,7 @@ from common.fields import (
     text_field,
     validate_camera_id,
 )
+from common.redact import redact
 
 MAGIC = b"FB"
 VERSION = 1
@@ -156,7 +158,7 @@ def encode_status(status: Status) -> bytes:
         "state": status.state,
         "publish_ns": status.publish_ns,
         "last_seq": status.last_seq,
-        "reason": status.reason,
+        "reason": redact(status.reason)[:MAX_STATUS_TEXT],  # whoever wrote it, no password leaves
         "attempt": status.attempt,
         "retry_in_s": float(status.retry_in_s),
     }
@@ -185,7 +187,7 @@ def encode_describe_reply(reply: DescribeReply) -> bytes:
             "fps": float(c.fps),
             "state": c.state,
             "delivery": c.delivery,
-            "reason": c.reason,
+            "reason": redact(c.reason)[:MAX_STATUS_TEXT],
             "pull_endpoint": c.pull_endpoint,
             "published_fps": float(c.published_fps),
             "reconnects": c.reconnects,

@@ -18,6 +18,9 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
 
     def warning(self, key: str, message: str, *args: object) -> None:
+        self.log(logging.WARNING, key, message, *args)
+
+    def log(self, level: int, key: str, message: str, *args: object) -> None:
         now = time.monotonic()
         if len(self._last) >= MAX_KEYS and key not in self._last:
             self._last.clear()  # keys can come from the network (a peer's key): stay bounded
@@ -30,4 +33,4 @@ class RateLimitedLog:
         suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             message += f" ({suppressed} similar suppressed)"
-        self._logger.warning(message, *args)
+        self._logger.log(level, message, *args)

@@ -12,9 +12,11 @@ from typing import TypeVar
 
 import zmq
 
+from common.args import ArgumentParser
 from common.keys import KeyFileError
 from common.logs import setup_logging
 from common.metrics import serve_metrics
+from common.redact import redact
 from common.security import CurveFiles, exposure_error, is_loopback
 from common.shutdown import ShutdownSignals
 from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
@@ -75,7 +77,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
+    p = ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -307,7 +309,7 @@ def run_describe(args: argparse.Namespace, access: Access) -> int:
     )
     for c in reply.cameras:
         line = f"  {c.camera:<16} {c.state:<12} {c.width}x{c.height} @ {c.fps:.1f} fps  {c.delivery:<11} {c.endpoint}"
-        print(line + (f"  ({c.reason})" if c.reason else ""))
+        print(line + (f"  ({redact(c.reason)})" if c.reason else ""))  # a node may be older than this worker
     return 0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import zmq
 
 from common.protocol import Frame
+from common.redact import redact
 from common.shutdown import ShutdownSignals
 from worker_node import mosaic
 from worker_node.access import Access
@@ -159,7 +160,7 @@ class MosaicDisplay:
                     self._tiles[name] = cached
                 tile = cached[2].copy()
                 age = max(0.0, (now_ns - frame.header.capture_ns) / 1e9)
-            mosaic.label(tile, mosaic.TileInfo(name, sub.status.state, sub.stats.fps, age, sub.status.reason))
+            mosaic.label(tile, mosaic.TileInfo(name, sub.status.state, sub.stats.fps, age, redact(sub.status.reason)))
             tiles.append(tile)
         return mosaic.compose(layout, tiles, o.width, o.height)
 

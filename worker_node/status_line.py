@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
+from common.redact import redact
 from worker_node.subscription import Subscription
 
 
@@ -18,7 +19,7 @@ def format_line(sub: Subscription, extra: str = "") -> str:
     if s.malformed:
         line += f" malformed {s.malformed}"
     if sub.status.reason and sub.status.state != "streaming":
-        line += f" ({sub.status.reason})"
+        line += f" ({redact(sub.status.reason)})"  # a node may be older than this worker
     return line + (f" {extra}" if extra else "")
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from common.protocol import Frame
+from common.redact import redact
 from worker_node.access import Access
 from worker_node.receiver import FrameReceiver
 from worker_node.subscription import Subscription
@@ -108,7 +109,8 @@ class FeedHub:
 
 def snapshot(sub: Subscription) -> CameraStats:
     s = sub.stats
-    return CameraStats(sub.status.state, sub.status.reason, s.fps, s.dropped, s.received, s.malformed)
+    reason = redact(sub.status.reason)  # a node may be older than this worker
+    return CameraStats(sub.status.state, reason, s.fps, s.dropped, s.received, s.malformed)
 
 
 class ReceivingThread:
