@@ -1,6 +1,6 @@
-"""How a worker reaches nodes: its own CURVE key pair, each node's public key, and the largest
+"""How a worker reaches nodes: its own CURVE key pair, each node's public key, the largest
 message it accepts from any of them (ZMQ_MAXMSGSIZE: a wrong or hostile endpoint cannot make
-it allocate more)."""
+it allocate more), and the hosts besides a node's own that it follows described streams to."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Access:
     keys: KeyPair | None = None
     server_keys: Mapping[str, bytes] = field(default_factory=dict)  # node endpoint (or ANY_NODE) -> key
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    follow_hosts: tuple[str, ...] = ()  # hosts besides a node's own that its described endpoints may name
 
     def client(self, node: str = ANY_NODE) -> CurveClient | None:
         """CURVE settings for sockets to `node` and to the streams it describes; None: plaintext."""
@@ -37,6 +38,7 @@ class Access:
         server_keys: Sequence[Path | str],
         nodes: Sequence[str] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        follow_hosts: Sequence[str] = (),
     ) -> Access:
         """One server key for every node, or one per node in the order the nodes were given.
         Raises KeyFileError naming the file or flag that is wrong."""
@@ -47,7 +49,7 @@ class Access:
         if not 1024 <= max_message_bytes <= 2**31 - 1:
             raise KeyFileError(f"--max-message-size must be between 1K and 2G, got {max_message_bytes}")
         if not key:
-            return cls(max_message_bytes=max_message_bytes)
+            return cls(max_message_bytes=max_message_bytes, follow_hosts=tuple(follow_hosts))
         pair = load_key_pair(Path(key))
         loaded = [load_public_key(Path(p)) for p in server_keys]
         if len(loaded) == 1:
@@ -59,4 +61,4 @@ class Access:
                 f"{len(loaded)} --server-key files for {len(nodes)} --node endpoints: give one for all nodes, "
                 "or one per node in the same order"
             )
-        return cls(pair, mapping, max_message_bytes)
+        return cls(pair, mapping, max_message_bytes, tuple(follow_hosts))
