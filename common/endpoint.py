@@ -160,6 +160,27 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 100 else text[:100] + "…")
 
 
+def _mean(candidate: str, listen: bool = False) -> str:
+    """': did you mean CANDIDATE?' when the candidate is itself accepted, so that a suggestion
+    never repeats a mistake, a control character or a password; '' otherwise."""
+    return f": did you mean {candidate}?" if _accepted(candidate, listen) else ""
+
+
+def _example(candidate: str, fallback: str, listen: bool = False) -> str:
+    return candidate if _accepted(candidate, listen) else fallback
+
+
+def _accepted(candidate: str, listen: bool) -> bool:
+    try:
+        if listen:
+            _parse_listen(candidate, "127.0.0.1")
+        else:
+            _parse(candidate, True, ("tcp", "ipc"))
+    except EndpointError:
+        return False
+    return True
+
+
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -171,7 +192,7 @@ def _parse(text: str, bind: bool, schemes: tuple[str, ...]) -> Endpoint:
     if not text:
         raise EndpointError(f"an empty endpoint: give {FORMS}")
     if text != text.strip():
-        raise EndpointError(f"{shown} has spaces around it: did you mean {text.strip()}?")
+        raise EndpointError(f"{shown} has spaces around it{_mean(text.strip())}")
     m = _SCHEME.match(text)
     if m is None or (m["slashes"] != "//" and not _looks_like_scheme(m["scheme"])):
         raise EndpointError(_no_scheme(text, shown))
@@ -179,7 +200,7 @@ def _parse(text: str, bind: bool, schemes: tuple[str, ...]) -> Endpoint:
     if m["slashes"] != "//":
         after = text[len(scheme) + 1 :]
         after = after if scheme.lower() == "ipc" else after.lstrip("/")
-        raise EndpointError(f"{shown} needs '//' after '{scheme}:': did you mean {scheme.lower()}://{after}?")
+        raise EndpointError(f"{shown} needs '//' after '{scheme}:'{_mean(f'{scheme.lower()}://{after}')}")
     lowered = scheme.lower()
     if lowered in _CAMERA_SCHEMES:
         raise EndpointError(
@@ -192,7 +213,7 @@ def _parse(text: str, bind: bool, schemes: tuple[str, ...]) -> Endpoint:
     if lowered not in SCHEMES:
         raise EndpointError(f"{shown} has an unknown scheme {scheme!r}: give {FORMS}")
     if scheme != lowered:
-        raise EndpointError(f"{shown}: schemes are lower case: did you mean {lowered}://{rest}?")
+        raise EndpointError(f"{shown}: schemes are lower case{_mean(f'{lowered}://{rest}')}")
     if scheme not in schemes:
         where = "inside one process" if scheme == "inproc" else "on this host"
         raise EndpointError(f"{shown}: {scheme}:// (a socket {where}) is not accepted here: give {FORMS}")
@@ -208,14 +229,14 @@ def _looks_like_scheme(scheme: str) -> bool:
 
 def _no_scheme(text: str, shown: str) -> str:
     if text.isascii() and text.isdigit():
-        return f"{shown} has no host and no scheme: did you mean tcp://127.0.0.1:{text}?"
+        return f"{shown} has no host and no scheme{_mean(f'tcp://127.0.0.1:{text}')}"
     if text.startswith("/"):
-        return f"{shown} has no scheme: did you mean ipc://{text}?"
+        return f"{shown} has no scheme{_mean(f'ipc://{text}')}"
     try:
         host, port = _host_port(text, shown, False, "")
     except EndpointError:
         return f"{shown} is not an endpoint: give {FORMS}"
-    return f"{shown} has no scheme: did you mean tcp://{_bracketed(host)}:{port}?"
+    return f"{shown} has no scheme{_mean(f'tcp://{_bracketed(host)}:{port}')}"
 
 
 def _host_port(rest: str, shown: str, bind: bool, prefix: str) -> tuple[str, int | None]:
@@ -227,7 +248,7 @@ def _host_port(rest: str, shown: str, bind: bool, prefix: str) -> tuple[str, int
         )
     if ";" in rest:
         source, _, destination = rest.partition(";")
-        suggestion = f": did you mean {prefix}{destination}?" if destination and ";" not in destination else ""
+        suggestion = _mean(prefix + destination, listen=not prefix)
         raise EndpointError(
             f"{shown} names a source address ({source!r}, ZeroMQ's SRC;DST form): framebus does not "
             f"accept it, give only {prefix}HOST:PORT{suggestion}"
@@ -237,7 +258,8 @@ def _host_port(rest: str, shown: str, bind: bool, prefix: str) -> tuple[str, int
         if not closed:
             raise EndpointError(f"{shown}: an IPv6 address opened with '[' must be closed with ']'")
         if not after.startswith(":"):
-            raise EndpointError(f"{shown} has no port: give one after the address, e.g. {prefix}[{inside}]:5555")
+            example = _example(f"{prefix}[{inside}]:5555", f"{prefix}[::1]:5555", listen=not prefix)
+            raise EndpointError(f"{shown} has no port: give one after the address, e.g. {example}")
         host, port_text = inside, after[1:]
         if ip_literal(host) is None or not isinstance(ip_literal(host), ipaddress.IPv6Address):
             raise EndpointError(f"{shown}: {host!r} in brackets is not an IPv6 address")
@@ -245,13 +267,12 @@ def _host_port(rest: str, shown: str, bind: bool, prefix: str) -> tuple[str, int
     else:
         host, colon, port_text = rest.rpartition(":")
         if not colon:
-            example = f"{prefix}{rest}:5555" if rest and "/" not in rest else f"{prefix}127.0.0.1:5555"
+            example = _example(f"{prefix}{rest}:5555", f"{prefix}127.0.0.1:5555", listen=not prefix)
             raise EndpointError(f"{shown} has no port: give one, e.g. {example}")
         if ":" in host:
             if ip_literal(host) is not None and port_text.isascii() and port_text.isdigit():
-                raise EndpointError(
-                    f"{shown}: put an IPv6 address in brackets: did you mean {prefix}[{host}]:{port_text}?"
-                )
+                suggestion = _mean(f"{prefix}[{host}]:{port_text}", listen=not prefix)
+                raise EndpointError(f"{shown}: put an IPv6 address in brackets{suggestion}")
             raise EndpointError(
                 f"{shown} has more than one ':' (an IPv6 address goes in brackets, e.g. {prefix}[::1]:5555)"
             )
@@ -295,9 +316,7 @@ def _port(text: str, shown: str, bind: bool, prefix: str, host: str) -> int | No
     if not digits.isascii() or not digits.isdigit() or len(digits) > 5:
         raise EndpointError(f"{shown}: the port {text!r} is not a number from 1 to 65535")
     if digits != text:
-        raise EndpointError(
-            f"{shown} has a path after the port: did you mean {prefix}{_bracketed(host)}:{int(digits)}?"
-        )
+        raise EndpointError(f"{shown} has a path after the port{_mean(f'{prefix}{_bracketed(host)}:{int(digits)}')}")
     port = int(digits)
     if not 1 <= port <= 65535:
         hint = " (use '*' for any free port)" if bind and port == 0 else ""
@@ -328,9 +347,9 @@ def _parse_listen(text: str, default_host: str) -> ListenAddress:
     if m := _SCHEME.match(text):
         if m["slashes"] == "//":
             rest = text[m.end() :].rstrip("/")
-            raise EndpointError(f"{shown}: give HOST:PORT without a scheme: did you mean {rest}?")
+            raise EndpointError(f"{shown}: give HOST:PORT without a scheme{_mean(rest, listen=True)}")
     if text != text.strip():
-        raise EndpointError(f"{shown} has spaces around it: did you mean {text.strip()}?")
+        raise EndpointError(f"{shown} has spaces around it{_mean(text.strip(), listen=True)}")
     if ";" in text:
         raise EndpointError(f"{shown} is not HOST:PORT ({example})")
     if text.startswith("["):
