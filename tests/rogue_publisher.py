@@ -34,9 +34,9 @@ test): --bad-endpoint adds a camera whose endpoint libzmq refuses to connect to;
 N cameras with fresh ids every round (--churn-endpoint inproc: at an inproc:// address, which
 can only ever name a socket inside the worker itself; or at any endpoint given); --elsewhere
 ENDPOINT describes a camera at an endpoint that is not the rogue's (a third party's port, a Unix
-socket); --steal CAMERA advertises another node's camera id, from the second round on, in a
-second reply STEAL_DELAY_S after the first (so that it comes after the real node's answer to the
-same request).
+socket; with --valid-replies-only for a client that takes the first reply); --steal CAMERA
+advertises another node's camera id, from the second round on, in a second reply STEAL_DELAY_S
+after the first (so that it comes after the real node's answer to the same request).
 """
 
 from __future__ import annotations
@@ -475,7 +475,7 @@ class Rogue:
         self.refused: set[str] = set()  # cut off after an oversized message (not for another reason)
         self.rounds = 0
         self.steals: list[tuple[float, bytes]] = []  # (when, to whom) to describe --steal
-        self.replies = malformed_replies(self.rng)
+        self.replies = [] if args.valid_replies_only else malformed_replies(self.rng)
         self.next_heartbeat = 0.0
         self.stop = False
         self.go = 0
@@ -660,6 +660,9 @@ def main() -> None:
         help="also describe a camera at ENDPOINT (another host's port, a Unix socket; repeatable)",
     )
     parser.add_argument("--steal", default="", metavar="CAMERA")
+    parser.add_argument(
+        "--valid-replies-only", action="store_true", help="answer describe without the malformed replies first"
+    )
     Rogue(parser.parse_args()).run()
 
 
