@@ -6,6 +6,7 @@ import itertools
 import logging
 import socket
 import time
+from typing import Any
 
 import cv2
 import numpy as np
@@ -166,21 +167,30 @@ def test_pull_mode_returns_fresh_frames_only_when_asked(nodes: Processes) -> Non
 
 
 @pytest.mark.parametrize(
-    ("source", "camera", "reason"),
+    ("source", "options", "reason"),
     [
-        ("127.0.0.1:5555", "cam1", "source: '127.0.0.1:5555' has no scheme: did you mean tcp://127.0.0.1:5555?"),
-        ("edge1:5556", None, "did you mean tcp://edge1:5556?"),
-        (f"rtsp://admin:{PASSWORD}@10.0.0.7/s", "cam1", "source: 'rtsp://admin:***@10.0.0.7/s' is a camera URL"),
-        ("tcp://10.0.0.1:0;127.0.0.1:5555", None, "names a source address"),
-        ("tcp://127.0.0.1", None, "has no port"),
+        (
+            "127.0.0.1:5555",
+            {"camera": "cam1"},
+            "source: '127.0.0.1:5555' has no scheme: did you mean tcp://127.0.0.1:5555?",
+        ),
+        ("edge1:5556", {}, "did you mean tcp://edge1:5556?"),
+        (
+            f"rtsp://admin:{PASSWORD}@10.0.0.7/s",
+            {"camera": "cam1"},
+            "source: 'rtsp://admin:***@10.0.0.7/s' is a camera URL",
+        ),
+        ("tcp://10.0.0.1:0;127.0.0.1:5555", {}, "names a source address"),
+        ("tcp://127.0.0.1", {}, "has no port"),
+        ("tcp://127.0.0.1:9", {"camera": "cam1", "follow_hosts": ["127.1"]}, "follow host: '127.1': '127.1' is not an IPv4"),
     ],
 )
 def test_a_bad_source_does_not_raise_it_says_how_to_fix_it(
-    source: str, camera: str | None, reason: str, caplog: pytest.LogCaptureFixture
+    source: str, options: dict[str, Any], reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The README promises that opening never raises: not ZMQError, not EndpointError."""
     with caplog.at_level(logging.WARNING, "worker_node.remote_capture"):
-        cap = RemoteCapture(source, camera=camera, timeout=1.0)
+        cap = RemoteCapture(source, timeout=1.0, **options)
     assert not cap.isOpened() and reason in cap.error, cap.error
     assert [r.getMessage() for r in caplog.records] == [f"RemoteCapture: {cap.error}"]
     assert PASSWORD not in caplog.text and cap.read() == (False, None)

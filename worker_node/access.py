@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.endpoint import parse_host
 from common.keys import KeyFileError, KeyPair, load_key_pair, load_public_key
 from common.security import CurveClient
 from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
@@ -21,6 +22,10 @@ class Access:
     server_keys: Mapping[str, bytes] = field(default_factory=dict)  # node endpoint (or ANY_NODE) -> key
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     follow_hosts: tuple[str, ...] = ()  # hosts besides a node's own that its described endpoints may name
+
+    def __post_init__(self) -> None:
+        """A follow host that is not a host raises EndpointError (a ValueError) naming it."""
+        object.__setattr__(self, "follow_hosts", tuple(parse_host(h, "follow host") for h in self.follow_hosts))
 
     def client(self, node: str = ANY_NODE) -> CurveClient | None:
         """CURVE settings for sockets to `node` and to the streams it describes; None: plaintext."""

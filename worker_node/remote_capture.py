@@ -21,7 +21,7 @@ import numpy as np
 import zmq
 
 from common import jpeg
-from common.endpoint import EndpointError, parse_endpoint
+from common.endpoint import EndpointError, parse_endpoint, parse_host
 from common.protocol import Frame, FrameHeader
 from worker_node.access import Access
 from worker_node.discovery import DiscoveryError, describe
@@ -62,6 +62,7 @@ class RemoteCapture:
         endpoint, every_frame = source, False
         try:
             parse_endpoint(source, "source")
+            follow_hosts = [parse_host(host, "follow host") for host in follow_hosts]
         except EndpointError as exc:
             self._fail(str(exc))
             return
