@@ -46,7 +46,7 @@ class Access:
         follow_hosts: Sequence[str] = (),
     ) -> Access:
         """One server key for every node, or one per node in the order the nodes were given.
-        Raises KeyFileError naming the file or flag that is wrong."""
+        Raises KeyFileError naming the file or flag that is wrong (EndpointError: a follow host)."""
         if bool(key) != bool(server_keys):
             raise KeyFileError(
                 "CURVE needs both --key (this worker's .key_secret file) and --server-key (the node's .key file)"

@@ -38,7 +38,7 @@ log = logging.getLogger("worker_node")
 def _listen_endpoint(text: str) -> str:
     endpoint = parse_endpoint(text, bind=True)
     if endpoint.scheme == "tcp" and endpoint.port is None:
-        raise EndpointError(f"{text!r}: give a fixed port (e.g. tcp://0.0.0.0:6000): capture nodes connect to it")
+        raise EndpointError(f"'{endpoint}': give a fixed port (e.g. tcp://0.0.0.0:6000): capture nodes connect to it")
     return str(endpoint)
 
 
