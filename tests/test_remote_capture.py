@@ -182,7 +182,11 @@ def test_pull_mode_returns_fresh_frames_only_when_asked(nodes: Processes) -> Non
         ),
         ("tcp://10.0.0.1:0;127.0.0.1:5555", {}, "names a source address"),
         ("tcp://127.0.0.1", {}, "has no port"),
-        ("tcp://127.0.0.1:9", {"camera": "cam1", "follow_hosts": ["127.1"]}, "follow host: '127.1': '127.1' is not an IPv4"),
+        (
+            "tcp://127.0.0.1:9",
+            {"camera": "cam1", "follow_hosts": ["127.1"]},
+            "follow host: '127.1': '127.1' is not an IPv4",
+        ),
     ],
 )
 def test_a_bad_source_does_not_raise_it_says_how_to_fix_it(
