@@ -15,9 +15,9 @@ from capture_node import config as node_config
 from capture_node import metrics
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
 from capture_node.node import CaptureNode
-from common.args import ArgumentParser
+from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.logs import setup_logging
-from common.metrics import serve_metrics
+from common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
 
 log = logging.getLogger("capture_node")
 
@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help="TOML file with a [node] table and [[camera]] tables")
-    p.add_argument("--control", help=f"describe endpoint (default {node_config.DEFAULT_CONTROL})")
+    p.add_argument(
+        "--control", type=endpoint_arg(bind=True), help=f"describe endpoint (default {node_config.DEFAULT_CONTROL})"
+    )
     p.add_argument("--name", help="node name shown to workers")
     sec = p.add_argument_group("security (see docs/security.md)")
     sec.add_argument("--key", help="this node's CURVE secret key file (made by `framebus-keys generate`)")
@@ -59,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     cam = p.add_argument_group("single camera (instead of --config)")
     cam.add_argument("--source", help="'test' (default), a video file, a URL (rtsp://, http://) or a device index")
     cam.add_argument("--camera-id", help="camera id (default cam1)")
-    cam.add_argument("--bind", help="frame endpoint (default: control port + 1)")
+    cam.add_argument("--bind", type=endpoint_arg(bind=True), help="frame endpoint (default: control port + 1)")
     cam.add_argument(
         "--connect",
+        type=endpoint_arg(),
         action="append",
         metavar="ENDPOINT",
         help="also push frames to a worker listening there (for a node behind NAT; repeatable)",
@@ -77,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="lossless delivery: subscribers get every frame and slow the source down (for files)",
     )
-    p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
+    p.add_argument(
+        "--metrics-port", type=arg_type(parse_metrics_address), default=None, metavar="[HOST:]PORT", help=METRICS_HELP
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve_metrics(args.metrics_port)
     except OSError as exc:
-        log.error("cannot serve metrics on port %d: %s", args.metrics_port, exc)
+        log.error("cannot serve metrics on %s: %s", args.metrics_port, exc.strerror or exc)
         node.stop()
         return 2
     while True:

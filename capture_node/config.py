@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.endpoint import Endpoint, EndpointError, parse_endpoint
 from common.keys import KeyFileError, load_key_pair, read_allow_list, secret_file_is_private
 from common.protocol import DELIVERIES, ProtocolError, validate_camera_id
-from common.security import CurveFiles, exposure_error, is_loopback
+from common.security import CurveFiles, ExposureError, check_exposure
 from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
-_TCP = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+|\*)")
 
 
 class ConfigError(ValueError):
@@ -89,12 +88,10 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
     if not 1 <= cam.queue_frames <= 100000:
         raise bad("queue_frames", f"must be between 1 and 100000, got {cam.queue_frames}")
     for name in ("bind", "pull_bind"):
-        value = getattr(cam, name)
-        if value and not value.startswith(("tcp://", "ipc://")):
-            raise bad(name, f"must be a tcp:// or ipc:// endpoint, got {value!r}")
+        if getattr(cam, name):
+            checked_endpoint(getattr(cam, name), f"{where}.{name}", bind=True)
     for value in cam.connect:
-        if not isinstance(value, str) or not value.startswith(("tcp://", "ipc://")) or value.endswith(":*"):
-            raise bad("connect", f"must be a list of tcp:// or ipc:// endpoints with a port, got {value!r}")
+        checked_endpoint(value, f"{where}.connect")
     if cam.transport not in ("tcp", "udp"):
         raise bad("transport", f"must be tcp or udp, got {cam.transport!r}")
     for name in ("open_timeout", "read_timeout"):
@@ -105,10 +102,17 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
         raise bad("reconnect_max", f"must be between 0.1 and 3600 seconds, got {cam.reconnect_max}")
 
 
+def checked_endpoint(text: str, where: str, bind: bool = False) -> Endpoint:
+    """A configured endpoint, or a ConfigError naming the field (common.endpoint says what is wrong)."""
+    try:
+        return parse_endpoint(text, where, bind=bind)
+    except EndpointError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
     """Check every field; fill in default frame endpoints after the control port."""
-    if not config.control.startswith(("tcp://", "ipc://")):
-        raise ConfigError(f"{where}: node.control: must be a tcp:// or ipc:// endpoint, got {config.control!r}")
+    checked_endpoint(config.control, f"{where}: node.control", bind=True)
     if not 0.05 <= config.status_interval <= 3600:
         raise ConfigError(
             f"{where}: node.status_interval: must be between 0.05 and 3600 s, got {config.status_interval}"
@@ -135,7 +139,7 @@ def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
             raise ConfigError(f"{where}: endpoint {endpoint} is used twice")
         seen_endpoints.add(endpoint)
     config = dataclasses.replace(config, cameras=tuple(cameras))
-    _check_exposure(config, where)
+    _exposed(config, where)
     return config
 
 
@@ -158,18 +162,23 @@ def _check_keys(config: NodeConfig, where: str) -> None:
         raise ConfigError(f"{where}: node.allow: {exc}") from None
 
 
-def _check_exposure(config: NodeConfig, where: str) -> None:
-    """Without keys, a node serves only its own host unless told --insecure."""
-    if config.key or config.insecure:
-        return
+def _exposed(config: NodeConfig, where: str) -> bool:
+    """Without keys, a node serves only its own host unless told --insecure: raises ConfigError,
+    or returns True when it is told (and some endpoint is exposed)."""
     places = [("node.control", config.control)]
     for i, cam in enumerate(config.cameras):
         places += [(f"camera[{i}].bind", cam.bind), (f"camera[{i}].pull_bind", cam.pull_bind)]
         places += [(f"camera[{i}].connect", target) for target in cam.connect]
-    for name, endpoint in places:
-        if not is_loopback(endpoint):
-            fix = "Set node.key and node.allow (framebus-keys generate makes them)"
-            raise ConfigError(f"{where}: {exposure_error(name, endpoint, fix)}")
+    fix = "Set node.key and node.allow (framebus-keys generate makes them)"
+    exposed = False
+    for name, text in places:
+        try:
+            exposed |= check_exposure(
+                name, parse_endpoint(text, bind=True), secured=bool(config.key), insecure=config.insecure, fix=fix
+            )
+        except ExposureError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return exposed
 
 
 def security_warnings(config: NodeConfig) -> list[str]:
@@ -178,34 +187,31 @@ def security_warnings(config: NodeConfig) -> list[str]:
         if not secret_file_is_private(Path(config.key)):
             return [f"node.key {config.key}: group or others can read this secret key (chmod 600 it)"]
         return []
-    exposed = [c.bind for c in config.cameras if not is_loopback(c.bind)]
-    if config.insecure and (exposed or not is_loopback(config.control)):
+    if _exposed(config, "config"):
         return ["INSECURE: no CURVE keys; frames and describe go out in plaintext to anyone who can reach this node"]
     return []
 
 
 def default_frame_endpoint(control: str, index: int, camera_id: str, where: str) -> str:
-    m = _TCP.fullmatch(control)
-    if m:
-        if m["port"] == "*":
-            return f"tcp://{m['host']}:*"
-        port = int(m["port"]) + 1 + index
-        if port > 65535:
-            raise ConfigError(f"{where}.bind: control port + {index + 1} is past 65535; set bind explicitly")
-        return f"tcp://{m['host']}:{port}"
-    if control.startswith("ipc://"):
+    parsed = checked_endpoint(control, f"{where}: node.control", bind=True)
+    if parsed.scheme != "tcp":
         return f"{control}-{camera_id.replace('/', '_')}"
-    raise ConfigError(f"{where}.bind: cannot derive a frame endpoint from control {control!r}; set bind")
+    if parsed.port is None:
+        return str(parsed)
+    port = parsed.port + 1 + index
+    if port > 65535:
+        raise ConfigError(f"{where}.bind: control port + {index + 1} is past 65535; set bind explicitly")
+    return str(parsed.with_port(port))
 
 
 def default_pull_endpoint(bind: str) -> str:
-    m = _TCP.fullmatch(bind)
-    if m:
-        if m["port"] == "*":
-            return bind
-        port = int(m["port"]) + 1000
-        return f"tcp://{m['host']}:{port if port <= 65535 else '*'}"  # too high: any free port
-    return f"{bind}-pull"
+    parsed = checked_endpoint(bind, "bind", bind=True)
+    if parsed.scheme != "tcp":
+        return f"{bind}-pull"
+    if parsed.port is None:
+        return bind
+    port = parsed.port + 1000
+    return str(parsed.with_port(port if port <= 65535 else None))  # too high: any free port
 
 
 def load(path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:

@@ -34,6 +34,7 @@ _AT = {False: re.compile("@"), True: re.compile(r"@|%(?:25)*40", re.IGNORECASE)}
 _COLON = {False: re.compile(":"), True: re.compile(r":|%(?:25)*3a", re.IGNORECASE)}
 _AUTHORITY_END = {False: re.compile(r"[/?#]"), True: re.compile(r"[/?#]|%(?:25)*(?:2f|3f|23)", re.IGNORECASE)}
 _PORT = re.compile(r"\d{0,5}")
+_BARE_IPV6 = re.compile(r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*")
 _NEWLINE = re.compile("\n")
 _TOKEN = re.compile(r"[^ \t\r\n\f\v]+")
 _OPENCV_TAG = re.compile(r"\[?[A-Z]+:\d+@[\d.]+\]")  # [ WARN:0@0.151]: a thread and a time, no password
@@ -258,6 +259,8 @@ def _password_span(marks: _Marks, start: int, encoded: bool) -> tuple[int, int] 
     colon = marks.first(_COLON[encoded], max(start, host_end), authority_end)
     if colon is None or _PORT.fullmatch(text, colon[1], authority_end):
         return None
+    if _BARE_IPV6.fullmatch(text, start, authority_end):
+        return None  # tcp://::1:5555, an IPv6 address someone forgot to bracket: no password
     newline = marks.first(_NEWLINE, start, len(text))
     at = marks.last(_AT[encoded], start, newline[0] if newline else len(text))
     return colon[1], at if at is not None else end

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -23,12 +22,12 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
+from common.endpoint import Endpoint, ListenAddress
 from common.keys import KeyPair, load_key_pair, read_allow_list
 from common.ratelimit import RateLimitedLog
 
 log = logging.getLogger("framebus.security")
 _MONITOR_IDS = itertools.count()
-_TCP_HOST = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):")
 
 ZAP_DOMAIN = "framebus"
 WATCH_INTERVAL_S = 1.0  # how often the allow-list directory is checked for changes
@@ -39,22 +38,29 @@ _WHY: dict[int, str] = {
 }
 
 
-def is_loopback(endpoint: str) -> bool:
-    """ipc://, inproc:// and tcp:// on a loopback address cannot be reached from another host."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    m = _TCP_HOST.match(endpoint)
-    if not m:
+class ExposureError(ValueError):
+    """A plaintext listener other hosts could reach, without --insecure."""
+
+
+def check_exposure(name: str, endpoint: Endpoint, *, secured: bool, insecure: bool, fix: str) -> bool:
+    """The one rule for every ZeroMQ listener and connect-out target: without CURVE, only this
+    host may reach it unless the user said --insecure. Returns True when it is exposed in
+    plaintext on purpose (say so at start); raises ExposureError when that was not asked for."""
+    if secured or endpoint.is_loopback:
         return False
-    host = m["host"].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
+    if not insecure:
+        raise ExposureError(
+            f"{name}: {endpoint} can be reached from other hosts, and without CURVE keys anyone there could "
+            f"connect. {fix}, or pass --insecure to serve plaintext on purpose (see docs/security.md)"
+        )
+    return True
 
 
-def exposure_error(name: str, endpoint: str, fix: str) -> str:
-    return (
-        f"{name}: {endpoint} can be reached from other hosts, and without CURVE keys anyone there could "
-        f"connect. {fix}, or pass --insecure to serve plaintext on purpose (see docs/security.md)"
-    )
+def http_exposure_warning(name: str, address: ListenAddress, exposes: str) -> str | None:
+    """HTTP listeners have no login: a line to log when other hosts can reach `address`."""
+    if address.is_loopback:
+        return None
+    return f"{name} {address} has no login: anyone who can reach it {exposes} (see docs/security.md)"
 
 
 class SocketSecurity(Protocol):

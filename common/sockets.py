@@ -7,6 +7,7 @@ in the kernel). See ../docs/protocol.md and the README's design notes.
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from common.endpoint import EndpointError, parse_endpoint
 from common.security import SocketSecurity
 
 HEARTBEAT_IVL_MS = 500
@@ -81,13 +83,12 @@ def _listen_with_notsent_lowat(sock: zmq.Socket, endpoint: str, lowat: int) -> s
     replaced) in the conflating pipe instead, while in-flight data (throughput) is not capped.
     libzmq has no option for it: we create the listening socket, set it (accepted sockets
     inherit it) and hand the descriptor over with ZMQ_USE_FD."""
-    address = endpoint[len("tcp://") :]
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    bind_host = "0.0.0.0" if host in ("*", "") else host
-    info = socket.getaddrinfo(
-        bind_host, 0 if port == "*" else int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    try:
+        parsed = parse_endpoint(endpoint, bind=True)
+    except EndpointError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    bind_host = "0.0.0.0" if parsed.host == "*" else parsed.host
+    info = socket.getaddrinfo(bind_host, parsed.port or 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     listener = socket.socket(info[0], socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,8 +100,7 @@ def _listen_with_notsent_lowat(sock: zmq.Socket, endpoint: str, lowat: int) -> s
         raise
     bound_port = listener.getsockname()[1]
     sock.setsockopt(zmq.USE_FD, listener.detach())  # libzmq owns and closes it from here
-    shown_host = f"[{bind_host}]" if ":" in bind_host else bind_host
-    return f"tcp://{shown_host}:{bound_port}"
+    return str(parsed.with_host(bind_host).with_port(bound_port))
 
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value; Python 3.11 lacks the name

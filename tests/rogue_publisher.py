@@ -32,9 +32,11 @@ for the test to wait on:
 Options that make an answer valid on the wire but deadly for a careless worker (each for its own
 test): --bad-endpoint adds a camera whose endpoint libzmq refuses to connect to; --churn N adds
 N cameras with fresh ids every round (--churn-endpoint inproc: at an inproc:// address, which
-can only ever name a socket inside the worker itself); --steal CAMERA advertises another node's
-camera id, from the second round on, in a second reply STEAL_DELAY_S after the first (so that it
-comes after the real node's answer to the same request).
+can only ever name a socket inside the worker itself; or at any endpoint given); --elsewhere
+ENDPOINT describes a camera at an endpoint that is not the rogue's (a third party's port, a Unix
+socket; with --valid-replies-only for a client that takes the first reply); --steal CAMERA
+advertises another node's camera id, from the second round on, in a second reply STEAL_DELAY_S
+after the first (so that it comes after the real node's answer to the same request).
 """
 
 from __future__ import annotations
@@ -473,7 +475,7 @@ class Rogue:
         self.refused: set[str] = set()  # cut off after an oversized message (not for another reason)
         self.rounds = 0
         self.steals: list[tuple[float, bytes]] = []  # (when, to whom) to describe --steal
-        self.replies = malformed_replies(self.rng)
+        self.replies = [] if args.valid_replies_only else malformed_replies(self.rng)
         self.next_heartbeat = 0.0
         self.stop = False
         self.go = 0
@@ -493,7 +495,10 @@ class Rogue:
             cameras.append(camera_entry("rogue-noport", "tcp://rogue-no-port"))
         if steal:
             cameras.append(camera_entry(self.args.steal, self.endpoints[LONG_ID]))
-        churn = self.endpoints[LONG_ID] if self.args.churn_endpoint == "tcp" else "inproc://rogue-void"
+        cameras += [camera_entry(f"rogue-elsewhere{i}", e) for i, e in enumerate(self.args.elsewhere)]
+        churn = {"tcp": self.endpoints[LONG_ID], "inproc": "inproc://rogue-void"}.get(
+            self.args.churn_endpoint, self.args.churn_endpoint
+        )
         cameras += [
             camera_entry(f"churn{self.rounds}-{i}", churn, state="ended", fps=0, width=0, height=0)
             for i in range(self.args.churn)
@@ -643,11 +648,21 @@ def main() -> None:
     parser.add_argument("--churn", type=int, default=0, metavar="N")
     parser.add_argument(
         "--churn-endpoint",
-        choices=["tcp", "inproc"],
         default="tcp",
-        help="the churned cameras' endpoint: one of our streams, or an inproc:// name (in the worker's own process)",
+        help="the churned cameras' endpoint: tcp (one of our streams), inproc (an inproc:// name, in the worker's "
+        "own process), or any endpoint",
+    )
+    parser.add_argument(
+        "--elsewhere",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="also describe a camera at ENDPOINT (another host's port, a Unix socket; repeatable)",
     )
     parser.add_argument("--steal", default="", metavar="CAMERA")
+    parser.add_argument(
+        "--valid-replies-only", action="store_true", help="answer describe without the malformed replies first"
+    )
     Rogue(parser.parse_args()).run()
 
 

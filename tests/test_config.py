@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from capture_node import config
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
+from common.endpoint import parse_endpoint
 
 VALID = """\
 [node]
@@ -270,9 +271,37 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
     expect_error(path, "cannot read")
 
 
-@pytest.mark.parametrize("control", ["udp://127.0.0.1:5555", "127.0.0.1:5555", ""])
-def test_bad_control_endpoint(tmp_path: Path, control: str) -> None:
-    expect_error(write(tmp_path, node_toml(control) + camera_toml({"id": "a"})), "node.control", repr(control))
+@pytest.mark.parametrize(
+    ("control", "problem"),
+    [
+        ("udp://127.0.0.1:5555", "'udp://127.0.0.1:5555' is a camera URL"),
+        ("127.0.0.1:5555", "'127.0.0.1:5555' has no scheme: did you mean tcp://127.0.0.1:5555?"),
+        ("tcp://127.0.0.1", "'tcp://127.0.0.1' has no port: give one, e.g. tcp://127.0.0.1:5555"),
+        ("tcp://10.0.0.1:0;127.0.0.1:5555", "'tcp://10.0.0.1:0;127.0.0.1:5555' names a source address"),
+        ("", "an empty endpoint"),
+    ],
+)
+def test_bad_control_endpoint(tmp_path: Path, control: str, problem: str) -> None:
+    expect_error(write(tmp_path, node_toml(control) + camera_toml({"id": "a"})), "node.control: " + problem)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("bind", "tcp://127.0.0.1:99999", "the port 99999 is not from 1 to 65535"),
+        ("bind", "rtsp://admin:pw@10.0.0.7/s", "'rtsp://admin:***@10.0.0.7/s' is a camera URL"),
+        ("pull_bind", "tcp://:7000", "has no host"),
+        ("connect", ["tcp://127.0.0.1:*"], "port '*' (any free port) is for binding"),
+        ("connect", ["127.0.0.1:6000"], "did you mean tcp://127.0.0.1:6000?"),
+    ],
+)
+def test_bad_camera_endpoints_name_the_field_and_the_fix(
+    tmp_path: Path, field: str, value: object, problem: str
+) -> None:
+    message = expect_error(
+        write(tmp_path, node_toml() + camera_toml({"id": "a", field: value})), f"camera[0].{field}: "
+    )
+    assert problem in message and "pw" not in message
 
 
 def test_inproc_endpoints_are_refused(tmp_path: Path) -> None:
@@ -429,7 +458,7 @@ def test_from_dict_returns_config_or_raises_config_error(data: dict[str, Any]) -
     for cam in cfg.cameras:
         assert isinstance(cam, CameraConfig)
         assert cam.bind
-        assert cfg.insecure or config.is_loopback(cam.bind)
+        assert cfg.insecure or parse_endpoint(cam.bind, bind=True).is_loopback
         assert 0 <= cam.fps <= 1000
         assert 1 <= cam.quality <= 100
         assert 16 <= cam.width <= 16384 and 16 <= cam.height <= 16384

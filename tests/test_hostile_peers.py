@@ -31,6 +31,7 @@ from tests.rogue_publisher import BIG_IDS, FLOOD, HOSTILE_IDS, LONG_ID
 from tests.rogue_publisher import JPEG as ROGUE_JPEG
 from tests.test_metrics import free_port, scrape
 from tests.test_web import get as http_get
+from worker_node.follow import BURST, PER_SECOND
 from worker_node.save import SavePolicy, SaveSink, file_name
 
 COUNT = 100_000
@@ -394,6 +395,115 @@ def test_a_node_cannot_take_over_another_nodes_camera(nodes: Processes, tmp_path
     survive_rounds(worker, attack, 4)
     gap = max_gap_s(saved_real_capture_times(out), start, time.time_ns())
     assert gap < MAX_GAP_S, f"the real camera was silent for {gap:.1f} s while the rogue described it too"
+    assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
+
+
+# ----------------------------------------------------------------------------- foreign endpoints
+# A node may point workers only at its own host (worker_node/follow.py).
+
+
+class AcceptCounter(threading.Thread):
+    """A real listening socket (TCP, or Unix at a path) that counts the connections it accepts
+    and holds them open, as a third party's service would."""
+
+    def __init__(self, host: str = "", path: Path | None = None) -> None:
+        super().__init__(daemon=True)
+        if path is not None:
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(str(path))
+            self.endpoint = f"ipc://{path}"
+        else:
+            self.listener = socket.socket()
+            self.listener.bind((host, 0))
+            self.endpoint = f"tcp://{host}:{self.listener.getsockname()[1]}"
+        self.listener.listen(1024)
+        self.listener.settimeout(0.1)
+        self.accepted: list[float] = []  # time.monotonic() of each accept
+        self.held: list[socket.socket] = []
+        self.closing = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted.append(time.monotonic())
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.closing.set()
+        self.join(2)
+        for conn in [*self.held, self.listener]:
+            conn.close()
+
+
+@pytest.fixture
+def listeners() -> Any:
+    made: list[AcceptCounter] = []
+
+    def make(host: str = "", path: Path | None = None) -> AcceptCounter:
+        made.append(AcceptCounter(host, path))
+        return made[-1]
+
+    yield make
+    for counter in made:
+        counter.close()
+
+
+def test_a_node_cannot_send_workers_to_another_host(nodes: Processes, tmp_path: Path, listeners: Any) -> None:
+    """The rogue (reached at 127.0.0.1) describes a third party's port on 127.0.0.2, a Unix
+    socket, and a port on its own host: only the last is followed; each refusal is logged once."""
+    foreign = listeners("127.0.0.2")
+    unix = listeners(path=tmp_path / "service.sock")
+    own_host = listeners("127.0.0.1")
+    attack = Attack(
+        nodes, "--elsewhere", foreign.endpoint, "--elsewhere", unix.endpoint, "--elsewhere", own_host.endpoint
+    )
+    out = tmp_path / "saved"
+    worker = start_save_worker(attack, out)
+    survive_rounds(worker, attack, 4)
+    wait_until(lambda: own_host.accepted, 10, "the worker to connect to the endpoint on the node's own host")
+    assert foreign.accepted == [] and unix.accepted == [], "the worker connected to an endpoint on another host"
+    for endpoint in (foreign.endpoint, unix.endpoint):
+        refusals = re.findall(rf"described camera \S+ at {re.escape(endpoint)}: not followed", worker.output)
+        assert len(refusals) == 1, f"{endpoint} refused {len(refusals)} times in the log:\n{worker.output}"
+    assert "--follow-host 127.0.0.2 would allow it" in worker.output
+    attack.real_keeps_arriving(lambda: len(saved_real_capture_times(out)))
+    assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
+
+
+def test_follow_host_allows_a_deliberate_exception(nodes: Processes, tmp_path: Path, listeners: Any) -> None:
+    foreign = listeners("127.0.0.2")
+    attack = Attack(nodes, "--elsewhere", foreign.endpoint)
+    worker = attack.worker("save", "--out", str(tmp_path / "saved"), "--follow-host", "127.0.0.2")
+    wait_until(lambda: foreign.accepted, 15, "the worker to follow the endpoint on the host it was told to")
+    assert "not followed" not in worker.output
+    assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
+
+
+def test_a_node_describing_hundreds_of_new_streams_opens_few_sockets_a_second(
+    nodes: Processes, tmp_path: Path, listeners: Any
+) -> None:
+    """500 fresh camera ids every round, all at one port on the node's own host: the worker
+    opens them at the rate of its per-node token bucket, not hundreds a second."""
+    target = listeners("127.0.0.1")
+    attack = Attack(nodes, "--churn", "500", "--churn-endpoint", target.endpoint)
+    out = tmp_path / "saved"
+    worker = start_save_worker(attack, out)
+    wait_until(lambda: target.accepted, 15, "the first connection to the churned endpoint")
+    start = target.accepted[0]
+    survive_rounds(worker, attack, 5)
+    elapsed = time.monotonic() - start
+    allowed = BURST + PER_SECOND * elapsed
+    opened = len(target.accepted)
+    print(f"\n{opened} connections in {elapsed:.1f} s ({opened / elapsed:.1f}/s); the bucket allows {allowed:.0f}")
+    assert opened <= allowed + 2, f"{opened} connections in {elapsed:.1f} s, more than {allowed:.0f}"
+    worker.wait_for(r"node \S+ describes new streams faster than 8 a second")
+    attack.real_keeps_arriving(lambda: len(saved_real_capture_times(out)))
     assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
 
 

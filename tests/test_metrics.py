@@ -30,6 +30,16 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+def reachable(host: str, port: int) -> bool:
+    """Does anything accept a connection at host:port? (127.0.0.2 reaches what is bound to
+    0.0.0.0, never what is bound to 127.0.0.1.)"""
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
 def metric(port: int, name: str) -> Callable[[], float]:
     return lambda: scrape(port).get(name, 0.0)
 
@@ -43,7 +53,8 @@ def test_capture_node_metrics_move_with_frames_and_show_a_dead_camera(nodes: Pro
     )
     port = free_port()
     capture, _ = nodes.capture("--config", str(config), "--metrics-port", str(port))
-    capture.wait_for(r"metrics on http://")
+    capture.wait_for(rf"metrics on http://127\.0\.0\.1:{port}/metrics")
+    assert not reachable("127.0.0.2", port), "metrics listen beyond loopback without being told to"
     published = metric(port, 'framebus_frames_published_total{camera="good"}')
     first = wait_until(published, 15, "frames to be published")
     wait_until(lambda: published() >= first + 10, 15, "the published count to move")  # type: ignore[operator]
@@ -69,7 +80,8 @@ def test_worker_metrics_count_frames_age_and_staleness(nodes: Processes, tmp_pat
     worker = nodes.worker(
         "--metrics-port", str(port), "save", "--node", control, "--out", str(tmp_path), "--every", "1s"
     )
-    worker.wait_for(r"metrics on http://")
+    worker.wait_for(rf"metrics on http://127\.0\.0\.1:{port}/metrics")
+    assert not reachable("127.0.0.2", port), "metrics listen beyond loopback without being told to"
     received = metric(port, 'framebus_frames_received_total{camera="cam1"}')
     first = wait_until(received, 15, "frames to be received")
     wait_until(lambda: received() >= first + 10, 15, "the received count to move")  # type: ignore[operator]
@@ -90,3 +102,18 @@ def test_worker_metrics_count_frames_age_and_staleness(nodes: Processes, tmp_pat
     wait_until(lambda: stale() > 0.5, 15, "stale time to accumulate")
     assert re.search(r"camera cam1: stale", worker.output)
     assert worker.stop() < 1.0
+
+
+def test_metrics_on_a_host_given_listen_there_and_warn(nodes: Processes, tmp_path: Path) -> None:
+    port = free_port()
+    worker = nodes.worker(
+        "--metrics-port", f"0.0.0.0:{port}", "save", "--node", "tcp://127.0.0.1:9", "--out", str(tmp_path)
+    )
+    worker.wait_for(rf"metrics on http://0\.0\.0\.0:{port}/metrics")
+    warning = worker.wait_for(r"WARNING.*the metrics endpoint .*").group(0)
+    assert warning.endswith(
+        f"the metrics endpoint 0.0.0.0:{port} has no login: anyone who can reach it reads camera ids, states and "
+        "counters (see docs/security.md)"
+    )
+    assert reachable("127.0.0.2", port)
+    assert worker.stop() < 2.0

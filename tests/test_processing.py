@@ -6,15 +6,17 @@ from __future__ import annotations
 import re
 import statistics
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from common import jpeg
 from tests.handlers_for_tests import WORK_S
 from tests.pictures import HEIGHT, MESSI, MESSI_FACE, WIDTH, write_sliding_square
 from tests.processes import ROOT, NodeProcess, Processes
-from worker_node import RemoteCapture
+from worker_node import RemoteCapture, processing
 
 SAVED = re.compile(r"^\d{8}T\d{6}\.\d{6}Z_(?P<camera>[^_]+)_(?P<seq>\d{12})\.jpg$")
 
@@ -164,3 +166,19 @@ def test_face_worker_finds_the_face_in_a_camera_showing_a_photo(nodes: Processes
     b, g, r = (frame[:, :, i].astype(int) for i in range(3))
     assert np.count_nonzero((r > 200) & (g > 110) & (g < 210) & (b < 90)) > 50, "no orange box drawn"
     assert process.stop() < 3.0  # it stops once the running detection (up to ~1 s when loaded) returns
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"node": "127.0.0.1:5555"}, "node: '127.0.0.1:5555' has no scheme: did you mean tcp://127.0.0.1:5555?"),
+        ({"node": ["tcp://127.0.0.1:5555", "rtsp://cam/1"]}, "node: 'rtsp://cam/1' is a camera URL"),
+        ({"control": "tcp://127.0.0.1"}, "control: 'tcp://127.0.0.1' has no port"),
+        ({"control": "tcp://0.0.0.0:5575"}, "control: tcp://0.0.0.0:5575 can be reached from other hosts"),
+        ({"follow_hosts": ["a;b"]}, "follow host: 'a;b': the host 'a;b' has the character(s) ';'"),
+    ],
+)
+def test_run_refuses_a_bad_endpoint_before_starting(kwargs: dict[str, Any], message: str) -> None:
+    arguments: dict[str, Any] = {"node": "tcp://127.0.0.1:9", "camera": "cam1"} | kwargs
+    with pytest.raises(ValueError, match=re.escape(message)):
+        processing.run(lambda image, header: None, **arguments)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import socket
 import time
+from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 import zmq
 
 from common.protocol import Frame, decode
 from tests.processes import Processes
 from worker_node import RemoteCapture
+
+PASSWORD = "S3cret-pw"
 
 
 def simulate_work(seconds: float) -> None:
@@ -158,3 +164,64 @@ def test_pull_mode_returns_fresh_frames_only_when_asked(nodes: Processes) -> Non
     capture.stop()
     with RemoteCapture(control, camera="cam1", timeout=1, pull=True) as cap:
         assert not cap.isOpened() and "no describe reply" in cap.error
+
+
+@pytest.mark.parametrize(
+    ("source", "options", "reason"),
+    [
+        (
+            "127.0.0.1:5555",
+            {"camera": "cam1"},
+            "source: '127.0.0.1:5555' has no scheme: did you mean tcp://127.0.0.1:5555?",
+        ),
+        ("edge1:5556", {}, "did you mean tcp://edge1:5556?"),
+        (
+            f"rtsp://admin:{PASSWORD}@10.0.0.7/s",
+            {"camera": "cam1"},
+            "source: 'rtsp://admin:***@10.0.0.7/s' is a camera URL",
+        ),
+        ("tcp://10.0.0.1:0;127.0.0.1:5555", {}, "names a source address"),
+        ("tcp://127.0.0.1", {}, "has no port"),
+        (
+            "tcp://127.0.0.1:9",
+            {"camera": "cam1", "follow_hosts": ["127.1"]},
+            "follow host: '127.1': '127.1' is not an IPv4",
+        ),
+    ],
+)
+def test_a_bad_source_does_not_raise_it_says_how_to_fix_it(
+    source: str, options: dict[str, Any], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README promises that opening never raises: not ZMQError, not EndpointError."""
+    with caplog.at_level(logging.WARNING, "worker_node.remote_capture"):
+        cap = RemoteCapture(source, timeout=1.0, **options)
+    assert not cap.isOpened() and reason in cap.error, cap.error
+    assert [r.getMessage() for r in caplog.records] == [f"RemoteCapture: {cap.error}"]
+    assert PASSWORD not in caplog.text and cap.read() == (False, None)
+    cap.release()
+
+
+def test_a_camera_described_on_another_host_is_not_followed(nodes: Processes) -> None:
+    """A rogue node (reached at 127.0.0.1) describes a camera at a port on 127.0.0.2: RemoteCapture
+    does not connect there unless told with follow_hosts."""
+    foreign = socket.socket()
+    foreign.bind(("127.0.0.2", 0))
+    foreign.listen(8)
+    foreign.settimeout(0)
+    endpoint = f"tcp://127.0.0.2:{foreign.getsockname()[1]}"
+    rogue = nodes.start("tests/rogue_publisher.py", ["--elsewhere", endpoint, "--valid-replies-only"])
+    control = rogue.wait_for(r"rogue control (\S+)").group(1)
+    try:
+        cap = RemoteCapture(control, camera="rogue-elsewhere0", timeout=5)
+        assert not cap.isOpened()
+        assert f"describes camera 'rogue-elsewhere0' at {endpoint}: not followed" in cap.error, cap.error
+        assert "--follow-host 127.0.0.2 would allow it" in cap.error
+        cap.release()
+        with pytest.raises(BlockingIOError):
+            foreign.accept()  # no connection came
+        with RemoteCapture(control, camera="rogue-elsewhere0", timeout=5, follow_hosts=["127.0.0.2"]) as cap:
+            assert cap.isOpened(), cap.error
+            foreign.settimeout(10)
+            foreign.accept()[0].close()  # the deliberate exception is followed
+    finally:
+        foreign.close()

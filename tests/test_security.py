@@ -207,3 +207,47 @@ def test_a_key_allowed_later_is_admitted_without_restarting_the_worker(
     assert count(out) == 0
     keys_cli("allow", str(keys.allow), keys.public("stranger"))
     wait_until(lambda: count(out) >= 5, 30, "frames for the key allowed after the worker started")
+
+
+@pytest.mark.parametrize(
+    ("args", "name", "endpoint"),
+    [
+        (["save", "--listen", "tcp://0.0.0.0:6000", "--out", "/tmp/x"], "--listen", "tcp://0.0.0.0:6000"),
+        (
+            ["save", "--listen", "tcp://127.evil.example:6000", "--out", "/tmp/x"],
+            "--listen",
+            "tcp://127.evil.example:6000",
+        ),
+        (
+            [
+                "process",
+                "--node",
+                "tcp://127.0.0.1:9",
+                "--camera",
+                "c",
+                "--handler",
+                "m:f",
+                "--control",
+                "tcp://[::]:5575",
+            ],
+            "control",
+            "tcp://[::]:5575",
+        ),
+    ],
+)
+def test_a_plaintext_listener_other_hosts_can_reach_is_refused(args: list[str], name: str, endpoint: str) -> None:
+    """The one exposure rule (common.security.check_exposure), strict about loopback:
+    127.evil.example is a name anyone can point anywhere."""
+    done = subprocess.run([sys.executable, "-m", "worker_node", *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{name}: {endpoint} can be reached from other hosts" in lines[0], done.stderr
+
+
+def test_insecure_listener_runs_and_says_so(nodes: Processes, tmp_path: Path) -> None:
+    with zmq.Context() as ctx:
+        port = _free_port(ctx)
+    worker = nodes.worker("save", "--listen", f"tcp://0.0.0.0:{port}", "--insecure", "--out", str(tmp_path))
+    worker.wait_for(rf"INSECURE: --listen tcp://0\.0\.0\.0:{port}: no CURVE keys")
+    worker.wait_for(rf"listening for capture nodes on tcp://0\.0\.0\.0:{port}")
+    assert worker.stop() < 2.0

@@ -1,6 +1,6 @@
-"""How a worker reaches nodes: its own CURVE key pair, each node's public key, and the largest
+"""How a worker reaches nodes: its own CURVE key pair, each node's public key, the largest
 message it accepts from any of them (ZMQ_MAXMSGSIZE: a wrong or hostile endpoint cannot make
-it allocate more)."""
+it allocate more), and the hosts besides a node's own that it follows described streams to."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.endpoint import parse_host
 from common.keys import KeyFileError, KeyPair, load_key_pair, load_public_key
 from common.security import CurveClient
 from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
@@ -20,6 +21,11 @@ class Access:
     keys: KeyPair | None = None
     server_keys: Mapping[str, bytes] = field(default_factory=dict)  # node endpoint (or ANY_NODE) -> key
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    follow_hosts: tuple[str, ...] = ()  # hosts besides a node's own that its described endpoints may name
+
+    def __post_init__(self) -> None:
+        """A follow host that is not a host raises EndpointError (a ValueError) naming it."""
+        object.__setattr__(self, "follow_hosts", tuple(parse_host(h, "follow host") for h in self.follow_hosts))
 
     def client(self, node: str = ANY_NODE) -> CurveClient | None:
         """CURVE settings for sockets to `node` and to the streams it describes; None: plaintext."""
@@ -37,9 +43,10 @@ class Access:
         server_keys: Sequence[Path | str],
         nodes: Sequence[str] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        follow_hosts: Sequence[str] = (),
     ) -> Access:
         """One server key for every node, or one per node in the order the nodes were given.
-        Raises KeyFileError naming the file or flag that is wrong."""
+        Raises KeyFileError naming the file or flag that is wrong (EndpointError: a follow host)."""
         if bool(key) != bool(server_keys):
             raise KeyFileError(
                 "CURVE needs both --key (this worker's .key_secret file) and --server-key (the node's .key file)"
@@ -47,7 +54,7 @@ class Access:
         if not 1024 <= max_message_bytes <= 2**31 - 1:
             raise KeyFileError(f"--max-message-size must be between 1K and 2G, got {max_message_bytes}")
         if not key:
-            return cls(max_message_bytes=max_message_bytes)
+            return cls(max_message_bytes=max_message_bytes, follow_hosts=tuple(follow_hosts))
         pair = load_key_pair(Path(key))
         loaded = [load_public_key(Path(p)) for p in server_keys]
         if len(loaded) == 1:
@@ -59,4 +66,4 @@ class Access:
                 f"{len(loaded)} --server-key files for {len(nodes)} --node endpoints: give one for all nodes, "
                 "or one per node in the same order"
             )
-        return cls(pair, mapping, max_message_bytes)
+        return cls(pair, mapping, max_message_bytes, tuple(follow_hosts))

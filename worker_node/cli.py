@@ -6,24 +6,24 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import zmq
 
-from common.args import ArgumentParser
+from common.cli_args import ArgumentParser, arg_type, endpoint_arg
+from common.endpoint import EndpointError, parse_endpoint, parse_listen
 from common.keys import KeyFileError
 from common.logs import setup_logging
-from common.metrics import serve_metrics
+from common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
 from common.redact import redact
-from common.security import CurveFiles, exposure_error, is_loopback
+from common.security import CurveFiles, ExposureError, check_exposure, http_exposure_warning
 from common.shutdown import ShutdownSignals
 from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
 from common.units import parse_duration, parse_size
 from worker_node.access import Access
 from worker_node.discovery import DiscoveryError, describe_with_clock
 from worker_node.display import DisplayOptions, run_display
+from worker_node.follow import parse_follow_host
 from worker_node.process import HandlerError, load_handler
 from worker_node.processing import FrameProcessor, ProcessOptions
 from worker_node.receiver import FrameReceiver
@@ -31,23 +31,16 @@ from worker_node.republish import DEFAULT_CONTROL
 from worker_node.save import SavePolicy, SaveSink
 from worker_node.status_line import print_status
 from worker_node.top import run_top
-from worker_node.web import WebOptions, parse_listen, run_web
+from worker_node.web import WebOptions, run_web
 
 log = logging.getLogger("worker_node")
-T = TypeVar("T")
 
 
-def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """Adapt a ValueError-raising parser to argparse's error reporting."""
-
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = getattr(parse, "__name__", "value")
-    return convert
+def _listen_endpoint(text: str) -> str:
+    endpoint = parse_endpoint(text, bind=True)
+    if endpoint.scheme == "tcp" and endpoint.port is None:
+        raise EndpointError(f"'{endpoint}': give a fixed port (e.g. tcp://0.0.0.0:6000): capture nodes connect to it")
+    return str(endpoint)
 
 
 def _positive_int(text: str) -> int:
@@ -79,7 +72,9 @@ def _size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
+    p.add_argument(
+        "--metrics-port", type=arg_type(parse_metrics_address), default=None, metavar="[HOST:]PORT", help=METRICS_HELP
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_keys(sp: argparse.ArgumentParser) -> None:
@@ -95,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         g.add_argument(
             "--max-message-size",
-            type=_arg(parse_size),
+            type=arg_type(parse_size),
             default=DEFAULT_MAX_MESSAGE_BYTES,
             metavar="SIZE",
             help="largest message accepted from a node (default 32M): a bound on what a hostile peer can send",
@@ -105,11 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
         with_keys(sp)
         sp.add_argument(
             "--node",
+            type=endpoint_arg(),
             action="append",
             default=[],
             required=node_required,
             metavar="ENDPOINT",
             help="a capture node's describe endpoint, e.g. tcp://edge1:5555 (repeatable)",
+        )
+        sp.add_argument(
+            "--follow-host",
+            type=arg_type(parse_follow_host),
+            action="append",
+            default=[],
+            metavar="HOST",
+            help="also follow camera endpoints a node describes on HOST (by default only those on the host "
+            "the node was reached at; repeatable; see docs/security.md)",
         )
         sp.add_argument(
             "--camera",
@@ -130,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_nodes(save, node_required=False)
     save.add_argument(
         "--listen",
+        type=arg_type(_listen_endpoint),
         action="append",
         default=[],
         metavar="ENDPOINT",
@@ -146,28 +152,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rate = save.add_mutually_exclusive_group()
     rate.add_argument(
-        "--every-n", type=_arg(_positive_int), metavar="N", help="save every N-th frame (exact on every-frame streams)"
+        "--every-n",
+        type=arg_type(_positive_int),
+        metavar="N",
+        help="save every N-th frame (exact on every-frame streams)",
     )
     rate.add_argument(
-        "--every", type=_arg(parse_duration), metavar="T", help="save one frame every T (e.g. 5s, 2m); default 1s"
+        "--every", type=arg_type(parse_duration), metavar="T", help="save one frame every T (e.g. 5s, 2m); default 1s"
     )
     save.add_argument(
-        "--keep-files", type=_arg(_positive_int), default=0, metavar="N", help="keep at most N files (oldest deleted)"
+        "--keep-files",
+        type=arg_type(_positive_int),
+        default=0,
+        metavar="N",
+        help="keep at most N files (oldest deleted)",
     )
     save.add_argument(
         "--keep-bytes",
-        type=_arg(parse_size),
+        type=arg_type(parse_size),
         default=0,
         metavar="SIZE",
         help="keep at most SIZE bytes of files (e.g. 500M, 10G)",
     )
-    save.add_argument("--count", type=_arg(_positive_int), default=0, metavar="N", help="stop after saving N files")
+    save.add_argument("--count", type=arg_type(_positive_int), default=0, metavar="N", help="stop after saving N files")
     save.add_argument(
-        "--duration", type=_arg(parse_duration), default=0.0, metavar="T", help="stop after T (e.g. 30s, 1h)"
+        "--duration", type=arg_type(parse_duration), default=0.0, metavar="T", help="stop after T (e.g. 30s, 1h)"
     )
     save.add_argument(
         "--status-interval",
-        type=_arg(parse_duration),
+        type=arg_type(parse_duration),
         default=5.0,
         metavar="T",
         help="print a status line per camera every T (default 5s)",
@@ -181,11 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_nodes(display)
     display.add_argument(
-        "--size", type=_arg(_size), default=(1280, 720), metavar="WxH", help="window size (default 1280x720)"
+        "--size", type=arg_type(_size), default=(1280, 720), metavar="WxH", help="window size (default 1280x720)"
     )
     display.add_argument("--title", default="framebus", help="window title (default framebus)")
     display.add_argument(
-        "--max-fps", type=_arg(_positive_float), default=30.0, metavar="N", help="redraws per second at most"
+        "--max-fps", type=arg_type(_positive_float), default=30.0, metavar="N", help="redraws per second at most"
     )
 
     web = sub.add_parser(
@@ -195,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_nodes(web)
     web.add_argument(
-        "--listen", type=_arg(parse_listen), default=("127.0.0.1", 8080), metavar="HOST:PORT",
+        "--listen", type=arg_type(parse_listen), default=parse_listen("127.0.0.1:8080"), metavar="HOST:PORT",
         help="where to serve (default 127.0.0.1:8080; 0.0.0.0:8080 for other hosts; port 0: any free port)",
     )  # fmt: skip
 
@@ -210,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--handler", required=True, metavar="MODULE:NAME", help="e.g. worker_node.handlers.motion:MotionDetector"
     )
     proc.add_argument(
-        "--control", default=DEFAULT_CONTROL, metavar="ENDPOINT",
+        "--control", type=endpoint_arg(bind=True), default=DEFAULT_CONTROL, metavar="ENDPOINT",
         help=f"describe endpoint of the derived streams (default {DEFAULT_CONTROL}; tcp://127.0.0.1:* for any port)",
     )  # fmt: skip
     proc.add_argument(
@@ -230,14 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="a live table of cameras: state, fps, age, drops, reconnects")
     with_nodes(top)
     top.add_argument(
-        "--refresh", type=_arg(parse_duration), default=1.0, metavar="T", help="refresh every T (default 1s)"
+        "--refresh", type=arg_type(parse_duration), default=1.0, metavar="T", help="refresh every T (default 1s)"
     )
-    top.add_argument("--count", type=_arg(_positive_int), default=0, metavar="N", help="stop after N refreshes")
+    top.add_argument("--count", type=arg_type(_positive_int), default=0, metavar="N", help="stop after N refreshes")
 
     desc = sub.add_parser("describe", help="list a node's cameras")
-    desc.add_argument("--node", required=True, metavar="ENDPOINT")
+    desc.add_argument("--node", type=endpoint_arg(), required=True, metavar="ENDPOINT")
     with_keys(desc)
-    desc.add_argument("--timeout", type=_arg(parse_duration), default=3.0, metavar="T")
+    desc.add_argument("--timeout", type=arg_type(parse_duration), default=3.0, metavar="T")
     return p
 
 
@@ -246,9 +259,19 @@ def run_save(args: argparse.Namespace, access: Access) -> int:
         log.error("save: give --node (a capture node to subscribe to) or --listen (for nodes that connect out)")
         return 2
     for endpoint in args.listen:
-        if access.keys is None and not args.insecure and not is_loopback(endpoint):
-            log.error("%s", exposure_error("--listen", endpoint, "Give --key and --server-key"))
+        try:
+            exposed = check_exposure(
+                "--listen",
+                parse_endpoint(endpoint, bind=True),
+                secured=access.keys is not None,
+                insecure=args.insecure,
+                fix="Give --key and --server-key",
+            )
+        except ExposureError as exc:
+            log.error("%s", exc)
             return 2
+        if exposed:
+            log.warning("INSECURE: --listen %s: no CURVE keys; frames come in plaintext from anyone", endpoint)
         if access.keys is not None and len(access.server_keys) != 1:
             log.error("--listen: give exactly one --server-key (the key of the nodes that connect in)")
             return 2
@@ -351,11 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve_metrics(args.metrics_port)
     except OSError as exc:
-        log.error("cannot serve metrics on port %d: %s", args.metrics_port, exc)
+        log.error("cannot serve metrics on %s: %s", args.metrics_port, exc.strerror or exc)
         return 2
     nodes = [args.node] if isinstance(args.node, str) else args.node
     try:
-        access = Access.from_files(args.key, args.server_key, nodes, args.max_message_size)
+        access = Access.from_files(
+            args.key, args.server_key, nodes, args.max_message_size, getattr(args, "follow_host", ())
+        )
     except KeyFileError as exc:
         log.error("%s", exc)
         return 2
@@ -369,10 +394,10 @@ def main(argv: list[str] | None = None) -> int:
             DisplayOptions(tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps, access)
         )
     if args.command == "web":
-        host, port = args.listen
-        if not is_loopback(f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"):
-            log.warning("the web viewer has no login: anyone who can reach %s:%d sees the cameras", host, port)
-        return run_web(WebOptions(tuple(args.node), tuple(args.camera), host, port, access))
+        warning = http_exposure_warning("the web viewer", args.listen, "sees the cameras")
+        if warning:
+            log.warning("%s", warning)
+        return run_web(WebOptions(tuple(args.node), tuple(args.camera), args.listen.host, args.listen.port, access))
     if args.command == "process":
         return run_process(args, access)
     return run_describe(args, access)

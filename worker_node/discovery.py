@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from dataclasses import dataclass
 
 import zmq
 
+from common.endpoint import EndpointError, parse_endpoint
 from common.protocol import DescribeReply, ProtocolError, decode, encode_describe_request
 from common.security import CurveClient
 from common.sockets import connect_control
-
-_TCP = re.compile(r"tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d+)")
-_WILDCARD_HOSTS = {"0.0.0.0", "*", "[::]", "::", "[::0]"}
 
 
 class DiscoveryError(RuntimeError):
@@ -22,12 +19,19 @@ class DiscoveryError(RuntimeError):
 
 
 def reachable_endpoint(camera_endpoint: str, node_endpoint: str) -> str:
-    """A node bound to 0.0.0.0 reports tcp://0.0.0.0:port; reach it by the node's own host."""
-    cam = _TCP.fullmatch(camera_endpoint)
-    node = _TCP.fullmatch(node_endpoint)
-    if cam and node and cam["host"] in _WILDCARD_HOSTS:
-        return f"tcp://{node['host']}:{cam['port']}"
-    return camera_endpoint
+    """A node bound to 0.0.0.0 reports tcp://0.0.0.0:port; reach it by the node's own host
+    (by loopback for a node reached over ipc://, which is on this host). Anything else is
+    returned as described: whether to follow it is worker_node.follow's decision."""
+    try:
+        cam = parse_endpoint(camera_endpoint, bind=True)
+        node = parse_endpoint(node_endpoint)
+    except EndpointError:
+        return camera_endpoint
+    if not cam.wildcard_host or cam.port is None:
+        return camera_endpoint
+    if node.scheme == "tcp":
+        return str(cam.with_host(node.host))
+    return str(cam.with_host("::1" if ":" in cam.host else "127.0.0.1"))
 
 
 def parse_reply(message: bytes | memoryview, node_endpoint: str) -> DescribeReply:
@@ -59,6 +63,10 @@ def describe_with_clock(
     ctx: zmq.Context, node_endpoint: str, timeout: float = 3.0, security: CurveClient | None = None
 ) -> tuple[DescribeReply, ClockOffset]:
     """Describe, and estimate the node's clock offset from the same round trip."""
+    try:
+        parse_endpoint(node_endpoint)
+    except EndpointError as exc:
+        raise DiscoveryError(str(exc)) from None
     sock = connect_control(ctx, node_endpoint, security=security)
     try:
         sent_ns = time.time_ns()

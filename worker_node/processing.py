@@ -28,9 +28,10 @@ from pathlib import Path
 import zmq
 
 from common import jpeg
+from common.endpoint import parse_endpoint
 from common.protocol import Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
-from common.security import CurveFiles, exposure_error, is_loopback
+from common.security import CurveFiles, check_exposure
 from common.shutdown import ShutdownSignals
 from worker_node.access import Access
 from worker_node.process import Handler, HandlerError, HandlerFactory, as_factory, normalise, results_meta
@@ -58,16 +59,21 @@ class ProcessOptions:
     insecure: bool = False  # without curve, allow serving on addresses other hosts can reach
 
     def __post_init__(self) -> None:
+        """Raises ValueError (EndpointError, ExposureError) naming the value that is wrong."""
         if not self.nodes:
             raise ValueError("give at least one node endpoint")
+        for node in self.nodes:
+            parse_endpoint(node, "node")
         if not self.cameras:
             raise ValueError("give at least one camera id")
         for camera in self.cameras:
             validate_camera_id(f"{camera}/{self.suffix}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
-        if self.curve is None and not self.insecure and not is_loopback(self.control):
-            raise ValueError(exposure_error("--control", self.control, "Give --key and --allow"))
+        control = parse_endpoint(self.control, "control", bind=True, schemes=("tcp", "ipc", "inproc"))
+        fix = "Give --key and --allow"
+        if check_exposure("control", control, secured=self.curve is not None, insecure=self.insecure, fix=fix):
+            log.warning("INSECURE: control %s: no CURVE keys; derived streams go out in plaintext to anyone", control)
 
 
 class FrameProcessor:
@@ -212,10 +218,13 @@ def run(
     server_key: str | Path | None = None,
     allow: str | Path | None = None,
     insecure: bool = False,
+    follow_hosts: Sequence[str] = (),
 ) -> None:
     """Process until SIGINT/SIGTERM (call from the main thread). `handler` is a function
     ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera).
-    `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too."""
+    `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too;
+    `follow_hosts` are hosts besides each node's own that its described streams may be on.
+    A wrong value raises ValueError naming it."""
     if allow and not key:
         raise ValueError("allow needs key: the derived streams are served with this worker's key pair")
     nodes = (node,) if isinstance(node, str) else tuple(node)
@@ -225,7 +234,7 @@ def run(
         control=control,
         suffix=suffix,
         quality=quality,
-        access=Access.from_files(key, [server_key] if server_key else [], nodes),
+        access=Access.from_files(key, [server_key] if server_key else [], nodes, follow_hosts=follow_hosts),
         curve=CurveFiles(Path(key), Path(allow)) if key and allow else None,
         insecure=insecure,
     )

@@ -19,6 +19,7 @@ from common.sockets import connect_control
 from worker_node import metrics
 from worker_node.access import Access
 from worker_node.discovery import ClockOffset, DiscoveryError, parse_reply
+from worker_node.follow import FollowPolicy
 from worker_node.subscription import STALE_AFTER_S, Subscription
 
 log = logging.getLogger("worker_node.receiver")
@@ -44,6 +45,7 @@ class FrameReceiver:
         """Raises KeyFileError if `access` lacks a server key for one of the nodes."""
         self._ctx = ctx
         self._access = access or Access()
+        self._policy = FollowPolicy(self._access.follow_hosts)
         self._wanted = set(cameras)
         self._pull = pull  # ask for each frame (slow links) instead of subscribing
         self._stale_after = stale_after_s
@@ -185,16 +187,15 @@ class FrameReceiver:
         current = self.subscriptions.get(cam.camera)
         if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
             self.camera_info[cam.camera] = cam
-            if current.status.state == "stale":  # the node answers, its stream does not
+            if current.status.state == "stale" and self._policy.may_open(node):  # the node answers, its stream does not
                 self._reopen(current)
             return
-        if endpoint.startswith("inproc://"):  # names a socket inside this process: never a node's
-            self._log.warning(
-                f"inproc-{node}", "node %s described camera %s at %s; ignored", node, cam.camera, endpoint
-            )
+        if not self._policy.admit(node, cam.camera, endpoint):  # another host, ipc://, inproc://: refused, logged once
             return
         if current is None and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             self._log.warning("full", "%d cameras followed already; camera %s ignored", MAX_SUBSCRIPTIONS, cam.camera)
+            return
+        if not self._policy.may_open(node):  # a new socket: rationed per node, retried next round
             return
         security, limit = self._access.client(node), self._access.max_message_bytes
         try:

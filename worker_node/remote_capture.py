@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -21,9 +21,11 @@ import numpy as np
 import zmq
 
 from common import jpeg
+from common.endpoint import EndpointError, parse_endpoint, parse_host
 from common.protocol import Frame, FrameHeader
 from worker_node.access import Access
 from worker_node.discovery import DiscoveryError, describe
+from worker_node.follow import FollowPolicy
 from worker_node.subscription import STALE_AFTER_S, CameraStatus, Subscription
 
 log = logging.getLogger("worker_node.remote_capture")
@@ -33,7 +35,9 @@ class RemoteCapture:
     """`source` is a capture node's describe endpoint together with `camera`, or a camera's
     frame endpoint alone. Like cv2.VideoCapture, a failure to open does not raise: check
     isOpened() (and `error` for the reason). `pull=True` (with a node and camera) asks for
-    each frame instead of subscribing: the freshest frames over links slower than the stream."""
+    each frame instead of subscribing: the freshest frames over links slower than the stream.
+    A node's camera is followed only on the host the node was reached at, or on `follow_hosts`
+    (see docs/security.md)."""
 
     def __init__(
         self,
@@ -43,6 +47,7 @@ class RemoteCapture:
         pull: bool = False,
         key: str | Path | None = None,
         server_key: str | Path | None = None,
+        follow_hosts: Sequence[str] = (),
     ) -> None:
         """`key` (this script's .key_secret file) and `server_key` (the node's .key file) for a
         node that uses CURVE; a wrong or missing file raises KeyFileError."""
@@ -55,6 +60,12 @@ class RemoteCapture:
         self._pending: Frame | None = None
         self.last: FrameHeader | None = None
         endpoint, every_frame = source, False
+        try:
+            parse_endpoint(source, "source")
+            follow_hosts = [parse_host(host, "follow host") for host in follow_hosts]
+        except EndpointError as exc:
+            self._fail(str(exc))
+            return
         if camera is not None:
             try:
                 reply = describe(self._ctx, source, timeout, security)
@@ -73,10 +84,17 @@ class RemoteCapture:
                 return
             if pull:
                 endpoint = match[0].pull_endpoint
+            refused = FollowPolicy(follow_hosts).refusal(source, endpoint, wait_s=timeout)
+            if refused:
+                self._fail(f"node {source} describes camera {camera!r} at {endpoint}: not followed: {refused}")
+                return
         elif pull:
             self._fail("pull mode needs a node endpoint and a camera id")
             return
-        self._sub = Subscription(self._ctx, endpoint, camera, every_frame, pull, security=security)
+        try:
+            self._sub = Subscription(self._ctx, endpoint, camera, every_frame, pull, security=security)
+        except zmq.ZMQError as exc:
+            self._fail(f"cannot connect to {endpoint}: {exc}")
 
     def _fail(self, reason: str) -> None:
         self.error = reason

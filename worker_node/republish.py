@@ -11,7 +11,6 @@ stream carries a status message with the source camera's state, like a capture n
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from typing import Any
 import zmq
 
 from common.control import ControlServer
+from common.endpoint import SCHEMES, parse_endpoint
 from common.protocol import CameraInfo, Frame, FrameHeader, ProtocolError, Status, encode_frame, encode_status
 from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
@@ -32,17 +32,16 @@ log = logging.getLogger("worker_node.republish")
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5575"
 STATUS_INTERVAL_S = 1.0
-_TCP = re.compile(r"(?P<prefix>tcp://(?:\[[^\]]+\]|[^:/\[\]]+)):(?P<port>\d+|\*)")
 
 
 def stream_endpoint(control: str, index: int) -> str:
-    """Derived streams follow the control endpoint: port + 1 + index, or any free port for '*'."""
-    m = _TCP.fullmatch(control)
-    if m is None:
+    """Derived streams follow the control endpoint: port + 1 + index, or any free port for '*'
+    (and past 65535). `control` was checked by ProcessOptions."""
+    parsed = parse_endpoint(control, "control", bind=True, schemes=SCHEMES)
+    if parsed.scheme != "tcp":
         return f"{control}-{index + 1}"  # ipc:// and inproc:// names
-    if m["port"] == "*":
-        return f"{m['prefix']}:*"
-    return f"{m['prefix']}:{int(m['port']) + 1 + index}"
+    port = None if parsed.port is None else parsed.port + 1 + index
+    return str(parsed.with_port(port if port is not None and port <= 65535 else None))
 
 
 def published_state(upstream: CameraStatus) -> tuple[str, str]:

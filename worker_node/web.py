@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ log = logging.getLogger("worker_node.web")
 
 BOUNDARY = "framebusframe"
 SEND_BUFFER = 128 * 1024  # bytes the kernel may hold per stream client (~1 frame at 720p)
-_LISTEN = re.compile(r"(?P<host>\[[^\]]+\]|[^:\[\]]+):(?P<port>\d+)")
 HUB: web.AppKey[FeedHub] = web.AppKey("hub", FeedHub)
 STREAMS = web.AppKey("streams", set[asyncio.Task[object]])
 
@@ -44,14 +42,6 @@ class WebOptions:
     host: str = "127.0.0.1"
     port: int = 8080  # 0: any free port (logged)
     access: Access = field(default_factory=Access)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """'127.0.0.1:8080', '0.0.0.0:80', '[::1]:8080' -> (host, port)."""
-    m = _LISTEN.fullmatch(text.strip())
-    if m is None or not 0 <= int(m["port"]) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8080)")
-    return m["host"].strip("[]"), int(m["port"])
 
 
 def _feed(request: web.Request) -> CameraFeed:
