@@ -15,6 +15,7 @@ from capture_node import config as node_config
 from capture_node import metrics
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
 from capture_node.node import CaptureNode
+from common.bind_error import bind_error
 from common.logs import setup_logging
 from common.metrics import serve_metrics
 
@@ -126,17 +127,16 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    try:  # before any camera starts: a failure here leaves nothing to clean up
+        serve_metrics(args.metrics_port)
+    except OSError as exc:
+        log.error("--metrics-port: %s", bind_error(f"port {args.metrics_port}", exc))
+        return 2
+    metrics.register(node.cameras)
     try:
         node.start()
     except ConfigError as exc:
         log.error("%s", exc)
-        return 2
-    metrics.register(node.cameras)
-    try:
-        serve_metrics(args.metrics_port)
-    except OSError as exc:
-        log.error("cannot serve metrics on port %d: %s", args.metrics_port, exc)
-        node.stop()
         return 2
     while True:
         wake.wait()

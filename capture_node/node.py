@@ -45,9 +45,12 @@ class CaptureNode:
                     self._security = self.config.curve.server(self._ctx)
                 except KeyFileError as exc:
                     raise ConfigError(str(exc)) from None
-            self._control = ControlServer(
-                self._ctx, self.config.control, self.config.name, self.camera_infos, self._security
-            )
+            try:
+                self._control = ControlServer(
+                    self._ctx, self.config.control, self.config.name, self.camera_infos, self._security
+                )
+            except zmq.ZMQError as exc:
+                raise ConfigError(f"control endpoint: {exc}") from None
             errors = self._add_all(self.config.cameras)
             if errors:
                 raise errors[0]

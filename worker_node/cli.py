@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import zmq
 
+from common.bind_error import BindError, bind_error
 from common.keys import KeyFileError
 from common.logs import setup_logging
 from common.metrics import serve_metrics
@@ -332,7 +333,7 @@ def run_process(args: argparse.Namespace, access: Access) -> int:
         log.error("%s", exc)
         return 2
     except zmq.ZMQError as exc:
-        log.error("cannot bind %s: %s", args.control, exc)
+        log.error("--control: %s", exc)
         return 2
     except Exception:
         log.exception("handler %s failed to start", args.handler)
@@ -349,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve_metrics(args.metrics_port)
     except OSError as exc:
-        log.error("cannot serve metrics on port %d: %s", args.metrics_port, exc)
+        log.error("--metrics-port: %s", bind_error(f"port {args.metrics_port}", exc))
         return 2
     nodes = [args.node] if isinstance(args.node, str) else args.node
     try:
@@ -358,7 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     if args.command == "save":
-        return run_save(args, access)
+        try:
+            return run_save(args, access)
+        except BindError as exc:
+            log.error("--listen: %s", exc)
+            return 2
     if args.command == "top":
         return run_top(args.node, args.camera, args.refresh, args.count, access)
     if args.command == "display":
