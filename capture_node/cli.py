@@ -82,12 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> NodeConfig:
+def config_from_args(args: argparse.Namespace, running: NodeConfig | None = None) -> NodeConfig:
+    """The configuration to run; `running` is the one a reload replaces (see config.validate)."""
     if args.config:
         given = [f"--{f.replace('_', '-')}" for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False, [])]
         if given:
             raise ConfigError(f"{given[0]} cannot be combined with --config: put it in the config file")
-        return node_config.load(args.config, node_overrides(args))
+        return node_config.load(args.config, node_overrides(args), running)
     values = {f: getattr(args, f) for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)}
     values["id"] = values.pop("camera_id", "cam1")
     values["connect"] = tuple(values.get("connect", ()))
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in node_config.security_warnings(cfg):
         log.warning("%s", warning)
-    reload_from = (lambda: config_from_args(args)) if args.config else None
+    reload_from = (lambda running: config_from_args(args, running)) if args.config else None
     node = CaptureNode(cfg, reload_from, args.log_level)
     wake = threading.Event()
     pending: set[int] = set()
