@@ -28,6 +28,7 @@ from pathlib import Path
 import zmq
 
 from common import jpeg
+from common.logs import setup_logging
 from common.protocol import Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
 from common.security import CurveFiles, CurveServer, exposure_error, is_loopback
@@ -228,7 +229,11 @@ def run(
 ) -> None:
     """Process until SIGINT/SIGTERM (call from the main thread). `handler` is a function
     ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera).
-    `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too."""
+    `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too.
+    Results and problems are logged: to stderr in the nodes' format, unless the application
+    configured logging itself (then its configuration is left as it is)."""
+    if not logging.getLogger().handlers:  # a script's one-liner would otherwise print nothing
+        setup_logging()
     if allow and not key:
         raise ValueError("allow needs key: the derived streams are served with this worker's key pair")
     nodes = (node,) if isinstance(node, str) else tuple(node)
