@@ -69,8 +69,11 @@ def run(args: argparse.Namespace) -> None:
         written = allow_key(args.allow_dir, key, name)
         print(f"allowed {key.decode()} as {written}")
     elif args.command == "revoke":
-        for path in revoke_key(args.allow_dir, args.name):
+        removed = revoke_key(args.allow_dir, args.name)
+        for path in removed:
             print(f"revoked: removed {path}")
+        copies = "file" if len(removed) == 1 else "files (every copy of the key)"
+        print(f"revoked {args.name}: {len(removed)} {copies} removed from {args.allow_dir}")
     else:
         keys, problems = read_allow_list(args.allow_dir)
         for name, key in keys.items():
