@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="lossless delivery: subscribers get every frame and slow the source down (for files)",
     )
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="what to log (default INFO)"
+    )
     return p
 
 

@@ -21,7 +21,7 @@ from common.shutdown import ShutdownSignals
 from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
 from common.units import parse_duration, parse_size
 from worker_node.access import Access
-from worker_node.discovery import DiscoveryError, describe_with_clock
+from worker_node.discovery import ClockOffset, DiscoveryError, describe_with_clock
 from worker_node.display import DisplayOptions, run_display
 from worker_node.process import HandlerError, load_handler
 from worker_node.processing import FrameProcessor, ProcessOptions
@@ -77,7 +77,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="what to log (default INFO)"
+    )
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default: off)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -226,17 +228,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --key/--allow, allow a --control address other hosts can reach (plaintext)",
     )
 
-    top = sub.add_parser("top", help="a live table of cameras: state, fps, age, drops, reconnects")
+    top = sub.add_parser(
+        "top",
+        help="a live table of cameras: state, fps, age, drops, reconnects",
+        description="A table of every camera of the nodes, refreshed in place: state, received fps, frame age, "
+        "frames dropped by conflation and reconnects. Ctrl-C quits.",
+    )
     with_nodes(top)
     top.add_argument(
         "--refresh", type=_arg(parse_duration), default=1.0, metavar="T", help="refresh every T (default 1s)"
     )
     top.add_argument("--count", type=_arg(_positive_int), default=0, metavar="N", help="stop after N refreshes")
 
-    desc = sub.add_parser("describe", help="list a node's cameras")
-    desc.add_argument("--node", required=True, metavar="ENDPOINT")
+    desc = sub.add_parser(
+        "describe",
+        help="list a node's cameras",
+        description="Ask a node once for its cameras (state, size, fps, delivery, endpoint) and how far its clock "
+        "is from this host's, print them and exit: 0 if it answered, 1 if not.",
+    )
+    desc.add_argument(
+        "--node", required=True, metavar="ENDPOINT", help="the node's describe endpoint, e.g. tcp://edge1:5555"
+    )
     with_keys(desc)
-    desc.add_argument("--timeout", type=_arg(parse_duration), default=3.0, metavar="T")
+    desc.add_argument(
+        "--timeout",
+        type=_arg(parse_duration),
+        default=3.0,
+        metavar="T",
+        help="how long to wait for the answer (default 3s)",
+    )
     return p
 
 
@@ -295,6 +315,15 @@ def run_save(args: argparse.Namespace, access: Access) -> int:
     return 0
 
 
+def clock_line(clock: ClockOffset) -> str:
+    """'the node is 7.3 ms behind this host', never '-7.3 ms ahead'."""
+    direction = "ahead of" if clock.seconds >= 0 else "behind"
+    return (
+        f"  clock: the node is {abs(clock.seconds) * 1000:.1f} ms {direction} this host "
+        f"(± {clock.uncertainty * 1000:.1f} ms)"
+    )
+
+
 def run_describe(args: argparse.Namespace, access: Access) -> int:
     with zmq.Context() as ctx:
         try:
@@ -303,9 +332,7 @@ def run_describe(args: argparse.Namespace, access: Access) -> int:
             log.error("%s", exc)
             return 1
     print(f"node {reply.node}: {len(reply.cameras)} camera(s)")
-    print(
-        f"  clock: the node is {clock.seconds * 1000:+.1f} ms ahead of this host (± {clock.uncertainty * 1000:.1f} ms)"
-    )
+    print(clock_line(clock))
     for c in reply.cameras:
         line = f"  {c.camera:<16} {c.state:<12} {c.width}x{c.height} @ {c.fps:.1f} fps  {c.delivery:<11} {c.endpoint}"
         print(line + (f"  ({c.reason})" if c.reason else ""))
