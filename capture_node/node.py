@@ -115,8 +115,9 @@ class CaptureNode:
             log.error("reload: %s; keeping the running configuration", exc)
             return
         fixed = ("control", "name", "key", "allow", "insecure")  # bound or loaded once, at start
-        if any(getattr(new, f) != getattr(self.config, f) for f in fixed):
-            log.warning("reload: node.%s take effect when the node restarts", ", node.".join(fixed))
+        changed = [f"node.{f}" for f in fixed if getattr(new, f) != getattr(self.config, f)]
+        if changed:
+            log.warning("reload: %s: takes effect when the node restarts", ", ".join(changed))
             new = dataclasses.replace(new, **{f: getattr(self.config, f) for f in fixed})
         wanted = {c.id: c for c in new.cameras}
         all_changed = new.status_interval != self.config.status_interval
