@@ -3,6 +3,22 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
+# The interpreter is checked before anything is made with it, and a venv made by an unsupported
+# one (an earlier try) is made again rather than reused. Both one-liners run on any Python.
+version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+supported  = $(shell $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo yes)
+ifneq ($(filter-out clean test-deps,$(or $(MAKECMDGOALS),venv)),)
+  ifneq ($(call supported,$(PYTHON)),yes)
+    $(error framebus needs Python 3.11 or newer, and $(PYTHON) is $(or $(call version_of,$(PYTHON)),not found): give another, e.g. make PYTHON=python3.11)
+  endif
+  ifneq ($(wildcard $(BIN)/python),)
+    ifneq ($(call supported,$(BIN)/python),yes)
+      $(info $(VENV) was made by Python $(or $(call version_of,$(BIN)/python),that is gone): making it again with $(PYTHON))
+      $(shell rm -rf $(VENV))
+    endif
+  endif
+endif
+
 .PHONY: demo test test-deps lint bench clean
 
 $(BIN)/python:

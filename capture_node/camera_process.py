@@ -44,8 +44,9 @@ def run(
     try:
         security = curve.server(ctx) if curve else None  # keys were checked by the node: errors are rare
         camera = Camera(ctx, config, status_interval, security)
-    except (zmq.ZMQError, KeyFileError) as exc:
-        conn.send(("bind-failed", str(exc)))
+    except Exception as exc:  # a port taken, an address not here: the node says it in one line
+        known = isinstance(exc, (zmq.ZMQError, KeyFileError))
+        conn.send(("bind-failed", str(exc) if known else f"cannot start: {type(exc).__name__}: {exc}"))
         if security is not None:
             security.close()
         ctx.destroy(0)

@@ -15,6 +15,7 @@ from capture_node import config as node_config
 from capture_node import metrics
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
 from capture_node.node import CaptureNode
+from common.bind_error import bind_error
 from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.logs import setup_logging
 from common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
@@ -83,16 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-port", type=arg_type(parse_metrics_address), default=None, metavar="[HOST:]PORT", help=METRICS_HELP
     )
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="what to log (default INFO)"
+    )
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> NodeConfig:
+def config_from_args(args: argparse.Namespace, running: NodeConfig | None = None) -> NodeConfig:
+    """The configuration to run; `running` is the one a reload replaces (see config.validate)."""
     if args.config:
         given = [f"--{f.replace('_', '-')}" for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False, [])]
         if given:
             raise ConfigError(f"{given[0]} cannot be combined with --config: put it in the config file")
-        return node_config.load(args.config, node_overrides(args))
+        return node_config.load(args.config, node_overrides(args), running)
     values = {f: getattr(args, f) for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)}
     values["id"] = values.pop("camera_id", "cam1")
     values["connect"] = tuple(values.get("connect", ()))
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in node_config.security_warnings(cfg):
         log.warning("%s", warning)
-    reload_from = (lambda: config_from_args(args)) if args.config else None
+    reload_from = (lambda running: config_from_args(args, running)) if args.config else None
     node = CaptureNode(cfg, reload_from, args.log_level)
     wake = threading.Event()
     pending: set[int] = set()
@@ -132,17 +136,16 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    try:  # before any camera starts: a failure here leaves nothing to clean up
+        serve_metrics(args.metrics_port)
+    except OSError as exc:
+        log.error("--metrics-port: %s", bind_error(str(args.metrics_port), exc))
+        return 2
+    metrics.register(node.cameras)
     try:
         node.start()
     except ConfigError as exc:
         log.error("%s", exc)
-        return 2
-    metrics.register(node.cameras)
-    try:
-        serve_metrics(args.metrics_port)
-    except OSError as exc:
-        log.error("cannot serve metrics on %s: %s", args.metrics_port, exc.strerror or exc)
-        node.stop()
         return 2
     while True:
         wake.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,10 @@ def checked_endpoint(text: str, where: str, bind: bool = False) -> Endpoint:
         raise ConfigError(str(exc)) from None
 
 
-def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
-    """Check every field; fill in default frame endpoints after the control port."""
+def validate(config: NodeConfig, where: str = "config", running: NodeConfig | None = None) -> NodeConfig:
+    """Check every field; fill in default frame endpoints after the control port. `running`
+    is the configuration a reload replaces: its cameras keep their endpoints (see
+    _assign_endpoints)."""
     checked_endpoint(config.control, f"{where}: node.control", bind=True)
     if not 0.05 <= config.status_interval <= 3600:
         raise ConfigError(
@@ -121,18 +124,13 @@ def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
         raise ConfigError(f"{where}: no [[camera]] table: a node needs at least one camera")
     _check_keys(config, where)
     seen: set[str] = set()
-    cameras = []
     for index, cam in enumerate(config.cameras):
         place = f"{where}: camera[{index}]"
         _check_camera(cam, place)
         if cam.id in seen:
             raise ConfigError(f"{place}.id: camera id {cam.id!r} is used twice")
         seen.add(cam.id)
-        if not cam.bind:
-            cam = dataclasses.replace(cam, bind=default_frame_endpoint(config.control, index, cam.id, place))
-        if not cam.pull_bind:
-            cam = dataclasses.replace(cam, pull_bind=default_pull_endpoint(cam.bind))
-        cameras.append(cam)
+    cameras = _assign_endpoints(config, where, running)
     seen_endpoints = {config.control}
     for endpoint in (b for c in cameras for b in (c.bind, c.pull_bind) if not b.endswith(":*")):
         if endpoint in seen_endpoints:
@@ -141,6 +139,37 @@ def validate(config: NodeConfig, where: str = "config") -> NodeConfig:
     config = dataclasses.replace(config, cameras=tuple(cameras))
     _exposed(config, where)
     return config
+
+
+def _assign_endpoints(config: NodeConfig, where: str, running: NodeConfig | None) -> list[CameraConfig]:
+    """Default endpoints: the control port + 1 + the camera's index. On a reload, a camera that
+    is running keeps the endpoints it has (removing a camera must not move the ones after it,
+    which would restart them and send their workers elsewhere); a new camera whose default port
+    is held by a kept one takes the next free port. An explicit bind always wins."""
+    control = running.control if running is not None else config.control  # a reload does not rebind it
+    kept = {c.id: c for c in running.cameras} if running is not None else {}
+    claimed: set[str] = set()
+    cameras: list[CameraConfig | None] = []
+    for cam in config.cameras:  # first pass: cameras that keep their endpoints claim them
+        old = kept.get(cam.id)
+        others = {e for c in config.cameras if c is not cam for e in (c.bind, c.pull_bind) if e}
+        if not cam.bind and old is not None and not {old.bind, old.pull_bind} & others:
+            cam = dataclasses.replace(cam, bind=old.bind, pull_bind=cam.pull_bind or old.pull_bind)
+            claimed |= {cam.bind, cam.pull_bind}
+            cameras.append(cam)
+        else:
+            cameras.append(None)
+    result = []
+    for index, (cam, assigned) in enumerate(zip(config.cameras, cameras, strict=True)):
+        if assigned is None:
+            assigned = cam
+            if not cam.bind:
+                bind = default_frame_endpoint(control, index, cam.id, f"{where}: camera[{index}]", claimed)
+                assigned = dataclasses.replace(cam, bind=bind)
+            if not assigned.pull_bind:
+                assigned = dataclasses.replace(assigned, pull_bind=default_pull_endpoint(assigned.bind))
+        result.append(assigned)
+    return result
 
 
 def _check_keys(config: NodeConfig, where: str) -> None:
@@ -192,15 +221,19 @@ def security_warnings(config: NodeConfig) -> list[str]:
     return []
 
 
-def default_frame_endpoint(control: str, index: int, camera_id: str, where: str) -> str:
+def default_frame_endpoint(control: str, index: int, camera_id: str, where: str, claimed: Collection[str] = ()) -> str:
+    """The control port + 1 + index, or the next port up whose frame and pull endpoints are
+    not `claimed` (by cameras that keep theirs over a reload)."""
     parsed = checked_endpoint(control, f"{where}: node.control", bind=True)
     if parsed.scheme != "tcp":
         return f"{control}-{camera_id.replace('/', '_')}"
-    if parsed.port is None:
-        return str(parsed)
+    if not parsed.port:  # any free port for the control: any free port for frames too
+        return str(parsed.with_port(None))
     port = parsed.port + 1 + index
+    while {str(parsed.with_port(port)), default_pull_endpoint(str(parsed.with_port(port)))} & set(claimed):
+        port += 1
     if port > 65535:
-        raise ConfigError(f"{where}.bind: control port + {index + 1} is past 65535; set bind explicitly")
+        raise ConfigError(f"{where}.bind: control port + {port - parsed.port} is past 65535; set bind explicitly")
     return str(parsed.with_port(port))
 
 
@@ -214,9 +247,9 @@ def default_pull_endpoint(bind: str) -> str:
     return str(parsed.with_port(port if port <= 65535 else None))  # too high: any free port
 
 
-def load(path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
+def load(path: Path, overrides: dict[str, Any] | None = None, running: NodeConfig | None = None) -> NodeConfig:
     """Read a TOML file: a [node] table and one [[camera]] table per camera. `overrides` are
-    [node] fields given on the command line; they win over the file's."""
+    [node] fields given on the command line; they win over the file's. `running`: see validate."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -232,10 +265,10 @@ def load(path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
                 node[name] = str(path.parent / Path(node[name]).expanduser())
     if overrides:
         data["node"] = {**(node if isinstance(node, dict) else {}), **overrides}
-    return from_dict(data, str(path))
+    return from_dict(data, str(path), running)
 
 
-def from_dict(data: dict[str, Any], where: str) -> NodeConfig:
+def from_dict(data: dict[str, Any], where: str, running: NodeConfig | None = None) -> NodeConfig:
     unknown = set(data) - {"node", "camera"}
     if unknown:
         raise ConfigError(f"{where}: unknown table {sorted(unknown)[0]!r} (expected [node] and [[camera]])")
@@ -249,7 +282,7 @@ def from_dict(data: dict[str, Any], where: str) -> NodeConfig:
         raise ConfigError(f"{where}: camera: must be an array of tables ([[camera]])")
     cameras = tuple(_build(CameraConfig, c, f"{where}: camera[{i}]") for i, c in enumerate(cams))
     config = _build(NodeConfig, {**node, "cameras": cameras}, f"{where}: node")
-    return validate(config, where)
+    return validate(config, where, running)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}

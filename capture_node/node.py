@@ -25,7 +25,7 @@ class CaptureNode:
     def __init__(
         self,
         config: NodeConfig,
-        reload_from: Callable[[], NodeConfig] | None = None,
+        reload_from: Callable[[NodeConfig], NodeConfig] | None = None,
         log_level: str = "INFO",
     ) -> None:
         self.config = config
@@ -45,9 +45,12 @@ class CaptureNode:
                     self._security = self.config.curve.server(self._ctx)
                 except KeyFileError as exc:
                     raise ConfigError(str(exc)) from None
-            self._control = ControlServer(
-                self._ctx, self.config.control, self.config.name, self.camera_infos, self._security
-            )
+            try:
+                self._control = ControlServer(
+                    self._ctx, self.config.control, self.config.name, self.camera_infos, self._security
+                )
+            except zmq.ZMQError as exc:
+                raise ConfigError(f"control endpoint: {exc}") from None
             errors = self._add_all(self.config.cameras)
             if errors:
                 raise errors[0]
@@ -92,33 +95,46 @@ class CaptureNode:
             return dict(self._cameras)
 
     def reload(self) -> None:
-        """Apply a changed config file: start added cameras, stop removed or changed ones.
-        A bad file is reported and the running cameras stay as they are. The allow-list is
-        re-read too (camera processes re-read it on change by themselves)."""
+        """Apply a changed config file: start added cameras, stop removed or changed ones. A
+        camera that did not change is not touched: it keeps its process and its endpoints,
+        whatever its place in the file. A bad file is reported and the running cameras stay
+        as they are. The allow-list is re-read too (camera processes re-read it on change by
+        themselves)."""
         if self._security is not None:
             self._security.request_reload()
         if self._reload_from is None:
             log.info("reload: no config file to reload (started from the command line)")
             return
+        with self._lock:
+            running = dataclasses.replace(self.config, cameras=tuple(self._wanted.values()))
         try:
-            new = self._reload_from()
+            new = self._reload_from(running)
         except ConfigError as exc:
             log.error("reload: %s; keeping the running configuration", exc)
             return
-        if new.curve != self.config.curve or new.insecure != self.config.insecure:
-            log.warning("reload: node.key, node.allow and insecure take effect when the node restarts")
-            new = dataclasses.replace(new, key=self.config.key, allow=self.config.allow, insecure=self.config.insecure)
+        fixed = ("control", "name", "key", "allow", "insecure")  # bound or loaded once, at start
+        changed = [f"node.{f}" for f in fixed if getattr(new, f) != getattr(self.config, f)]
+        if changed:
+            log.warning("reload: %s: takes effect when the node restarts", ", ".join(changed))
+            new = dataclasses.replace(new, **{f: getattr(self.config, f) for f in fixed})
         wanted = {c.id: c for c in new.cameras}
-        for cam_id, camera in self.cameras().items():
-            if wanted.get(cam_id) != self._wanted.get(cam_id):
-                camera.stop()
-                with self._lock:
-                    del self._cameras[cam_id]
-                    del self._wanted[cam_id]
-                log.info("camera %s: stopped (removed or changed in config)", cam_id)
+        all_changed = new.status_interval != self.config.status_interval
+        gone = {
+            cam_id: camera
+            for cam_id, camera in self.cameras().items()
+            if all_changed or wanted.get(cam_id) != self._wanted.get(cam_id)
+        }
+        for camera in gone.values():
+            camera.request_stop()  # all at once, so they wind down in parallel
+        for cam_id, camera in gone.items():
+            camera.stop()
+            with self._lock:
+                del self._cameras[cam_id]
+                del self._wanted[cam_id]
+            log.info("camera %s: stopped (removed or changed in config)", cam_id)
+        self.config = new
         for error in self._add_all([cam for cam in new.cameras if cam.id not in self.cameras()]):
             log.error("reload: %s", error)
-        self.config = new
 
     def stop(self) -> None:
         if self._control is not None:

@@ -71,6 +71,11 @@ class PullServer:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.ident is None:  # never started: nothing runs, close what we hold
+            self._sock.close(0)
+            self._wake_reader.close()
+            self._wake_writer.close()
+            return
         self._wake()
         self._thread.join(1.0)
 

@@ -72,19 +72,31 @@ class CameraSupervisor:
         )
         process.start()
         child.close()
-        if not parent.poll(START_TIMEOUT_S):
-            process.kill()
-            raise ConfigError(f"camera {self.config.id}: its process did not start within {START_TIMEOUT_S:.0f} s")
         try:
-            kind, value = parent.recv()
-        except EOFError:
-            raise ConfigError(
-                f"camera {self.config.id}: its process exited at start (exit code {process.exitcode})"
-            ) from None
-        if kind == "bind-failed":
-            process.join(2)
-            raise ConfigError(f"camera {self.config.id}: cannot bind {self.config.bind}: {value}")
+            endpoints = self._await_bound(parent, process)
+        except ConfigError:
+            parent.close()
+            process.join(2)  # it exits by itself once it said why; a hung one is killed
+            if process.is_alive():
+                process.kill()
+                process.join(2)
+            raise
         self._process, self._conn = process, parent
+        return endpoints
+
+    def _await_bound(self, conn: Connection, process: BaseProcess) -> tuple[str, str]:
+        """The endpoints the new process bound, or ConfigError saying why it could not."""
+        cam = self.config.id
+        if not conn.poll(START_TIMEOUT_S):
+            process.kill()
+            raise ConfigError(f"camera {cam}: its process did not start within {START_TIMEOUT_S:.0f} s")
+        try:
+            kind, value = conn.recv()
+        except EOFError:
+            process.join(2)
+            raise ConfigError(f"camera {cam}: its process exited at start (exit code {process.exitcode})") from None
+        if kind == "bind-failed":
+            raise ConfigError(f"camera {cam}: {value}")
         endpoint, pull_endpoint = value
         return str(endpoint), str(pull_endpoint)
 

@@ -42,6 +42,9 @@ class ControlServer:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.ident is None:  # never started (a start that failed): the socket is still ours
+            self._sock.close(0)
+            return
         self._thread.join(1.0)
 
     def _serve(self) -> None:

@@ -39,18 +39,43 @@ def check_z85_key(key: bytes, what: str) -> bytes:
     return key
 
 
-def _read_fields(path: Path) -> dict[str, bytes]:
+def read_key_file(path: Path) -> bytes:
+    """A key file's bytes. Only a regular file is read: a FIFO (or a device) named as a key
+    would block the node at start, or the allow-list watcher for good. It is opened without
+    blocking and checked before any read, and at most _MAX_FILE_BYTES are read."""
     try:
-        if path.is_dir():
-            raise KeyFileError(f"{path}: is a directory, not a key file")
-        with path.open("rb") as f:
-            text = f.read(_MAX_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise KeyFileError(f"{path}: no such key file (make one with `framebus-keys generate`)") from None
+    except IsADirectoryError:
+        raise KeyFileError(f"{path}: is a directory, not a key file") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(text) > _MAX_FILE_BYTES:
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise KeyFileError(f"{path}: is a directory, not a key file")
+        if not stat.S_ISREG(mode):
+            raise KeyFileError(f"{path}: not a regular file (a FIFO, socket or device cannot be a key file)")
+        chunks = []
+        size = 0
+        while size <= _MAX_FILE_BYTES:
+            chunk = os.read(fd, _MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if size > _MAX_FILE_BYTES:
         raise KeyFileError(f"{path}: too large to be a key file")
+    return b"".join(chunks)
+
+
+def _read_fields(path: Path) -> dict[str, bytes]:
+    text = read_key_file(path)
     fields: dict[str, bytes] = {}
     for line in text.splitlines():
         name, sep, value = line.strip().partition(b"=")
@@ -159,10 +184,21 @@ def allow_key(allow_dir: Path, public: bytes, name: str) -> Path:
 
 
 def revoke_key(allow_dir: Path, name_or_key: str) -> list[Path]:
-    """Remove a key from an allow-list, by file name (with or without .key) or by the key itself."""
+    """Remove a key from an allow-list, by file name (with or without .key) or by the key
+    itself. Revoking is by key: every file holding the same key goes, whatever its name (a
+    copy left behind would keep admitting it). Returns the files removed."""
     keys, _ = read_allow_list(allow_dir)
     wanted = name_or_key.removesuffix(PUBLIC_SUFFIX) + PUBLIC_SUFFIX
-    matches = [allow_dir / n for n, k in keys.items() if n == wanted or k == name_or_key.encode()]
+    revoked = {k for n, k in keys.items() if n == wanted or k == name_or_key.encode()}
+    matches = [allow_dir / n for n, k in keys.items() if k in revoked]
+    named = allow_dir / wanted
+    if (
+        named not in matches
+        and named.exists()
+        and not named.is_dir()
+        and _NAME.fullmatch(wanted.removesuffix(PUBLIC_SUFFIX))
+    ):
+        matches.append(named)  # a malformed file is not admitted, but asked for by name it goes too
     if not matches:
         raise KeyFileError(f"{allow_dir}: no allowed key named or equal to {name_or_key!r}")
     for path in matches:

@@ -33,20 +33,44 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="make a key pair: NAME.key (public) and NAME.key_secret (mode 0600)")
+    gen = sub.add_parser(
+        "generate",
+        help="make a key pair: NAME.key (public) and NAME.key_secret (mode 0600)",
+        description="Make a CURVE key pair: NAME.key, the public key to give out, and NAME.key_secret, both keys, "
+        "readable by you only. Existing files are never overwritten.",
+    )
     gen.add_argument("directory", type=Path, help="where to write them (created with mode 0700)")
     gen.add_argument("--name", default=socket.gethostname(), help="file name (default: this host's name)")
-    show = sub.add_parser("show", help="print the public key of a .key or .key_secret file")
-    show.add_argument("file", type=Path)
-    allow = sub.add_parser("allow", help="admit a worker: copy its public key into an allow-list directory")
-    allow.add_argument("allow_dir", type=Path)
+    show = sub.add_parser(
+        "show",
+        help="print the public key of a .key or .key_secret file",
+        description="Print the public key (40 characters of Z85) of a .key or .key_secret file.",
+    )
+    show.add_argument("file", type=Path, help="a .key or .key_secret file")
+    allow = sub.add_parser(
+        "allow",
+        help="admit a worker: copy its public key into an allow-list directory",
+        description="Admit a worker: write its public key into the allow-list directory a node reads "
+        "(running nodes admit it within 2 s).",
+    )
+    allow.add_argument("allow_dir", type=Path, help="the allow-list directory (created if missing)")
     allow.add_argument("key", help="the worker's .key file, or its public key as 40 characters of Z85")
     allow.add_argument("--name", help="file name in the allow-list (default: the key file's name)")
-    revoke = sub.add_parser("revoke", help="remove a worker's key; running nodes drop it within 2 s")
-    revoke.add_argument("allow_dir", type=Path)
+    revoke = sub.add_parser(
+        "revoke",
+        help="remove a worker's key; running nodes drop it within 2 s",
+        description="Remove a key from an allow-list: every file that holds it, whatever its name. Running nodes "
+        "drop its connections within 2 s.",
+    )
+    revoke.add_argument("allow_dir", type=Path, help="the allow-list directory")
     revoke.add_argument("name", help="its name in the allow-list (as `list` shows) or the public key itself")
-    listing = sub.add_parser("list", help="the keys in an allow-list directory")
-    listing.add_argument("allow_dir", type=Path)
+    listing = sub.add_parser(
+        "list",
+        help="the keys in an allow-list directory",
+        description="Print the name and public key of each key in an allow-list directory; files that are not "
+        "keys are named on stderr.",
+    )
+    listing.add_argument("allow_dir", type=Path, help="the allow-list directory")
     return p
 
 
@@ -69,8 +93,11 @@ def run(args: argparse.Namespace) -> None:
         written = allow_key(args.allow_dir, key, name)
         print(f"allowed {key.decode()} as {written}")
     elif args.command == "revoke":
-        for path in revoke_key(args.allow_dir, args.name):
+        removed = revoke_key(args.allow_dir, args.name)
+        for path in removed:
             print(f"revoked: removed {path}")
+        copies = "file" if len(removed) == 1 else "files (every copy of the key)"
+        print(f"revoked {args.name}: {len(removed)} {copies} removed from {args.allow_dir}")
     else:
         keys, problems = read_allow_list(args.allow_dir)
         for name, key in keys.items():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from common.bind_error import bind_error, refuse_live_ipc
 from common.endpoint import EndpointError, parse_endpoint
 from common.security import SocketSecurity
 
@@ -66,13 +67,15 @@ def bind_frame_publisher(
     if options.socket_buffer:
         sock.setsockopt(zmq.SNDBUF, options.socket_buffer)
     _liveness(sock, security)
+    given = endpoint
     try:
+        refuse_live_ipc(endpoint)
         if options.notsent_lowat and not options.every_frame and endpoint.startswith("tcp://"):
             endpoint = _listen_with_notsent_lowat(sock, endpoint, options.notsent_lowat)
         sock.bind(endpoint)
     except (zmq.ZMQError, OSError) as exc:
         sock.close(0)
-        raise zmq.ZMQError(getattr(exc, "errno", None) or zmq.EINVAL, str(exc)) from None
+        raise bind_error(given, exc) from None
     return sock
 
 
@@ -190,12 +193,14 @@ def _connect_or_close(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
 
 
 def _bind_or_close(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
-    """Bind, or close the socket before the error propagates (no half-made sockets linger)."""
+    """Bind, or close the socket before the error propagates (no half-made sockets linger).
+    Raises BindError: one line naming the endpoint and what to do."""
     try:
+        refuse_live_ipc(endpoint)
         sock.bind(endpoint)
-    except zmq.ZMQError:
+    except zmq.ZMQError as exc:
         sock.close(0)
-        raise
+        raise bind_error(endpoint, exc) from None
     return sock
 
 

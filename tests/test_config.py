@@ -137,6 +137,62 @@ def test_highest_usable_port_is_accepted(tmp_path: Path) -> None:
     assert cfg.cameras[0].bind == "tcp://127.0.0.1:65535"
 
 
+def test_control_port_zero_means_any_port_for_frames_too() -> None:
+    """Port 0 binds any free port: control + 1 would be port 1."""
+    cfg = config.from_dict({"node": {"control": "tcp://127.0.0.1:0"}, "camera": [{"id": "a"}]}, "x.toml")
+    assert cfg.cameras[0].bind == "tcp://127.0.0.1:*"
+
+
+def _cameras(*ids: str, **fields: Any) -> dict[str, Any]:
+    return {"node": {"control": "tcp://127.0.0.1:5555"}, "camera": [{"id": i, **fields} for i in ids]}
+
+
+def test_a_reload_keeps_the_endpoints_of_running_cameras() -> None:
+    """Removing the first camera must not move the others down a port (which restarts them)."""
+    running = config.from_dict(_cameras("a", "b", "c"), "x.toml")
+    assert [c.bind for c in running.cameras] == [f"tcp://127.0.0.1:{p}" for p in (5556, 5557, 5558)]
+    reloaded = config.from_dict(_cameras("b", "c"), "x.toml", running)
+    assert reloaded.cameras == running.cameras[1:]
+
+
+def test_a_camera_added_by_a_reload_skips_the_ports_kept_cameras_hold() -> None:
+    running = config.from_dict(_cameras("b", "c"), "x.toml", config.from_dict(_cameras("a", "b", "c"), "x.toml"))
+    reloaded = config.from_dict(_cameras("d", "b", "c", "e"), "x.toml", running)
+    assert [(c.id, c.bind, c.pull_bind) for c in reloaded.cameras] == [
+        ("d", "tcp://127.0.0.1:5556", "tcp://127.0.0.1:6556"),
+        ("b", "tcp://127.0.0.1:5557", "tcp://127.0.0.1:6557"),
+        ("c", "tcp://127.0.0.1:5558", "tcp://127.0.0.1:6558"),
+        ("e", "tcp://127.0.0.1:5559", "tcp://127.0.0.1:6559"),
+    ]
+    again = config.from_dict(_cameras("x", "y", "b", "c"), "x.toml", running)  # x, y: 5556, then past b and c
+    assert [c.bind.rpartition(":")[2] for c in again.cameras] == ["5556", "5559", "5557", "5558"]
+
+
+def test_an_explicit_bind_may_take_the_port_of_a_removed_camera() -> None:
+    running = config.from_dict(_cameras("a", "b"), "x.toml")
+    data = _cameras("b")
+    data["camera"].append({"id": "c", "bind": "tcp://127.0.0.1:5556"})
+    reloaded = config.from_dict(data, "x.toml", running)
+    assert [c.bind for c in reloaded.cameras] == ["tcp://127.0.0.1:5557", "tcp://127.0.0.1:5556"]
+
+
+def test_an_explicit_bind_on_a_kept_port_is_the_error_a_first_start_gives() -> None:
+    running = config.from_dict(_cameras("a", "b"), "x.toml")
+    data = _cameras("a", "b")
+    data["camera"].append({"id": "c", "bind": "tcp://127.0.0.1:5556"})
+    with pytest.raises(ConfigError, match="endpoint tcp://127.0.0.1:5556 is used twice"):
+        config.from_dict(data, "x.toml")
+    with pytest.raises(ConfigError, match="endpoint tcp://127.0.0.1:5556 is used twice"):
+        config.from_dict(data, "x.toml", running)
+
+
+def test_a_changed_camera_keeps_its_endpoints_too() -> None:
+    running = config.from_dict(_cameras("a", "b"), "x.toml")
+    reloaded = config.from_dict(_cameras("b", fps=5), "x.toml", running)
+    assert reloaded.cameras[0].bind == "tcp://127.0.0.1:5557"
+    assert reloaded.cameras[0].fps == 5
+
+
 # ----------------------------------------------------------------------------- invalid fields
 
 

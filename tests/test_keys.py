@@ -3,8 +3,12 @@ file and field, and interoperability with pyzmq's own certificate reader."""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -214,3 +218,111 @@ def test_start_warnings_for_plaintext_on_the_network_and_a_readable_secret(tmp_p
     secret.chmod(0o644)
     (warning,) = config.security_warnings(config.from_dict({"node": keyed, "camera": [{"id": "a"}]}, "x"))
     assert "group or others can read this secret key" in warning
+
+
+# ----------------------------------------------------------------------------- FIFOs, devices, copies
+
+
+def _load_in_thread(load: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """Run a load that must not block; its outcome (an exception) lands in the list."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            load()
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(5.0)
+    return thread, errors
+
+
+def _release(fifo: Path) -> None:
+    """A reader blocked in open() on the FIFO (the bug) is let go, so no thread stays stuck."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # no reader: nothing to release
+
+
+@pytest.mark.parametrize(
+    "load",
+    [load_key_pair, load_public_key, lambda p: Access.from_files(p, [p], ["n1"])],
+    ids=["secret key", "public key", "worker --key"],
+)
+def test_a_fifo_as_key_file_is_refused_at_once(tmp_path: Path, load: Callable[[Path], object]) -> None:
+    fifo = tmp_path / "node.key_secret"
+    os.mkfifo(fifo)
+    try:
+        thread, errors = _load_in_thread(lambda: load(fifo))
+        assert not thread.is_alive(), "reading the key file blocked on a FIFO"
+        assert [str(e) for e in errors] == [
+            f"{fifo}: not a regular file (a FIFO, socket or device cannot be a key file)"
+        ]
+    finally:
+        _release(fifo)
+
+
+def test_a_device_as_key_file_is_refused_before_reading() -> None:
+    with pytest.raises(KeyFileError, match="/dev/zero: not a regular file"):
+        load_public_key(Path("/dev/zero"))
+
+
+def test_a_fifo_in_the_allow_list_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    allow = tmp_path / "allowed"
+    a, _ = zmq.curve_keypair()
+    allow_key(allow, a, "alpha")
+    os.mkfifo(allow / "evil.key")
+    try:
+        result: list[object] = []
+        thread, errors = _load_in_thread(lambda: result.append(read_allow_list(allow)))
+        assert not thread.is_alive() and not errors, "reading the allow-list blocked on a FIFO"
+        assert result == [
+            (
+                {"alpha.key": a},
+                [f"{allow / 'evil.key'}: not a regular file (a FIFO, socket or device cannot be a key file)"],
+            )
+        ]
+    finally:
+        _release(allow / "evil.key")
+
+
+def test_revoking_by_name_removes_every_copy_of_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy under another name would go on admitting the revoked key."""
+    allow = tmp_path / "allowed"
+    a, _ = zmq.curve_keypair()
+    b, _ = zmq.curve_keypair()
+    allow_key(allow, a, "alpha")
+    allow_key(allow, b, "beta")
+    shutil.copy(allow / "alpha.key", allow / "alpha-laptop.key")  # the same key, copied by hand
+    shutil.copy(allow / "alpha.key", allow / "zz-old.key")
+    assert keys_cli.main(["revoke", str(allow), "alpha"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(out[:3]) == [f"revoked: removed {allow / n}" for n in ("alpha-laptop.key", "alpha.key", "zz-old.key")]
+    assert out[3:] == [f"revoked alpha: 3 files (every copy of the key) removed from {allow}"]
+    assert read_allow_list(allow) == ({"beta.key": b}, [])
+
+
+def test_revoking_by_key_removes_every_copy_and_a_malformed_file_goes_by_name(tmp_path: Path) -> None:
+    allow = tmp_path / "allowed"
+    a, _ = zmq.curve_keypair()
+    allow_key(allow, a, "alpha")
+    shutil.copy(allow / "alpha.key", allow / "again.key")
+    assert sorted(revoke_key(allow, a.decode())) == [allow / "again.key", allow / "alpha.key"]
+    (allow / "broken.key").write_text("not a certificate")
+    assert revoke_key(allow, "broken") == [allow / "broken.key"]
+    assert not list(allow.iterdir())
+
+
+def test_a_worker_warns_about_a_secret_key_others_can_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _, secret = generate_key_pair(tmp_path, "viewer")
+    server, _ = generate_key_pair(tmp_path, "node")
+    with caplog.at_level(logging.WARNING, logger="worker_node.access"):
+        Access.from_files(secret, [server], ["n1"])
+    assert caplog.messages == []
+    secret.chmod(0o640)
+    with caplog.at_level(logging.WARNING, logger="worker_node.access"):
+        Access.from_files(secret, [server], ["n1"])
+    assert caplog.messages == [f"--key {secret}: group or others can read this secret key (chmod 600 it)"]

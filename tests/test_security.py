@@ -4,6 +4,7 @@ CURVE at all; a revoked key stops receiving while the others go on."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -251,3 +252,56 @@ def test_insecure_listener_runs_and_says_so(nodes: Processes, tmp_path: Path) ->
     worker.wait_for(rf"INSECURE: --listen tcp://0\.0\.0\.0:{port}: no CURVE keys")
     worker.wait_for(rf"listening for capture nodes on tcp://0\.0\.0\.0:{port}")
     assert worker.stop() < 2.0
+
+
+NOT_REGULAR = "not a regular file (a FIFO, socket or device cannot be a key file)"
+
+
+@pytest.mark.parametrize("given", ["node --key", "worker --key", "worker --server-key"])
+def test_a_fifo_given_as_a_key_file_is_refused_at_once(
+    nodes: Processes, keys: Keys, tmp_path: Path, given: str
+) -> None:
+    """Opening a FIFO blocks until a writer comes: the node or worker hung at start, silently."""
+    fifo = tmp_path / "fifo.key_secret"
+    os.mkfifo(fifo)
+    if given == "node --key":
+        proc = nodes.start(
+            "capture_node", ["--control", "tcp://127.0.0.1:*", "--key", str(fifo), "--allow", str(keys.allow)]
+        )
+    elif given == "worker --key":
+        proc = nodes.worker(
+            "describe", "--node", "tcp://127.0.0.1:9", "--key", str(fifo), "--server-key", keys.public("node")
+        )
+    else:
+        proc = nodes.worker(
+            "describe", "--node", "tcp://127.0.0.1:9", "--key", keys.secret("viewer"), "--server-key", str(fifo)
+        )
+    assert proc.wait_exit(20) == 2
+    errors = [line for line in proc.lines if " ERROR " in line]
+    assert len(errors) == 1 and errors[0].endswith(f"{fifo}: {NOT_REGULAR}"), proc.output
+    assert "Traceback" not in proc.output
+
+
+def test_fifos_in_the_allow_list_neither_hang_the_node_nor_stop_revocations(
+    nodes: Processes, keys: Keys, tmp_path: Path
+) -> None:
+    """A FIFO there at start hung the node; one added later hung the allow-list watchers, so
+    that a revoked key was never dropped."""
+    os.mkfifo(keys.allow / "at-start.key")
+    node, control = secure_node(nodes, keys)
+    node.wait_for(
+        rf"allow-list: {re.escape(str(keys.allow / 'at-start.key'))}: {re.escape(NOT_REGULAR)}; that file is ignored"
+    )
+    viewer_out = tmp_path / "viewer"
+    save_worker(nodes, control, viewer_out, "--key", keys.secret("viewer"), "--server-key", keys.public("node"))
+    wait_until(lambda: count(viewer_out) >= 10, 30, "the allowed worker saving")
+
+    os.mkfifo(keys.allow / "later.key")
+    mark = len(node.lines)
+    keys_cli("revoke", str(keys.allow), "viewer")
+    for _ in range(2):  # the node's describe socket and the camera process's sockets, each on its own
+        found = node.wait_for(r"allow-list .*: 1 key\(s\) revoked, 1 allowed", start=mark)
+        mark = node.lines.index(found.string) + 1
+    viewer_key = re.escape(load_public_key(Path(keys.public("viewer"))).decode())
+    node.wait_for(rf"refused a connection from 127\.0\.0\.1: its key {viewer_key} is not in the allow-list")
+    assert node.proc.poll() is None

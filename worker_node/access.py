@@ -4,15 +4,17 @@ it allocate more), and the hosts besides a node's own that it follows described 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.endpoint import parse_host
-from common.keys import KeyFileError, KeyPair, load_key_pair, load_public_key
+from common.keys import KeyFileError, KeyPair, load_key_pair, load_public_key, secret_file_is_private
 from common.security import CurveClient
 from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
 
+log = logging.getLogger("worker_node.access")
 ANY_NODE = ""  # server_keys entry used for nodes not listed (and for --listen)
 
 
@@ -56,6 +58,8 @@ class Access:
         if not key:
             return cls(max_message_bytes=max_message_bytes, follow_hosts=tuple(follow_hosts))
         pair = load_key_pair(Path(key))
+        if not secret_file_is_private(Path(key)):
+            log.warning("--key %s: group or others can read this secret key (chmod 600 it)", key)
         loaded = [load_public_key(Path(p)) for p in server_keys]
         if len(loaded) == 1:
             mapping = {ANY_NODE: loaded[0]}

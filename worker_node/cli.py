@@ -10,6 +10,7 @@ from pathlib import Path
 
 import zmq
 
+from common.bind_error import BindError, bind_error
 from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.endpoint import EndpointError, parse_endpoint, parse_listen
 from common.keys import KeyFileError
@@ -21,7 +22,7 @@ from common.shutdown import ShutdownSignals
 from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
 from common.units import parse_duration, parse_size
 from worker_node.access import Access
-from worker_node.discovery import DiscoveryError, describe_with_clock
+from worker_node.discovery import ClockOffset, DiscoveryError, describe_with_clock
 from worker_node.display import DisplayOptions, run_display
 from worker_node.follow import parse_follow_host
 from worker_node.process import HandlerError, load_handler
@@ -71,7 +72,9 @@ def _size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="what to log (default INFO)"
+    )
     p.add_argument(
         "--metrics-port", type=arg_type(parse_metrics_address), default=None, metavar="[HOST:]PORT", help=METRICS_HELP
     )
@@ -240,17 +243,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --key/--allow, allow a --control address other hosts can reach (plaintext)",
     )
 
-    top = sub.add_parser("top", help="a live table of cameras: state, fps, age, drops, reconnects")
+    top = sub.add_parser(
+        "top",
+        help="a live table of cameras: state, fps, age, drops, reconnects",
+        description="A table of every camera of the nodes, refreshed in place: state, received fps, frame age, "
+        "frames dropped by conflation and reconnects. Ctrl-C quits.",
+    )
     with_nodes(top)
     top.add_argument(
         "--refresh", type=arg_type(parse_duration), default=1.0, metavar="T", help="refresh every T (default 1s)"
     )
     top.add_argument("--count", type=arg_type(_positive_int), default=0, metavar="N", help="stop after N refreshes")
 
-    desc = sub.add_parser("describe", help="list a node's cameras")
-    desc.add_argument("--node", type=endpoint_arg(), required=True, metavar="ENDPOINT")
+    desc = sub.add_parser(
+        "describe",
+        help="list a node's cameras",
+        description="Ask a node once for its cameras (state, size, fps, delivery, endpoint) and how far its clock "
+        "is from this host's, print them and exit: 0 if it answered, 1 if not.",
+    )
+    desc.add_argument(
+        "--node",
+        type=endpoint_arg(),
+        required=True,
+        metavar="ENDPOINT",
+        help="the node's describe endpoint, e.g. tcp://edge1:5555",
+    )
     with_keys(desc)
-    desc.add_argument("--timeout", type=arg_type(parse_duration), default=3.0, metavar="T")
+    desc.add_argument(
+        "--timeout",
+        type=arg_type(parse_duration),
+        default=3.0,
+        metavar="T",
+        help="how long to wait for the answer (default 3s)",
+    )
     return p
 
 
@@ -319,6 +344,15 @@ def run_save(args: argparse.Namespace, access: Access) -> int:
     return 0
 
 
+def clock_line(clock: ClockOffset) -> str:
+    """'the node is 7.3 ms behind this host', never '-7.3 ms ahead'."""
+    direction = "ahead of" if clock.seconds >= 0 else "behind"
+    return (
+        f"  clock: the node is {abs(clock.seconds) * 1000:.1f} ms {direction} this host "
+        f"(± {clock.uncertainty * 1000:.1f} ms)"
+    )
+
+
 def run_describe(args: argparse.Namespace, access: Access) -> int:
     with zmq.Context() as ctx:
         try:
@@ -327,9 +361,7 @@ def run_describe(args: argparse.Namespace, access: Access) -> int:
             log.error("%s", exc)
             return 1
     print(f"node {reply.node}: {len(reply.cameras)} camera(s)")
-    print(
-        f"  clock: the node is {clock.seconds * 1000:+.1f} ms ahead of this host (± {clock.uncertainty * 1000:.1f} ms)"
-    )
+    print(clock_line(clock))
     for c in reply.cameras:
         line = f"  {c.camera:<16} {c.state:<12} {c.width}x{c.height} @ {c.fps:.1f} fps  {c.delivery:<11} {c.endpoint}"
         print(line + (f"  ({redact(c.reason)})" if c.reason else ""))  # a node may be older than this worker
@@ -357,7 +389,7 @@ def run_process(args: argparse.Namespace, access: Access) -> int:
         log.error("%s", exc)
         return 2
     except zmq.ZMQError as exc:
-        log.error("cannot bind %s: %s", args.control, exc)
+        log.error("--control: %s", exc)
         return 2
     except Exception:
         log.exception("handler %s failed to start", args.handler)
@@ -374,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve_metrics(args.metrics_port)
     except OSError as exc:
-        log.error("cannot serve metrics on %s: %s", args.metrics_port, exc.strerror or exc)
+        log.error("--metrics-port: %s", bind_error(str(args.metrics_port), exc))
         return 2
     nodes = [args.node] if isinstance(args.node, str) else args.node
     try:
@@ -385,7 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     if args.command == "save":
-        return run_save(args, access)
+        try:
+            return run_save(args, access)
+        except BindError as exc:
+            log.error("--listen: %s", exc)
+            return 2
     if args.command == "top":
         return run_top(args.node, args.camera, args.refresh, args.count, access)
     if args.command == "display":

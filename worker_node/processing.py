@@ -29,9 +29,10 @@ import zmq
 
 from common import jpeg
 from common.endpoint import parse_endpoint
+from common.logs import setup_logging
 from common.protocol import Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
-from common.security import CurveFiles, check_exposure
+from common.security import CurveFiles, CurveServer, check_exposure
 from common.shutdown import ShutdownSignals
 from worker_node.access import Access
 from worker_node.process import Handler, HandlerError, HandlerFactory, as_factory, normalise, results_meta
@@ -89,11 +90,21 @@ class FrameProcessor:
         self._wake_r, self._wake_w = socket.socketpair()  # stop() wakes the blocked poll
         self._wake_r.setblocking(False)
         self._ctx = zmq.Context()
-        self._security = options.curve.server(self._ctx) if options.curve else None
-        self.streams = DerivedStreams(self._ctx, options.control, options.name, self._security)
+        self._security: CurveServer | None = None
+        try:  # a port taken must not leave the key watcher's thread or sockets behind
+            self._security = options.curve.server(self._ctx) if options.curve else None
+            self.streams = DerivedStreams(self._ctx, options.control, options.name, self._security)
+        except BaseException:
+            self._close_resources()
+            raise
         self.endpoint = self.streams.endpoint
-        for camera in options.cameras:  # described (as connecting) before the first frame
-            self.streams.stream(self._derived(camera))
+        try:
+            for camera in options.cameras:  # described (as connecting) before the first frame
+                self.streams.stream(self._derived(camera))
+        except BaseException:
+            self.streams.close()
+            self._close_resources()
+            raise
         self._last_traceback: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._last_results_log: dict[str, float] = {}
@@ -139,12 +150,15 @@ class FrameProcessor:
         finally:
             receiver.close()
             self.streams.close()
-            if self._security is not None:
-                self._security.close()
-            self._ctx.destroy(0)
-            self._wake_r.close()
-            self._wake_w.close()
+            self._close_resources()
             log.info("handled %d frames (%d raised)", self.handled, self.failed)
+
+    def _close_resources(self) -> None:
+        if self._security is not None:
+            self._security.close()
+        self._ctx.destroy(0)
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _derived(self, camera: str) -> str:
         return f"{camera}/{self.options.suffix}"
@@ -224,7 +238,11 @@ def run(
     ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera).
     `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too;
     `follow_hosts` are hosts besides each node's own that its described streams may be on.
-    A wrong value raises ValueError naming it."""
+    A wrong value raises ValueError naming it. Results and problems are logged: to stderr in
+    the nodes' format, unless the application configured logging itself (then its
+    configuration is left as it is)."""
+    if not logging.getLogger().handlers:  # a script's one-liner would otherwise print nothing
+        setup_logging()
     if allow and not key:
         raise ValueError("allow needs key: the derived streams are served with this worker's key pair")
     nodes = (node,) if isinstance(node, str) else tuple(node)

@@ -24,6 +24,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from common.bind_error import bind_error
 from worker_node.access import Access
 from worker_node.web_feed import CameraFeed, FeedHub, ReceivingThread
 
@@ -142,7 +143,7 @@ async def serve(options: WebOptions) -> int:
     try:
         await web.TCPSite(runner, options.host, options.port).start()
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", options.host, options.port, exc.strerror or exc)
+        log.error("--listen: %s", bind_error(f"{options.host}:{options.port}", exc))
         await runner.cleanup()
         return 2
     host, port = runner.addresses[0][:2]
