@@ -277,6 +277,8 @@ def _unpack_map(raw: bytes, kind: Kind) -> dict[str, Any]:
             raise ProtocolError(f"{kind.name.lower()} header is not valid msgpack within its limits: {exc}") from None
     try:
         value = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+    except msgpack.StackError:
+        raise ProtocolError("header is not valid msgpack: nested deeper than 1024 levels") from None
     except Exception as exc:  # msgpack raises many types for garbage; all mean "malformed"
         raise ProtocolError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from None
     if not isinstance(value, dict):

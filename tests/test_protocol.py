@@ -119,6 +119,26 @@ def valid_messages() -> list[bytes]:
 VALID = valid_messages()
 
 
+def nested(levels: int, container: str, innermost: bytes = b"\xc0") -> bytes:
+    """msgpack bytes of `levels` lists (or one-key maps) one inside the other around `innermost`
+    (nil), written flat: msgpack's packer refuses to nest past 511 levels, its unpacker reads 1024."""
+    one = b"\x91" if container == "list" else b"\x81\xa1k"
+    return one * levels + innermost
+
+
+def frame_with_meta_bytes(meta: bytes, jpeg: bytes = JPEG, **changes: Any) -> bytes:
+    """A FRAME whose header's 'meta' field is the given msgpack bytes, however deep."""
+    fields = frame_dict(**changes)
+    header = bytes([0x80 | (len(fields) + 1)]) + msgpack.packb(fields, use_bin_type=True)[1:]
+    return raw(Kind.FRAME, header + msgpack.packb("meta") + meta, jpeg)
+
+
+def deep_meta_frame(levels: int, container: str, jpeg: bytes = JPEG, **changes: Any) -> bytes:
+    """A FRAME whose 'meta' nests `levels` levels, 'meta' itself the first: 1023 is the most
+    msgpack reads, the header map being one more level."""
+    return frame_with_meta_bytes(b"\x81\xa4deep" + nested(levels - 1, container), jpeg, **changes)
+
+
 def decodes_or_protocol_error(message: bytes) -> None:
     """The decoder's contract: a message, or ProtocolError; any other exception fails the test."""
     try:
