@@ -26,7 +26,7 @@ from common.protocol import (
 )
 
 
-class ContractBroken(AssertionError):
+class ContractError(AssertionError):
     """decode() broke its contract on an input."""
 
 
@@ -44,38 +44,38 @@ def encode(message: Message) -> bytes:
 
 
 def check_decode(data: bytes | memoryview) -> Message | None:
-    """The decoded message, or None for one refused with ProtocolError; ContractBroken otherwise."""
+    """The decoded message, or None for one refused with ProtocolError; ContractError otherwise."""
     try:
         message = decode(data)
     except ProtocolError as exc:
         if exc.__cause__ is not None:
-            raise ContractBroken(f"decode() turned {exc.__cause__!r} into {exc}") from exc.__cause__
+            raise ContractError(f"decode() turned {exc.__cause__!r} into {exc}") from exc.__cause__
         return None
     except Exception as exc:
-        raise ContractBroken(f"decode() raised {type(exc).__name__}, not ProtocolError: {exc}") from exc
+        raise ContractError(f"decode() raised {type(exc).__name__}, not ProtocolError: {exc}") from exc
     check_round_trip(message)
     return message
 
 
 def check_round_trip(message: Message) -> None:
     if not isinstance(message, (Frame, Status, DescribeRequest, DescribeReply, PullRequest)):
-        raise ContractBroken(f"decode() returned a {type(message).__name__}")
+        raise ContractError(f"decode() returned a {type(message).__name__}")
     try:
         encoded = encode(message)
     except ProtocolError as exc:
         # The encoder writes floats as float64 and every field of a described camera: a header
         # that arrived just under 64 KiB may come out over it. Any other refusal is a bug.
         if "exceeds 65536" not in str(exc):
-            raise ContractBroken(f"a decoded {type(message).__name__} does not re-encode: {exc}") from exc
+            raise ContractError(f"a decoded {type(message).__name__} does not re-encode: {exc}") from exc
         return
     try:
         again = decode(encoded)
     except ProtocolError as exc:
-        raise ContractBroken(f"a re-encoded {type(message).__name__} does not decode: {exc}") from exc
+        raise ContractError(f"a re-encoded {type(message).__name__} does not decode: {exc}") from exc
     if encode(again) != encoded:
-        raise ContractBroken(f"a {type(message).__name__} changes when decoded and encoded twice")
+        raise ContractError(f"a {type(message).__name__} changes when decoded and encoded twice")
     if again != message and not _holds_nan(message):  # NaN != NaN: the bytes compared equal above
-        raise ContractBroken(f"a re-encoded {type(message).__name__} decodes to another one:\n{message}\n{again}")
+        raise ContractError(f"a re-encoded {type(message).__name__} decodes to another one:\n{message}\n{again}")
 
 
 def _holds_nan(message: Message) -> bool:

@@ -66,7 +66,9 @@ def kept() -> dict[str, bytes]:
     seeds["status-frame-meta-1023-deep"] = raw(Kind.STATUS, header.replace(frame_map, deep_frame), SMALL_JPEG)
     seeds["meta-values-at-limit"] = frame_with_meta_bytes(msgpack.packb({"k": [0] * (MAX_META_VALUES - 1)}), SMALL_JPEG)
     seeds["meta-values-over-limit"] = frame_with_meta_bytes(msgpack.packb({"k": [0] * MAX_META_VALUES}), SMALL_JPEG)
-    seeds["meta-keys-at-limit"] = raw(Kind.FRAME, frame_dict(meta={f"k{i}": i for i in range(MAX_META_KEYS)}), SMALL_JPEG)
+    seeds["meta-keys-at-limit"] = raw(
+        Kind.FRAME, frame_dict(meta={f"k{i}": i for i in range(MAX_META_KEYS)}), SMALL_JPEG
+    )
     seeds["meta-empty-lists-at-limit"] = frame_with_meta_bytes(
         msgpack.packb({"k": [[]] * (MAX_META_VALUES - 1)}), SMALL_JPEG
     )

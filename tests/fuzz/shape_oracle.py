@@ -13,7 +13,7 @@ import msgpack
 from common.msgpack_shape import ShapeError, check_size
 
 
-class ShapeOracleBroken(AssertionError):
+class ShapeOracleError(AssertionError):
     """check_size disagrees with msgpack."""
 
 
@@ -54,13 +54,13 @@ def check_shape_agrees(data: bytes) -> None:
         check_size(data, 2**32)
     except ShapeError as exc:
         if expected is not None:
-            raise ShapeOracleBroken(f"check_size refuses a value of {expected} objects: {exc}") from exc
+            raise ShapeOracleError(f"check_size refuses a value of {expected} objects: {exc}") from exc
         return
     if expected is None:
-        raise ShapeOracleBroken("check_size accepts what msgpack does not read as one value")
+        raise ShapeOracleError("check_size accepts what msgpack does not read as one value")
     check_size(data, expected)  # the exact budget is enough
     try:
         check_size(data, expected - 1)
     except ShapeError:
         return
-    raise ShapeOracleBroken(f"check_size accepts {expected} objects within a budget of {expected - 1}")
+    raise ShapeOracleError(f"check_size accepts {expected} objects within a budget of {expected - 1}")
