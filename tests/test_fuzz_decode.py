@@ -19,6 +19,7 @@ from tests.processes import ROOT
 
 TARGET = ROOT / "tests" / "fuzz" / "fuzz_decode.py"
 CORPUS = ROOT / "tests" / "fuzz" / "corpus" / "decode"
+DICTIONARY = ROOT / "tests" / "fuzz" / "decode.dict"
 FUZZ_SECONDS = int(os.environ.get("FRAMEBUS_FUZZ_SECONDS", "60"))
 # Two phases: small inputs run ~25 times faster and reach nearly every branch; large ones reach
 # the header scan decode() runs only past a kind's budget (8,448 objects for a frame).
@@ -45,6 +46,7 @@ def fuzz(
             str(TARGET),
             str(corpus),
             f"-artifact_prefix={artifacts}/",
+            f"-dict={DICTIONARY}",
             "-timeout=10",  # seconds for one input: decoding is bounded, a slow one is a failure too
             "-rss_limit_mb=2048",
             "-print_final_stats=1",

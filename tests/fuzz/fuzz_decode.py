@@ -5,8 +5,11 @@
 Every input must satisfy tests/fuzz/contract.py: a message or ProtocolError, nothing else, and
 what decodes round-trips; and its bytes after the prefix must be read alike by msgpack and the
 header scan that bounds decode()'s work (tests/fuzz/shape_oracle.py). A failure is written as a crash file (-artifact_prefix says where).
-tests/test_fuzz_decode.py runs it for a bounded time over a copy of tests/fuzz/corpus/decode;
-tests/fuzz/seeds.py rebuilds that corpus. FRAMEBUS_FUZZ_DECODER=module:function fuzzes another
+tests/test_fuzz_decode.py runs it for a bounded time over a copy of tests/fuzz/corpus/decode,
+with the dictionary tests/fuzz/decode.dict (-dict=); tests/fuzz/seeds.py rebuilds that corpus.
+Coverage does not grow with nesting, so the fuzzer does not find deep values by itself (a 300 s
+run without the kept deep seeds did not): the corpus keeps them, and the hypothesis tests
+generate them. FRAMEBUS_FUZZ_DECODER=module:function fuzzes another
 decoder with the same contract (tests/fuzz/old_decoder.py, to check the fuzzer finds old bugs).
 """
 

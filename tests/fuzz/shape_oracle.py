@@ -31,8 +31,8 @@ def objects_in(data: bytes) -> int | None:
         value = msgpack.unpackb(data, raw=True, strict_map_key=False, use_list=False, object_pairs_hook=_Map)
     except msgpack.StackError:
         return -1
-    except ValueError as exc:  # an extension msgpack will not build: type -1 of a wrong length, or < -1
-        return -1 if "timestamp" in str(exc) or "code must be" in str(exc) else None
+    except ValueError as exc:  # an extension msgpack will not build: a bad timestamp (type -1), a type < -1
+        return -1 if any(word in str(exc) for word in ("timestamp", "nanoseconds", "code must be")) else None
     count = 0
     todo: list[Any] = [value]
     while todo:
