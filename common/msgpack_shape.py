@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+MAX_DEPTH = 1024  # msgpack's own limit (its unpacker's stack): deeper is refused either way
+
 
 class ShapeError(ValueError):
     """The bytes are not one msgpack value within the limits; the message says which limit."""
@@ -54,7 +56,8 @@ _LAYOUTS = _layouts()
 
 def check_size(raw: bytes, max_objects: int) -> None:
     """Raise ShapeError unless `raw` is exactly one msgpack value of at most `max_objects`
-    objects (every value counts, map keys included). Work is O(min(max_objects, len(raw))):
+    objects (every value counts, map keys included) nested at most MAX_DEPTH containers deep,
+    as msgpack reads it. Work is O(min(max_objects, len(raw))):
     strings are skipped, not read, and a container's declared count is checked before its first
     entry. Every object takes at least one byte, so callers need not scan bytes shorter than the
     budget."""
@@ -84,6 +87,8 @@ def check_size(raw: bytes, max_objects: int) -> None:
                 entries = count * per_entry
                 if entries > left:  # refused before any of it is read
                     raise ShapeError(f"a container of {count} entries at byte {pos}: more than {max_objects} values")
+                if len(outer) == MAX_DEPTH:  # every open container is in `outer`, and the bottom entry
+                    raise ShapeError(f"nested deeper than {MAX_DEPTH} levels")
                 outer.append(remaining)
                 remaining = entries
                 pos += size

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.msgpack_shape import ShapeError, check_size
-from tests.fuzz.shape_oracle import check_shape_agrees, objects_in
+from common.msgpack_shape import MAX_DEPTH, ShapeError, check_size
+from tests.fuzz.shape_oracle import check_shape_agrees
 from tests.protocol_strategies import any_values, deep_values, wide_values
 
 AGREE = settings(max_examples=500, deadline=None, derandomize=True, database=None)
@@ -62,13 +62,17 @@ def test_refusals_name_the_problem(data: bytes, problem: str) -> None:
         check_size(data, 1000)
 
 
-def test_nesting_needs_no_recursion() -> None:
-    """msgpack stops at 1024 levels; the count has no such limit, and no stack to exhaust."""
-    deep = b"\x91" * 500_000 + b"\xc0"
-    check_size(deep, 500_001)
-    assert objects_in(deep) == -1  # msgpack: StackError
-    with pytest.raises(ShapeError, match="more than 500000 values"):
-        check_size(deep, 500_000)
+@pytest.mark.parametrize("innermost", [b"\xc0", b"\x90", b"\x80"], ids=["nil", "empty list", "empty map"])
+def test_nesting_stops_where_msgpacks_does(innermost: bytes) -> None:
+    """1024 containers, as msgpack (its unpacker's stack), an empty innermost one included;
+    the 1025th is refused however deep the bytes go on, after reading no further."""
+    lists = MAX_DEPTH - (innermost != b"\xc0")
+    check_size(b"\x91" * lists + innermost, 2000)
+    check_shape_agrees(b"\x91" * lists + innermost)
+    for deep in (b"\x91" * (lists + 1) + innermost, b"\x91" * 500_000 + innermost):
+        check_shape_agrees(deep)
+        with pytest.raises(ShapeError, match="nested deeper than 1024 levels"):
+            check_size(deep, 10**6)
 
 
 def test_strings_are_skipped_not_counted() -> None:

@@ -25,12 +25,12 @@ class _Map(tuple):  # type: ignore[type-arg]
 
 def objects_in(data: bytes) -> int | None:
     """How many objects msgpack reads in `data` (map keys count), None if it is not exactly one
-    value, -1 if msgpack refuses it for something check_size does not look at (nesting past 1024,
-    an extension type it does not build)."""
+    value (or nests past 1024 levels), -1 if msgpack refuses it for something check_size does
+    not look at (an extension type it will not build)."""
     try:
         value = msgpack.unpackb(data, raw=True, strict_map_key=False, use_list=False, object_pairs_hook=_Map)
-    except msgpack.StackError:
-        return -1
+    except msgpack.StackError:  # nested past 1024 levels: the scan refuses it too
+        return None
     except ValueError as exc:  # an extension msgpack will not build: a bad timestamp (type -1), a type < -1
         return -1 if any(word in str(exc) for word in ("timestamp", "nanoseconds", "code must be")) else None
     count = 0
