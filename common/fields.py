@@ -11,7 +11,9 @@ from typing import Any
 
 MAX_STATUS_TEXT = 512
 MAX_META_KEYS = 256
-MAX_META_DEPTH = 16
+MAX_META_DEPTH = 16  # levels of maps and lists, 'meta' itself being the first
+MAX_META_VALUES = 4096  # entries of every map and list in 'meta', at all levels
+MAX_SHOWN = 80  # characters of a peer's value quoted in an error message
 CAMERA_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}(/[A-Za-z0-9_.\-]{1,64}){0,3}")
 
 
@@ -56,12 +58,25 @@ def validate_camera_id(camera: object) -> str:
     """Camera ids end up in file names and metric labels: allow a safe charset only."""
     if not isinstance(camera, str) or not CAMERA_ID_PATTERN.fullmatch(camera):
         raise ProtocolError(
-            f"camera id {str(camera)[:80]!r} is invalid: use 1-64 of [A-Za-z0-9_.-], "
+            f"camera id {shown(camera)} is invalid: use 1-64 of [A-Za-z0-9_.-], "
             "optionally up to 4 such parts joined by '/'"
         )
     if any(part in (".", "..") for part in camera.split("/")):
         raise ProtocolError(f"camera id {camera!r} may not contain '.' or '..' parts")
     return camera
+
+
+def shown(value: object) -> str:
+    """A peer's value as an error message may quote it: short, and never a walk into a structure
+    (repr of a 1000-deep list raises RecursionError; of a 64 KiB string, floods a log line)."""
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:MAX_SHOWN])
+        return text + "..." if len(value) > MAX_SHOWN else text
+    if isinstance(value, int) and value.bit_length() > 128:  # str() of a huge int raises ValueError
+        return f"an int of {value.bit_length()} bits"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def checked_meta(meta: object, where: str) -> dict[str, Any]:
@@ -72,18 +87,30 @@ def checked_meta(meta: object, where: str) -> dict[str, Any]:
         raise ProtocolError(f"{where}: 'meta' has {len(meta)} keys, at most {MAX_META_KEYS} allowed")
     for key in meta:
         if not isinstance(key, str) or not key.isprintable() or not 0 < len(key) <= 64:
-            raise ProtocolError(f"{where}: 'meta' key {key!r} must be printable text of 1-64 characters")
-    if _depth(meta) > MAX_META_DEPTH:
-        raise ProtocolError(f"{where}: 'meta' is nested deeper than {MAX_META_DEPTH} levels")
+            raise ProtocolError(f"{where}: 'meta' key {shown(key)} must be printable text of 1-64 characters")
+    _check_meta_shape(meta, where)
     return meta
 
 
-def _depth(value: object) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+def _check_meta_shape(meta: dict[Any, Any], where: str) -> None:
+    """Depth and size level by level, never by recursion: a peer chooses both, and msgpack nests
+    up to 1024 levels. A container's entries are counted before they are looked at, so the work
+    stops at MAX_META_VALUES. Tuples count as lists: the encoder packs them as arrays."""
+    values = 0
+    level: list[Any] = [meta]
+    depth = 1
+    while level:
+        inner: list[Any] = []
+        for container in level:
+            values += len(container)
+            if values > MAX_META_VALUES:
+                raise ProtocolError(f"{where}: 'meta' holds more than {MAX_META_VALUES} values")
+            entries = container.values() if isinstance(container, dict) else container
+            inner += [value for value in entries if isinstance(value, (dict, list, tuple))]
+        if inner and depth == MAX_META_DEPTH:
+            raise ProtocolError(f"{where}: 'meta' is nested deeper than {MAX_META_DEPTH} levels")
+        level = inner
+        depth += 1
 
 
 def checked_jpeg(payload: memoryview) -> memoryview:

@@ -8,6 +8,7 @@ in step.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import msgpack
 
 from common.fields import (
+    MAX_META_VALUES,
     MAX_STATUS_TEXT,
     ProtocolError,
     checked_jpeg,
@@ -25,9 +27,11 @@ from common.fields import (
     field_of,
     int_in,
     optional_number,
+    shown,
     text_field,
     validate_camera_id,
 )
+from common.msgpack_shape import ShapeError, check_size
 from common.redact import redact
 
 MAGIC = b"FB"
@@ -35,8 +39,11 @@ VERSION = 1
 PREFIX = struct.Struct("<2sBBI")  # magic, version, kind, header length
 MAX_HEADER_BYTES = 64 * 1024
 MAX_DIMENSION = 16384
+MAX_CAMERAS = 1024  # entries of a describe reply
 ENCODING_JPEG = "jpeg"
 _U64_MAX = 2**64 - 1
+
+log = logging.getLogger(__name__)
 
 
 class Kind(IntEnum):
@@ -45,6 +52,17 @@ class Kind(IntEnum):
     DESCRIBE_REQUEST = 3
     DESCRIBE_REPLY = 4
     PULL_REQUEST = 5
+
+
+# The most msgpack objects (map keys count) a header of each kind may hold: what its fields can
+# need, plus 256 for fields added within version 1. This bounds decoding work whatever the bytes.
+MAX_HEADER_OBJECTS = {
+    Kind.FRAME: 2 * MAX_META_VALUES + 256,  # a map entry of meta is two objects
+    Kind.STATUS: 2 * MAX_META_VALUES + 256,
+    Kind.DESCRIBE_REQUEST: 256,
+    Kind.DESCRIBE_REPLY: 24 * MAX_CAMERAS + 256,  # a camera's map and its 11 fields: 23
+    Kind.PULL_REQUEST: 256,
+}
 
 
 @dataclass(frozen=True)
@@ -127,7 +145,10 @@ DELIVERIES = ("latest", "every-frame")
 
 
 def _pack(kind: Kind, header: dict[str, Any], payload: bytes | memoryview = b"") -> bytes:
-    packed = msgpack.packb(header, use_bin_type=True)
+    try:
+        packed = msgpack.packb(header, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. an object or a 2**64 in meta
+        raise ProtocolError(f"header cannot be encoded: {exc}") from None
     if len(packed) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(packed)} bytes exceeds {MAX_HEADER_BYTES}")
     return b"".join((PREFIX.pack(MAGIC, VERSION, kind, len(packed)), packed, payload))
@@ -143,8 +164,8 @@ def _frame_header_dict(h: FrameHeader) -> dict[str, Any]:
         "height": h.height,
         "encoding": h.encoding,
     }
-    if h.meta:
-        d["meta"] = checked_meta(dict(h.meta), "frame header")  # fail at the sender, not at every receiver
+    if h.meta:  # checked at the sender, not at every receiver
+        d["meta"] = checked_meta(dict(h.meta) if isinstance(h.meta, Mapping) else h.meta, "frame header")
     return d
 
 
@@ -201,10 +222,23 @@ def encode_describe_reply(reply: DescribeReply) -> bytes:
 
 
 def decode(message: bytes | memoryview) -> Message:
-    """Parse one message; raises ProtocolError (and nothing else) for malformed input."""
+    """Parse one message; raises ProtocolError (and nothing else) for malformed input, whatever
+    the bytes. The work is bounded by MAX_HEADER_OBJECTS, not by the message."""
+    try:
+        return _decode(message)
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        # A bug of this decoder, not of the peer: the caller still gets the one exception its
+        # contract names, chained (`from exc`) so that the tests, which require no cause, see it.
+        log.debug("decoder bug", exc_info=True)
+        raise ProtocolError(f"message not understood ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _decode(message: bytes | memoryview) -> Message:
     view = memoryview(message)
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
     if len(view) < PREFIX.size:
         raise ProtocolError(f"message of {len(view)} bytes is shorter than the {PREFIX.size}-byte prefix")
     magic, version, kind, header_len = PREFIX.unpack_from(view)
@@ -217,7 +251,10 @@ def decode(message: bytes | memoryview) -> Message:
     end = PREFIX.size + header_len
     if end > len(view):
         raise ProtocolError(f"declared header length {header_len} runs past the message end")
-    header = _unpack_map(view[PREFIX.size : end])
+    if kind not in MAX_HEADER_OBJECTS:
+        raise ProtocolError(f"unknown message kind {kind}")
+    kind = Kind(kind)
+    header = _unpack_map(bytes(view[PREFIX.size : end]), kind)
     payload = view[end:]
     if kind == Kind.FRAME:
         return Frame(_frame_header(header), checked_jpeg(payload))
@@ -229,15 +266,21 @@ def decode(message: bytes | memoryview) -> Message:
     if kind == Kind.PULL_REQUEST:
         _no_payload(payload, "pull request")
         return PullRequest(int_in(header, "after_seq", -1, _U64_MAX, "pull request"))
-    if kind == Kind.DESCRIBE_REPLY:
-        _no_payload(payload, "describe reply")
-        return _describe_reply(header)
-    raise ProtocolError(f"unknown message kind {kind}")
+    _no_payload(payload, "describe reply")
+    return _describe_reply(header)
 
 
-def _unpack_map(raw: memoryview) -> dict[str, Any]:
+def _unpack_map(raw: bytes, kind: Kind) -> dict[str, Any]:
+    budget = MAX_HEADER_OBJECTS[kind]
+    if len(raw) > budget:  # msgpack would build all that 64 KiB declares; shorter bytes hold fewer objects
+        try:
+            check_size(raw, budget)
+        except ShapeError as exc:
+            raise ProtocolError(f"{kind.name.lower()} header is not valid msgpack within its limits: {exc}") from None
     try:
         value = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+    except msgpack.StackError:
+        raise ProtocolError("header is not valid msgpack: nested deeper than 1024 levels") from None
     except Exception as exc:  # msgpack raises many types for garbage; all mean "malformed"
         raise ProtocolError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from None
     if not isinstance(value, dict):
@@ -285,7 +328,7 @@ def _status(h: Mapping[str, Any], payload: memoryview) -> Status:
         frame = Frame(_frame_header(sub), checked_jpeg(payload))
         if frame.header.camera != h.get("camera"):
             raise ProtocolError(
-                f"{where}: the attached frame is of camera {frame.header.camera!r}, not {h.get('camera')!r}"
+                f"{where}: the attached frame is of camera {frame.header.camera!r}, not {shown(h.get('camera'))}"
             )
     else:
         _no_payload(payload, "status without a frame")
@@ -304,8 +347,8 @@ def _status(h: Mapping[str, Any], payload: memoryview) -> Status:
 def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
     where = "describe reply"
     cams = field_of(h, "cameras", list, where)
-    if len(cams) > 1024:
-        raise ProtocolError(f"{where}: {len(cams)} cameras is more than 1024")
+    if len(cams) > MAX_CAMERAS:
+        raise ProtocolError(f"{where}: {len(cams)} cameras is more than {MAX_CAMERAS}")
     infos = []
     for i, c in enumerate(cams):
         w = f"{where}: cameras[{i}]"

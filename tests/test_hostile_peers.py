@@ -519,3 +519,55 @@ def test_a_frame_with_a_u64_sequence_number_is_saved_and_retention_sees_it(tmp_p
     restarted = SaveSink(tmp_path, SavePolicy(every_n=1, keep_files=1))
     assert restarted.offer(Frame(FrameHeader("cam1", 1, 1, 1, 16, 16), memoryview(JPEG))) is not None
     assert not first.exists(), "a file of the earlier run escaped retention"
+
+
+# ----------------------------------------------------------------------------- deep meta (issue 11)
+
+
+def test_save_and_process_workers_survive_frames_whose_meta_nests_1023_levels(nodes: Processes, tmp_path: Path) -> None:
+    """One such FRAME made decode() raise RecursionError and the save and process workers exit
+    with status 1. Both now parse and count each of them as malformed, and carry on with the
+    real camera."""
+    from tests.deep_meta_node import CAMERA as DEEP
+    from tests.deep_meta_node import DeepMetaNode
+    from worker_node import RemoteCapture
+
+    count = 200  # lists and maps in turn
+    _, real_control = nodes.capture("--camera-id", REAL, "--width", "160", "--height", "120", "--fps", "15")
+    with DeepMetaNode() as deep:
+        out = tmp_path / "saved"
+        save_port, process_port = free_port(), free_port()
+        both = ("--node", real_control, "--node", deep.control_endpoint)
+        save = nodes.worker("--metrics-port", str(save_port), "save", *both, "--out", str(out), "--every-n", "1")
+        process = nodes.worker(
+            "--metrics-port", str(process_port), "process", *both, "--camera", REAL, "--camera", DEEP,
+            "--handler", "worker_node.handlers.motion:MotionDetector", "--control", "tcp://127.0.0.1:*",
+        )  # fmt: skip
+        derived = process.wait_for(r"control endpoint (\S+)").group(1)
+        deep.wait_subscribers(2, 30)
+        deep.send(count, 60)
+
+        for worker, port in ((save, save_port), (process, process_port)):
+
+            def parsed_all(worker: NodeProcess = worker, port: int = port) -> bool:
+                if worker.proc.poll() is not None:
+                    raise AssertionError(f"the worker died (status {worker.proc.returncode}):\n{worker.output[-3000:]}")
+                return scrape(port).get(f'framebus_malformed_messages_total{{camera="{DEEP}"}}', 0) >= count
+
+            wait_until(parsed_all, 30, f"the worker to reject all {count} deep-meta frames")
+            assert scrape(port)[f'framebus_malformed_messages_total{{camera="{DEEP}"}}'] == count
+            assert "nested deeper than 16 levels" in worker.output, worker.output[-3000:]
+
+        saved = len(saved_real_capture_times(out))
+        wait_until(lambda: len(saved_real_capture_times(out)) >= saved + 10, 20, "10 more frames of the real camera")
+        with RemoteCapture(derived, camera=f"{REAL}/annotated", timeout=10) as cap:
+            sources = []
+            for _ in range(3):
+                ok, _frame = cap.read()
+                assert ok and cap.last is not None
+                sources.append(cap.last.meta["source"])
+        assert all(s["camera"] == REAL for s in sources) and sources[-1]["seq"] > sources[0]["seq"], sources
+        for worker in (save, process):
+            assert worker.proc.poll() is None, worker.output[-3000:]
+            assert "Traceback" not in worker.output, worker.output[-3000:]
+            assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output[-3000:]

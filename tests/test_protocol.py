@@ -3,9 +3,14 @@ that answers anything malformed with ProtocolError and nothing else."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import struct
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgpack
@@ -15,11 +20,12 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.fields import CAMERA_ID_PATTERN
+from common.fields import CAMERA_ID_PATTERN, MAX_META_VALUES
 from common.protocol import (
     DELIVERIES,
     MAX_DIMENSION,
     MAX_HEADER_BYTES,
+    MAX_HEADER_OBJECTS,
     STATES,
     CameraInfo,
     DescribeReply,
@@ -28,14 +34,18 @@ from common.protocol import (
     FrameHeader,
     Kind,
     ProtocolError,
+    PullRequest,
     Status,
     decode,
     encode_describe_reply,
     encode_describe_request,
     encode_frame,
+    encode_pull_request,
     encode_status,
     validate_camera_id,
 )
+from tests.fuzz.contract import check_decode
+from tests.protocol_strategies import deep_or_wide_headers, mutated_messages, valid_metas
 
 U64 = 2**64 - 1
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"
@@ -119,13 +129,30 @@ def valid_messages() -> list[bytes]:
 VALID = valid_messages()
 
 
+def nested(levels: int, container: str, innermost: bytes = b"\xc0") -> bytes:
+    """msgpack bytes of `levels` lists (or one-key maps) one inside the other around `innermost`
+    (nil), written flat: msgpack's packer refuses to nest past 511 levels, its unpacker reads 1024."""
+    one = b"\x91" if container == "list" else b"\x81\xa1k"
+    return one * levels + innermost
+
+
+def frame_with_meta_bytes(meta: bytes, jpeg: bytes = JPEG, **changes: Any) -> bytes:
+    """A FRAME whose header's 'meta' field is the given msgpack bytes, however deep."""
+    fields = frame_dict(**changes)
+    header = bytes([0x80 | (len(fields) + 1)]) + msgpack.packb(fields, use_bin_type=True)[1:]
+    return raw(Kind.FRAME, header + msgpack.packb("meta") + meta, jpeg)
+
+
+def deep_meta_frame(levels: int, container: str, jpeg: bytes = JPEG, **changes: Any) -> bytes:
+    """A FRAME whose 'meta' nests `levels` levels, 'meta' itself the first: 1023 is the most
+    msgpack reads, the header map being one more level."""
+    return frame_with_meta_bytes(b"\x81\xa4deep" + nested(levels - 1, container), jpeg, **changes)
+
+
 def decodes_or_protocol_error(message: bytes) -> None:
-    """The decoder's contract: a message, or ProtocolError; any other exception fails the test."""
-    try:
-        result = decode(message)
-    except ProtocolError:
-        return
-    assert isinstance(result, (Frame, Status, DescribeRequest, DescribeReply))
+    """The decoder's contract (tests/fuzz/contract.py): a message, or ProtocolError not hiding
+    another exception; what decodes round-trips."""
+    check_decode(message)
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -596,3 +623,171 @@ def test_status_with_a_frame_of_another_camera_is_malformed() -> None:
     message = encode_status(Status("cam1", "reconnecting", 1, frame=other))
     with pytest.raises(ProtocolError, match="attached frame is of camera 'other'"):
         decode(message)
+
+
+# ----------------------------------------------------------------------------- deep, wide, mutated
+# Issue 11: a ~700-byte FRAME whose meta nested 500-1023 levels made decode() raise RecursionError.
+
+DEEP = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+
+
+@contextmanager
+def stack_of(frames: int) -> Iterator[None]:
+    """Allow only `frames` Python frames more than the caller has: recursion by depth fails."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + frames)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+@pytest.mark.parametrize("container", ["list", "map"])
+@pytest.mark.parametrize("levels", [17, 100, 500, 1000, 1023])
+def test_deep_meta_is_refused_without_recursion(levels: int, container: str) -> None:
+    message = deep_meta_frame(levels, container)
+    with stack_of(40), pytest.raises(ProtocolError, match=r"'meta' is nested deeper than 16 levels"):
+        decode(message)
+
+
+@pytest.mark.parametrize("container", ["list", "map"])
+def test_deepest_allowed_meta_decodes_with_a_small_stack(container: str) -> None:
+    with stack_of(40):
+        decoded = decode(deep_meta_frame(16, container))
+    assert isinstance(decoded, Frame)
+
+
+@pytest.mark.parametrize("container", ["list", "map"])
+def test_nesting_past_msgpacks_1024_levels_is_refused(container: str) -> None:
+    with pytest.raises(ProtocolError, match=r"nested deeper than 1024 levels"):
+        decode(deep_meta_frame(1024, container))
+
+
+def test_a_status_attached_frame_with_a_deep_meta_is_refused() -> None:
+    frame = msgpack.packb(frame_dict(), use_bin_type=True)
+    deep = bytes([frame[0] + 1]) + frame[1:] + msgpack.packb("meta") + b"\x81\xa1d" + nested(1021, "map")
+    header = msgpack.packb(status_dict(frame=frame_dict()), use_bin_type=True).replace(frame, deep)
+    with stack_of(40), pytest.raises(ProtocolError, match=r"'meta' is nested deeper than 16 levels"):
+        decode(raw(Kind.STATUS, header, JPEG))
+
+
+def test_a_deep_camera_field_is_refused_without_repr() -> None:
+    """Error messages quote a peer's value: never by walking into it (repr of a deep list recurses)."""
+    header = msgpack.packb(status_dict(frame=frame_dict()), use_bin_type=True)
+    deep = header.replace(b"\xa6camera\xa4cam1", b"\xa6camera" + nested(1000, "list"), 1)
+    with stack_of(40), pytest.raises(ProtocolError, match=r"not a list"):
+        decode(raw(Kind.STATUS, deep, JPEG))
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_each_kind_has_a_header_object_budget(kind: Kind) -> None:
+    """Counted before msgpack builds anything: at the budget a header is read, past it refused."""
+    budget = MAX_HEADER_OBJECTS[kind]
+    fixed = len(frame_dict()) * 2 + 3 if kind == Kind.FRAME else 3  # fields, the map, "x" and its list
+    payload = JPEG if kind == Kind.FRAME else b""
+    header = frame_dict() if kind == Kind.FRAME else {}
+    at_budget = raw(kind, header | {"x": [""] * (budget - fixed)}, payload)
+    assert len(at_budget) > budget  # long enough to be scanned
+    try:
+        decode(at_budget)
+    except ProtocolError as exc:  # refused for its fields (a reply without cameras), not its size
+        assert "values" not in str(exc), exc
+    with pytest.raises(ProtocolError, match=rf"header is not valid msgpack within its limits: .*more than {budget}"):
+        decode(raw(kind, header | {"x": [""] * (budget - fixed + 1)}, payload))
+
+
+def test_meta_values_are_bounded_across_levels() -> None:
+    spread = {f"k{i}": [0] * (MAX_META_VALUES // 8 - 1) for i in range(8)}  # 8 keys + 8 * 511 values
+    assert isinstance(decode(raw(Kind.FRAME, frame_dict(meta=spread), JPEG)), Frame)
+    spread["k0"].append(0)
+    with pytest.raises(ProtocolError, match=rf"'meta' holds more than {MAX_META_VALUES} values"):
+        decode(raw(Kind.FRAME, frame_dict(meta=spread), JPEG))
+
+
+@DEEP
+@given(deep_or_wide_headers())
+def test_deep_or_wide_headers_of_every_kind(message: bytes) -> None:
+    with stack_of(60):
+        decodes_or_protocol_error(message)
+
+
+@FUZZ
+@given(mutated_messages())
+def test_structure_aware_mutations_of_every_kind(message: bytes) -> None:
+    decodes_or_protocol_error(message)
+
+
+@ROUND_TRIP
+@given(frame_headers(), valid_metas())
+def test_frames_with_deep_or_wide_metas_round_trip(header: FrameHeader, meta: dict[str, Any]) -> None:
+    frame = Frame(FrameHeader(header.camera, header.seq, 1, 2, 3, 4, meta=meta), memoryview(JPEG))
+    message = encode_frame(frame.header, frame.jpeg)
+    decoded = check_decode(message)
+    assert isinstance(decoded, Frame) and decoded.header == frame.header
+
+
+@ROUND_TRIP
+@given(statuses(), valid_metas())
+def test_statuses_with_a_frame_with_a_deep_or_wide_meta_round_trip(status: Status, meta: dict[str, Any]) -> None:
+    header = FrameHeader(status.camera, 1, 2, 3, 4, 5, meta=meta)
+    with_frame = Status(status.camera, status.state, 1, 1, status.reason, 0, 0.0, Frame(header, memoryview(JPEG)))
+    decoded = check_decode(encode_status(with_frame))
+    assert isinstance(decoded, Status) and decoded.frame is not None and decoded.frame.header == header
+
+
+@ROUND_TRIP
+@given(st.integers(-1, U64))
+def test_pull_request_round_trip(after_seq: int) -> None:
+    assert check_decode(encode_pull_request(after_seq)) == PullRequest(after_seq)
+
+
+@ROUND_TRIP
+@given(describe_replies())
+def test_every_valid_kind_keeps_the_contract(reply: DescribeReply) -> None:
+    assert check_decode(encode_describe_reply(reply)) == reply
+    assert check_decode(encode_describe_request()) == DescribeRequest()
+
+
+def worst_messages() -> dict[str, bytes]:
+    """The costliest messages to decode within the limits, found by measuring candidates: as
+    many containers as a kind's budget lets msgpack build, a meta at its limits, the most
+    cameras a reply holds."""
+    frame_budget = MAX_HEADER_OBJECTS[Kind.FRAME] - len(frame_dict()) * 2 - 3
+    cameras = [camera_dict(camera=f"c{i}", endpoint="tcp://h:1") for i in range(700)]
+    while len(msgpack.packb({"node": "n", "time_ns": 1, "cameras": cameras})) > MAX_HEADER_BYTES:
+        cameras.pop()
+    return {
+        "frame, unknown field of empty lists at the budget": raw(
+            Kind.FRAME, frame_dict(x=[[]] * frame_budget), b"\xff\xd8\xff\xd9"
+        ),
+        "frame, meta of empty lists at its limit": raw(
+            Kind.FRAME, frame_dict(meta={"k": [[]] * (MAX_META_VALUES - 1)}), b"\xff\xd8\xff\xd9"
+        ),
+        "frame, 64 KiB header over the budget": raw(Kind.FRAME, frame_dict(x=[[]] * 65_000), b"\xff\xd8\xff\xd9"),
+        "frame, meta 1023 levels deep": deep_meta_frame(1023, "map", b"\xff\xd8\xff\xd9"),
+        f"describe reply, {len(cameras)} valid cameras": raw(
+            Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": cameras}
+        ),
+        "describe reply, empty lists at the budget": raw(
+            Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [[]] * 1024, "x": [[]] * 23_540}
+        ),
+    }
+
+
+def test_worst_case_decode_cost_is_bounded() -> None:
+    """CPU time (best of 5; the machine may be loaded) of the costliest messages; printed for
+    the record, and far below what would let one message stall a worker."""
+    figures = []
+    for name, message in worst_messages().items():
+        best = math.inf
+        decodes_or_protocol_error(message)
+        for _ in range(5):
+            started = time.process_time()
+            try:
+                decode(message)
+            except ProtocolError:
+                pass
+            best = min(best, time.process_time() - started)
+        figures.append(f"{name} ({len(message)} B): {best * 1000:.1f} ms")
+        assert best < 0.25, figures[-1]
+    print("\nworst-case decode CPU time:\n  " + "\n  ".join(figures))
