@@ -230,11 +230,12 @@ def default_frame_endpoint(control: str, index: int, camera_id: str, where: str,
     if not parsed.port:  # any free port for the control: any free port for frames too
         return str(parsed.with_port(None))
     port = parsed.port + 1 + index
-    while {str(parsed.with_port(port)), default_pull_endpoint(str(parsed.with_port(port)))} & set(claimed):
+    while True:
+        if port > 65535:
+            raise ConfigError(f"{where}.bind: control port + {port - parsed.port} is past 65535; set bind explicitly")
+        if not {str(parsed.with_port(port)), default_pull_endpoint(str(parsed.with_port(port)))} & set(claimed):
+            return str(parsed.with_port(port))
         port += 1
-    if port > 65535:
-        raise ConfigError(f"{where}.bind: control port + {port - parsed.port} is past 65535; set bind explicitly")
-    return str(parsed.with_port(port))
 
 
 def default_pull_endpoint(bind: str) -> str:

@@ -7,7 +7,7 @@ import sys
 import threading
 from types import TracebackType
 
-from common.redact import redact
+from common.redact import Public, redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -17,7 +17,21 @@ class RedactingFormatter(logging.Formatter):
     password can reach a log line from anywhere (an exception, a library, a peer's text)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        args = record.args if isinstance(record.args, tuple) else ()
+        public = [a for a in args if isinstance(a, Public)]
+        if not public:
+            return redact(super().format(record))
+        # Public values (CURVE public keys) are set aside while the line is redacted.
+        marks = [f"\ue000{i}\ue001" for i in range(len(public))]
+        it = iter(marks)
+        record.args = tuple(next(it) if isinstance(a, Public) else a for a in args)
+        try:
+            line = redact(super().format(record))
+        finally:
+            record.args = args
+        for mark, value in zip(marks, public, strict=True):
+            line = line.replace(mark, value)
+        return line
 
 
 def setup_logging(level: str = "INFO") -> None:

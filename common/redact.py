@@ -72,6 +72,11 @@ _BEARER = re.compile(r"\b(?P<scheme>bearer\s+)(?P<value>[A-Za-z0-9\-._~+/]{8,}=*
 _DIGEST_RESPONSE = re.compile(r"\b(?P<key>response\s*=\s*)\"?[0-9a-f]{32,}\"?", re.IGNORECASE)
 
 
+class Public(str):
+    """A value known to hold no secret, kept as is by the log formatter: a CURVE public key's
+    Z85 text has ':' and '@' and would otherwise read as `user:password@host`."""
+
+
 def redact(text: str) -> str:
     """`text` with every password, token and credential in it replaced by ***."""
     return _redact_short(text) if len(text) <= _CACHED_LENGTH else _redact(text)
@@ -257,8 +262,8 @@ def _password_span(marks: _Marks, start: int, encoded: bool) -> tuple[int, int] 
     authority_end = path[0] if path else end
     host_end = text.find("]", start, authority_end) + 1 if text.startswith("[", start) else start  # [IPv6]
     colon = marks.first(_COLON[encoded], max(start, host_end), authority_end)
-    if colon is None or _PORT.fullmatch(text, colon[1], authority_end):
-        return None
+    if colon is None or _PORT.fullmatch(text, colon[1], _without_closing_marks(text, colon[1], authority_end)):
+        return None  # no colon, or a port (`tcp://host:5555: refused` ends the URL at the port)
     if _BARE_IPV6.fullmatch(text, start, authority_end):
         return None  # tcp://::1:5555, an IPv6 address someone forgot to bracket: no password
     newline = marks.first(_NEWLINE, start, len(text))

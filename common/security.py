@@ -25,6 +25,7 @@ from zmq.utils.monitor import parse_monitor_message
 from common.endpoint import Endpoint, ListenAddress
 from common.keys import KeyPair, load_key_pair, read_allow_list
 from common.ratelimit import RateLimitedLog
+from common.redact import Public
 
 log = logging.getLogger("framebus.security")
 _MONITOR_IDS = itertools.count()
@@ -134,7 +135,7 @@ class CurveServer:
             key.decode("ascii", "replace"),
             "refused a connection from %s: its key %s is not in the allow-list %s",
             self._auth.peer,
-            key.decode("ascii", "replace"),
+            Public(key.decode("ascii", "replace")),
             self.allow_dir,
         )
         return False

@@ -330,3 +330,20 @@ def test_no_secret_survives_in_arbitrary_surroundings(
     for secret in [password, *query_secrets]:
         if len(secret) >= 3 and secret not in f"{before} rtsp://{user}:***@{host}{path}{redacted_query} {after}":
             assert secret not in redacted
+
+
+def test_a_public_key_in_a_log_line_is_kept_and_a_password_beside_it_is_not() -> None:
+    """A CURVE public key's Z85 text (':' and '@' in it) read as user:password@host, so the
+    node's refusal lines hid the very key the admin must look for."""
+    import logging
+
+    from common.logs import FORMAT, RedactingFormatter
+    from common.redact import Public
+
+    key = "u%<Z:lo[=6EJZ<6F9h@!5eR8e^m]t+1Zyota1x]q"
+    record = logging.LogRecord(
+        "t", logging.WARNING, __file__, 1, "key %s from %s", (Public(key), "rtsp://a:pw@cam/x"), None
+    )
+    line = RedactingFormatter(FORMAT).format(record)
+    assert key in line and "rtsp://a:***@cam/x" in line and ":pw@" not in line
+    assert record.args == (key, "rtsp://a:pw@cam/x")  # the record is left as it was

@@ -153,7 +153,6 @@ def test_low_port_without_the_right_to_bind_it() -> None:
     ("path", "problem"),
     [
         ("/nonexistent-dir/node", "its directory does not exist: create it, or choose another path"),
-        ("/tmp/" + "x" * 120, "the path is longer than 107 bytes"),
     ],
 )
 def test_bad_ipc_path(path: str, problem: str) -> None:
@@ -186,7 +185,7 @@ def test_stale_ipc_file_is_replaced(nodes: Processes, tmp_path: Path) -> None:
 def test_capture_metrics_port_taken_starts_no_camera() -> None:
     with taken_port() as port:
         ended = run_to_end(capture_node("--control", "tcp://127.0.0.1:*", "--metrics-port", str(port)))
-    assert_one_line(ended, f"--metrics-port: cannot listen on port {port}: {IN_USE}")
+    assert_one_line(ended, f"--metrics-port: cannot listen on 127.0.0.1:{port}: {IN_USE}")
     assert "camera cam1" not in ended.stderr
 
 
@@ -223,4 +222,4 @@ def test_save_listen_taken(tmp_path: Path) -> None:
 def test_worker_metrics_port_taken() -> None:
     with taken_port() as port:
         ended = run_to_end(worker_node("--metrics-port", str(port), "top", "--node", "tcp://127.0.0.1:9"))
-    assert_one_line(ended, f"--metrics-port: cannot listen on port {port}: {IN_USE}")
+    assert_one_line(ended, f"--metrics-port: cannot listen on 127.0.0.1:{port}: {IN_USE}")
