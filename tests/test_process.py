@@ -58,3 +58,16 @@ def test_results_become_plain_msgpack_data() -> None:
         results_meta({"obj": object()})
     with pytest.raises(HandlerError, match="exceed"):
         results_meta({"big": "x" * 100_000})
+
+
+def test_results_nested_too_deep_or_holding_themselves_are_a_handler_error() -> None:
+    """plain() recursed without bound: 1,000 levels, or a list holding itself, raised
+    RecursionError past the worker's HandlerError catch."""
+    deep: list[object] = []
+    for _ in range(1000):
+        deep = [deep]
+    looped: list[object] = []
+    looped.append(looped)
+    for results in ({"deep": deep}, {"loop": looped}):
+        with pytest.raises(HandlerError, match="deeper than 16 levels"):
+            results_meta(results)

@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from common.fields import MAX_META_DEPTH
 from common.protocol import FrameHeader
 
 Handler = Callable[[np.ndarray, FrameHeader], object]
@@ -107,16 +108,20 @@ def _checked_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def plain(value: object) -> object:
-    """Results as msgpack-able plain data: NumPy scalars and arrays become numbers and lists."""
+def plain(value: object, depth: int = 0) -> object:
+    """Results as msgpack-able plain data: NumPy scalars and arrays become numbers and lists.
+    Depth is bounded (the wire allows MAX_META_DEPTH levels of metadata): a handler's deeply
+    nested or self-referencing results are its error, never a RecursionError of the worker."""
+    if depth > MAX_META_DEPTH:
+        raise HandlerError(f"results nest deeper than {MAX_META_DEPTH} levels (or contain themselves)")
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v) for v in value]
+        return [plain(v, depth + 1) for v in value]
     return value
 
 
