@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import zmq
 
+from common import threads
 from common.keys import KeyFileError
 from common.logs import setup_logging
 from common.metrics import serve_metrics
@@ -346,6 +347,21 @@ def run_process(args: argparse.Namespace, access: Access) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    threads.install()
+    try:
+        code = run(args)
+    except Exception as exc:  # a bug: one line that says so, the traceback at DEBUG
+        log.error(
+            "stopped by an internal error: %s: %s (a bug: please report it; --log-level DEBUG shows the traceback)",
+            type(exc).__name__,
+            str(exc)[:300],
+        )
+        log.debug("traceback", exc_info=exc)
+        return 1
+    return 1 if threads.failure() else code  # a thread died, and said why
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         serve_metrics(args.metrics_port)
     except OSError as exc:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import zmq
 
-from common import jpeg
+from common import jpeg, threads
 from common.protocol import Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
 from common.security import CurveFiles, exposure_error, is_loopback
@@ -233,3 +233,6 @@ def run(
     processor = FrameProcessor(as_factory(handler, getattr(handler, "__name__", "handler")), options)
     processor.run(signals)
     signals.drain()
+    failed = threads.failure()
+    if failed:
+        raise RuntimeError(f"processing stopped because {failed}")
