@@ -9,6 +9,7 @@ events tell the cases apart (measured with libzmq 4.3.5):
   CONNECTED, then HANDSHAKE_FAILED_NO_DETAIL (or nothing, for a peer that never speaks);
 - CURVE on one side only: HANDSHAKE_FAILED_PROTOCOL (mechanism mismatch);
 - our key not in the node's allow-list: HANDSHAKE_FAILED_AUTH (and libzmq stops retrying);
+- a ZeroMQ socket of another kind (a camera's PUB frame port): CONNECTED, DISCONNECTED, no retry;
 - a ZeroMQ peer: HANDSHAKE_SUCCEEDED (whether it is a framebus node, only an answer tells).
 
 The monitor is attached before connecting (common.sockets' before_connect), so no event is missed.
@@ -111,6 +112,11 @@ class LinkMonitor:
         elif event == zmq.EVENT_DISCONNECTED:
             if s.up:
                 s.since = time.monotonic()
+            elif s.tcp_connected and not s.failure:
+                # Closed during the handshake without a reason: a ZeroMQ socket of a kind that
+                # does not talk to ours (libzmq gives up on it), or a peer that crashed.
+                s.failure = "handshake"
+                self.gave_up = True
             s.up = s.tcp_connected = False
         elif event == zmq.EVENT_CLOSED and not s.tcp_connected:
             # Refused at once (nothing listens, or a firewall rejects), or after seconds of
@@ -146,9 +152,10 @@ class LinkMonitor:
         if s.failure == "protocol":
             return f"a ZeroMQ protocol error ({s.failure_value:#x}): is this a framebus node of the same version?"
         if s.failure == "handshake":
+            wrong = "not a node's control endpoint there (a wrong port, or a camera's frame port?)"
             if self._secure:
-                return f"the ZeroMQ handshake fails: {keys}, or not a framebus node there (a wrong port?)"
-            return "something listens there but the ZeroMQ handshake fails: not a framebus node (a wrong port?)"
+                return f"the ZeroMQ handshake fails: {keys}, or {wrong}"
+            return f"something listens there but the ZeroMQ handshake fails: {wrong}"
         if s.up:
             return (
                 "a ZeroMQ peer accepts the connection but does not answer describe: is this the node's "
