@@ -29,6 +29,7 @@ from common.protocol import (
     encode_frame,
 )
 from tests.processes import NodeProcess, Processes, wait_until
+from tests.test_metrics import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -297,3 +298,38 @@ def test_memory_stays_bounded_while_a_node_describes_ever_new_cameras(nodes: Pro
     assert growth < 40, f"RSS grew by {growth:.0f} MiB over 15 rounds of {node.per_round} new cameras"
     assert viewer.stop() < 2.0 and "Traceback" not in viewer.output
     print(f"\nweb viewer RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB over 15 rounds; {shown} cameras shown")
+
+
+def test_a_camera_without_frames_shows_why_and_does_not_keep_the_page_loading(nodes: Processes, tmp_path: Path) -> None:
+    """One camera streams, one never can (its RTSP server is not there): the page finishes
+    loading, and the broken camera's tile says why in words, not only in a tooltip."""
+    dead = f"rtsp://127.0.0.1:{free_port()}/nothing"
+    config = tmp_path / "node.toml"
+    config.write_text(
+        '[node]\ncontrol = "tcp://127.0.0.1:*"\n'
+        '[[camera]]\nid = "live"\nwidth = 320\nheight = 240\nfps = 10\n'
+        f'[[camera]]\nid = "dead"\nsource = "{dead}"\n'
+    )
+    _, control = nodes.capture("--config", str(config))
+    viewer = nodes.worker("web", "--node", control, "--listen", "127.0.0.1:0")
+    url = viewer.wait_for(r"web viewer on (http://\S+)").group(1)
+    wait_until(
+        lambda: {c["camera"]: c for c in cameras(url)}.get("dead", {}).get("reason"), 30, "the dead camera's reason"
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="load", timeout=15_000)  # the load event fires: nothing hangs
+            dead_tile = page.locator('figure[data-camera="dead"]')
+            dead_tile.locator(".reason").wait_for(state="visible", timeout=10_000)
+            reason = dead_tile.locator(".reason").inner_text()
+            assert reason and reason == {c["camera"]: c for c in cameras(url)}["dead"]["reason"], reason
+            assert dead_tile.locator(".waiting").inner_text() == "no frame yet"
+            assert dead_tile.locator("img").get_attribute("src") is None
+            live = page.locator('figure[data-camera="live"] img')
+            page.wait_for_function("(i) => i.complete && i.naturalWidth > 0", arg=live.element_handle(), timeout=20_000)
+            assert page.evaluate("document.readyState") == "complete"
+        finally:
+            browser.close()
+    assert viewer.stop() < 2.0
