@@ -9,20 +9,16 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 from common import jpeg
-from common.control import ControlServer
-from common.protocol import CameraInfo, FrameHeader, encode_frame
-from common.publisher import FramePublisher
-from common.sockets import StreamOptions
+from common.protocol import FrameHeader, encode_frame
+from tests.fake_node import FakeNode
 from tests.processes import ROOT, NodeProcess, Processes, wait_until
 from tests.rogue_publisher import frame_dict, packed, raw
 from tests.test_web import get
@@ -31,46 +27,22 @@ CAMERA = "deep"
 STOP_WITHIN_S = 10.0
 
 
-class DeepMetaNode:
-    """A node (in this process, real sockets) whose camera alternates valid frames with frames
-    whose `meta` nests 900 levels deep: within msgpack's limit, beyond Python's recursion budget."""
-
-    def __init__(self) -> None:
-        self.ctx = zmq.Context()
-        self.publisher = FramePublisher(self.ctx, "tcp://127.0.0.1:*", StreamOptions())
-        info = CameraInfo(CAMERA, self.publisher.endpoint, 64, 48, 20.0, "streaming", "latest")
-        self.control = ControlServer(self.ctx, "tcp://127.0.0.1:*", "deep-node", lambda: [info])
-        self.control.start()
-        self.endpoint = self.control.endpoint
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._send, daemon=True)
-        self._thread.start()
-
-    def _send(self) -> None:
+def deep_or_valid(seq: int) -> bytes:
+    """Every other frame's `meta` nests 900 levels deep: within msgpack's limit, beyond Python's
+    recursion budget (decode() raised RecursionError)."""
+    picture = jpeg.encode_bgr(np.full((48, 64, 3), 128, np.uint8), 80)
+    if seq % 2:
         nested: list[object] = []
         for _ in range(900):
             nested = [nested]
-        picture = jpeg.encode_bgr(np.full((48, 64, 3), 128, np.uint8), 80)
-        seq = 0
-        while not self._stop.wait(0.025):  # 40 messages a second, half of them deadly
-            seq += 1
-            if seq % 2:
-                self.publisher.try_send(raw(1, packed(frame_dict(CAMERA, seq, meta={"a": nested})), picture))
-            else:
-                now = time.time_ns()
-                self.publisher.try_send(encode_frame(FrameHeader(CAMERA, seq, now, now, 64, 48), picture))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.control.stop()
-        self.publisher.close()
-        self.ctx.destroy(0)
+        return raw(1, packed(frame_dict(CAMERA, seq, meta={"a": nested})), picture)
+    now = time.time_ns()
+    return encode_frame(FrameHeader(CAMERA, seq, now, now, 64, 48), picture)
 
 
 @pytest.fixture
-def deep_node() -> Iterator[DeepMetaNode]:
-    node = DeepMetaNode()
+def deep_node() -> Iterator[FakeNode]:
+    node = FakeNode(CAMERA, 64, 48, deep_or_valid)
     try:
         yield node
     finally:
@@ -87,7 +59,7 @@ def assert_one_line_no_traceback(worker: NodeProcess, pattern: str) -> None:
 
 
 def test_save_worker_counts_a_frame_that_breaks_the_decoder_and_goes_on(
-    nodes: Processes, deep_node: DeepMetaNode, tmp_path: Path
+    nodes: Processes, deep_node: FakeNode, tmp_path: Path
 ) -> None:
     out = tmp_path / "saved"
     worker = nodes.worker(
@@ -103,9 +75,7 @@ def test_save_worker_counts_a_frame_that_breaks_the_decoder_and_goes_on(
     assert worker.stop() < 2.0 and worker.proc.returncode == 0
 
 
-def test_web_viewer_counts_a_frame_that_breaks_the_decoder_and_goes_on(
-    nodes: Processes, deep_node: DeepMetaNode
-) -> None:
+def test_web_viewer_counts_a_frame_that_breaks_the_decoder_and_goes_on(nodes: Processes, deep_node: FakeNode) -> None:
     worker = nodes.worker("web", "--node", deep_node.endpoint, "--listen", "127.0.0.1:0")
     url = worker.wait_for(r"web viewer on (http://\S+)").group(1)
 
@@ -124,7 +94,7 @@ def test_web_viewer_counts_a_frame_that_breaks_the_decoder_and_goes_on(
 
 
 def test_process_worker_counts_a_frame_that_breaks_the_decoder_and_goes_on(
-    nodes: Processes, deep_node: DeepMetaNode
+    nodes: Processes, deep_node: FakeNode
 ) -> None:
     worker = nodes.worker(
         "process", "--node", deep_node.endpoint, "--camera", CAMERA, "--control", "tcp://127.0.0.1:*",

@@ -23,6 +23,7 @@ from common.units import parse_duration, parse_size
 from worker_node.access import Access
 from worker_node.discovery import DiscoveryError, describe_with_clock
 from worker_node.display import DisplayOptions, run_display
+from worker_node.pixel_limit import parse_max_pixels
 from worker_node.process import HandlerError, load_handler
 from worker_node.processing import FrameProcessor, ProcessOptions
 from worker_node.receiver import FrameReceiver
@@ -121,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
             else "only these cameras (repeatable; default: all, including ones added later)",
         )
 
+    def with_max_pixels(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--max-pixels",
+            type=_arg(parse_max_pixels),
+            default=None,
+            metavar="N",
+            help="refuse pictures of more pixels before decoding them, e.g. 8M or 3840x2160 "
+            "(default: each camera's described size, with a margin; 8K at most)",
+        )
+
     save = sub.add_parser(
         "save",
         help="save frames as JPEG files",
@@ -186,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     display.add_argument(
         "--max-fps", type=_arg(_positive_float), default=30.0, metavar="N", help="redraws per second at most"
     )
+    with_max_pixels(display)
 
     web = sub.add_parser(
         "web",
@@ -225,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="without --key/--allow, allow a --control address other hosts can reach (plaintext)",
     )
+    with_max_pixels(proc)
 
     top = sub.add_parser("top", help="a live table of cameras: state, fps, age, drops, reconnects")
     with_nodes(top)
@@ -326,6 +339,7 @@ def run_process(args: argparse.Namespace, access: Access) -> int:
             access=access,
             curve=CurveFiles(args.key, args.allow) if args.allow else None,
             insecure=args.insecure,
+            max_pixels=args.max_pixels,
         )
         factory = load_handler(args.handler)
         processor = FrameProcessor(factory, options)
@@ -380,7 +394,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "display":
         width, height = args.size
         return run_display(
-            DisplayOptions(tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps, access)
+            DisplayOptions(
+                tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps, access, args.max_pixels
+            )
         )
     if args.command == "web":
         host, port = args.listen

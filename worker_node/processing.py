@@ -28,11 +28,12 @@ from pathlib import Path
 import zmq
 
 from common import jpeg, threads
-from common.protocol import Frame, validate_camera_id
+from common.protocol import CameraInfo, Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
 from common.security import CurveFiles, exposure_error, is_loopback
 from common.shutdown import ShutdownSignals
 from worker_node.access import Access
+from worker_node.pixel_limit import PixelLimit
 from worker_node.process import Handler, HandlerError, HandlerFactory, as_factory, normalise, results_meta
 from worker_node.receiver import FrameReceiver
 from worker_node.republish import DEFAULT_CONTROL, DerivedStreams
@@ -56,6 +57,7 @@ class ProcessOptions:
     access: Access = field(default_factory=Access)  # how to reach the nodes read from
     curve: CurveFiles | None = None  # keys for the derived streams this worker serves
     insecure: bool = False  # without curve, allow serving on addresses other hosts can reach
+    max_pixels: int | None = None  # pictures decoded at most; None: each camera's described size (pixel_limit)
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -92,6 +94,8 @@ class FrameProcessor:
         self._suppressed: dict[str, int] = {}
         self._last_results_log: dict[str, float] = {}
         self._log = RateLimitedLog(log)
+        self._pixels = PixelLimit(options.max_pixels)
+        self._camera_info: dict[str, CameraInfo] = {}  # the receiver's: what each camera described
         self.handled = 0
         self.failed = 0
 
@@ -113,6 +117,7 @@ class FrameProcessor:
         )
         if signals is not None:
             receiver.add_wake_fd(signals.fd)
+        self._camera_info = receiver.camera_info
         log.info("control endpoint %s", self.endpoint)
         next_housekeeping = time.monotonic() + HOUSEKEEPING_S
         # The newest unhandled frame per camera, oldest-served camera first: with several cameras
@@ -153,7 +158,9 @@ class FrameProcessor:
     def _handle(self, sub: Subscription, frame: Frame) -> None:
         camera = sub.name
         try:
-            image = jpeg.decode_bgr(frame.jpeg)
+            image = self._pixels.decode_bgr(camera, frame.jpeg, self._camera_info.get(camera), sub.stats)
+        except jpeg.JpegTooLargeError:
+            return  # counted and logged
         except jpeg.JpegError as exc:
             self._log.warning(f"decode-{camera}", "camera %s: %s; frame skipped", camera, exc)
             return
@@ -212,10 +219,13 @@ def run(
     server_key: str | Path | None = None,
     allow: str | Path | None = None,
     insecure: bool = False,
+    max_pixels: int | None = None,
 ) -> None:
     """Process until SIGINT/SIGTERM (call from the main thread). `handler` is a function
     ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera).
-    `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too."""
+    `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too.
+    `max_pixels`: pictures above it are refused before decoding (default: each camera's
+    described size with a margin, see worker_node.pixel_limit)."""
     if allow and not key:
         raise ValueError("allow needs key: the derived streams are served with this worker's key pair")
     nodes = (node,) if isinstance(node, str) else tuple(node)
@@ -228,6 +238,7 @@ def run(
         access=Access.from_files(key, [server_key] if server_key else [], nodes),
         curve=CurveFiles(Path(key), Path(allow)) if key and allow else None,
         insecure=insecure,
+        max_pixels=max_pixels,
     )
     signals = ShutdownSignals()
     processor = FrameProcessor(as_factory(handler, getattr(handler, "__name__", "handler")), options)

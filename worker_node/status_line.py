@@ -17,6 +17,8 @@ def format_line(sub: Subscription, extra: str = "") -> str:
     )
     if s.malformed:
         line += f" malformed {s.malformed}"
+    if s.too_large:
+        line += f" too large {s.too_large}"
     if sub.status.reason and sub.status.state != "streaming":
         line += f" ({sub.status.reason})"
     return line + (f" {extra}" if extra else "")
