@@ -271,9 +271,9 @@ def run_save(args: argparse.Namespace, access: Access) -> int:
         keep_bytes=args.keep_bytes,
     )
     try:
-        sink = SaveSink(args.out, policy)
+        sink = SaveSink(args.out, policy)  # really writes a file there first
     except OSError as exc:
-        log.error("cannot use output directory %s: %s", args.out, exc.strerror or exc)
+        log.error("%s", exc.strerror or exc)
         return 2
     signals = ShutdownSignals()
     ctx = zmq.Context()
@@ -298,7 +298,8 @@ def run_save(args: argparse.Namespace, access: Access) -> int:
                 if args.count and sink.count >= args.count:
                     return 0
             if time.monotonic() >= next_status:
-                print_status(receiver.subscriptions.values())
+                print_status(receiver.subscriptions.values(), extra=lambda sub: str(sink.errors.get(sub.name, "")))
+                sink.errors.clear()
                 next_status += args.status_interval
     finally:
         receiver.close()

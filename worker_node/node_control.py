@@ -56,6 +56,7 @@ class NodeControl:
         self._bad = RateLimitedLog(log)
         self._started = time.monotonic()
         self.last_reply: float | None = None
+        self.answering_since: float | None = None  # the first reply after a silence
         self.asked_ns = 0
         self._outstanding = 0
         self._parses_left = 0
@@ -138,9 +139,18 @@ class NodeControl:
                 )
                 continue
             self._outstanding -= 1
-            self.last_reply = time.monotonic()
+            now = time.monotonic()
+            if self.last_reply is None or now - self.last_reply > NOT_ANSWERING_S:
+                self.answering_since = now
+            self.last_reply = now
             replies.append(reply)
         return replies
+
+    def answering_for(self) -> float:
+        """Seconds the node has been answering without a silence (0 when it is not)."""
+        if self.answering_since is None or not self.health().answering:
+            return 0.0
+        return time.monotonic() - self.answering_since
 
     def health(self) -> NodeHealth:
         since = self.last_reply if self.last_reply is not None else self._started

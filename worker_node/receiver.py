@@ -27,6 +27,9 @@ log = logging.getLogger("worker_node.receiver")
 REDISCOVER_S = 2.0
 MAX_READS_PER_STREAM = 64  # messages read from one camera's socket per poll
 FOLLOWS_PER_POLL = 16  # described cameras subscribed to (or checked) per poll
+# A stream still silent this long after its node answers again is made anew (libzmq gave up on
+# it: a key refused, yet). Sooner would cut a connection that is being made again anyway.
+REOPEN_AFTER_S = STALE_AFTER_S
 MAX_SUBSCRIPTIONS = 512  # cameras followed at once: a node describing endless new ids cannot exhaust us
 OWNER_SILENT_S = 10.0  # a camera's node silent this long: another node may describe it
 
@@ -179,6 +182,10 @@ class FrameReceiver:
                 if not pending:
                     del self._to_follow[node]
 
+    def _answering_for(self, node: str) -> float:
+        control = self.nodes.get(node)
+        return control.answering_for() if control is not None else 0.0
+
     def _owns(self, node: str, camera: str) -> bool:
         """A camera id belongs to the first node that described it, while that node still
         answers: another node (a misconfigured or hostile one) cannot take it over."""
@@ -200,8 +207,8 @@ class FrameReceiver:
         current = self.subscriptions.get(cam.camera)
         if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
             self.camera_info[cam.camera] = cam
-            if current.status.state == "stale":  # the node answers, its stream does not
-                self._reopen(current)
+            if current.status.state == "stale" and self._answering_for(node) >= REOPEN_AFTER_S:
+                self._reopen(current)  # the node answers, its stream does not (a refused key?)
             return
         if endpoint.startswith("inproc://"):  # names a socket inside this process: never a node's
             self._log.warning(
