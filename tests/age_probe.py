@@ -3,6 +3,7 @@
     python tests/age_probe.py tcp://NODE:5555 cam1 [--work 0.1] [--pull] [--receiver]
     frame <seq> <capture_ns> <received_ns>
     status <state>
+    link <time_ns> link to <endpoint>: <libzmq event> <value>     (pull mode: the stream's connection)
 
 It reads JPEG bytes (no decode) and "works" --work seconds after each frame, with RemoteCapture
 (or --receiver: the FrameReceiver every worker command uses). Runs until SIGTERM.
@@ -11,6 +12,7 @@ It reads JPEG bytes (no decode) and "works" --work seconds after each frame, wit
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -40,6 +42,12 @@ def main() -> None:
         running = False
 
     signal.signal(signal.SIGTERM, stop)
+    links = logging.getLogger("worker_node.link")
+    links.setLevel(logging.DEBUG)
+    to_stdout = logging.StreamHandler(sys.stdout)
+    to_stdout.setFormatter(logging.Formatter("link %(time_ns)d %(message)s"))
+    to_stdout.addFilter(lambda record: setattr(record, "time_ns", time.time_ns()) or True)
+    links.addHandler(to_stdout)
     if args.listen or args.receiver:
         receive(args.node, args.camera, args.work, args.pull, args.listen, lambda: running)
         return

@@ -18,13 +18,16 @@ The monitor is attached before connecting (common.sockets' before_connect), so n
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+log = logging.getLogger("worker_node.link")
 _IDS = itertools.count()
+_NAMES = {getattr(zmq, name): name[6:] for name in dir(zmq) if name.startswith("EVENT_") and name != "EVENT_ALL"}
 EVENTS = (
     zmq.EVENT_CONNECTED
     | zmq.EVENT_CONNECT_DELAYED
@@ -51,6 +54,7 @@ class LinkState:
     failure: str = ""  # the last failure: refused, unreachable, handshake, auth, mechanism, protocol
     failure_value: int = 0  # its detail (a ZMQ_PROTOCOL_ERROR_* code, or a ZAP status code)
     handshakes: int = 0  # handshakes completed, all connections together
+    unreachable_seen: bool = False  # an attempt failed slowly since the last handshake
     since: float = 0.0  # when `up` last changed
 
 
@@ -63,7 +67,11 @@ class LinkMonitor:
         """`state`: what an earlier socket to the same peer learnt (kept across a new socket)."""
         self._ctx = ctx
         self._secure = secure  # we hold CURVE keys for this peer
-        self.state = LinkState(failure=state.failure, failure_value=state.failure_value) if state else LinkState()
+        self.state = (
+            LinkState(failure=state.failure, failure_value=state.failure_value, unreachable_seen=state.unreachable_seen)
+            if state
+            else LinkState()
+        )
         self.state.since = time.monotonic()
         self.socket: zmq.Socket | None = None
         self.gave_up = False
@@ -96,6 +104,12 @@ class LinkMonitor:
             except (ValueError, IndexError):
                 continue
             event, value = int(message["event"]), int(message["value"])
+            log.debug(
+                "link to %s: %s %s",
+                message.get("endpoint", b"?").decode(errors="replace"),
+                _NAMES.get(event, event),
+                value,
+            )
             self._apply(event, value)
             events.append(event)
         return events
@@ -107,7 +121,7 @@ class LinkMonitor:
         elif event == zmq.EVENT_CONNECTED:
             s.tcp_connected = True
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            s.up, s.failure, s.since = True, "", time.monotonic()
+            s.up, s.failure, s.unreachable_seen, s.since = True, "", False, time.monotonic()
             s.handshakes += 1
         elif event == zmq.EVENT_DISCONNECTED:
             if s.up:
@@ -120,9 +134,11 @@ class LinkMonitor:
             s.up = s.tcp_connected = False
         elif event == zmq.EVENT_CLOSED and not s.tcp_connected:
             # Refused at once (nothing listens, or a firewall rejects), or after seconds of
-            # silence (no route, no ARP answer: the host is down or unreachable).
-            slow = time.monotonic() - self._attempt_started > UNREACHABLE_AFTER_S
-            s.failure = "unreachable" if slow else "refused"
+            # silence (no ARP answer: the host is down or unreachable). Once an attempt was slow,
+            # fast failures are the kernel remembering that (EHOSTUNREACH at once), not refusals.
+            if time.monotonic() - self._attempt_started > UNREACHABLE_AFTER_S:
+                s.unreachable_seen = True
+            s.failure = "unreachable" if s.unreachable_seen else "refused"
         elif event & _FAILED_HANDSHAKE:
             s.failure_value = value
             if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
@@ -172,7 +188,7 @@ class LinkMonitor:
                 "or a firewall rejects the connection"
             )
         if s.failure == "unreachable":
-            return "the host does not answer: it is down or unreachable (check the address and the network)"
+            return "the host does not answer: it is down or unreachable, or the network is cut (check the address and the network)"
         return "no connection at all: the host is down or unreachable, or a firewall drops the packets"
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from common.ratelimit import LogBudget, RateLimitedLog
 from worker_node import metrics
 from worker_node.access import Access
 from worker_node.discovery import ClockOffset
+from worker_node.metrics import FRAME_AGE
 from worker_node.node_control import NodeControl, NodeHealth
 from worker_node.subscription import STALE_AFTER_S, Subscription
 
@@ -238,6 +239,7 @@ class FrameReceiver:
         sub = self.subscriptions.get(camera)
         if sub is not None:
             self._remove(sub)
+            FRAME_AGE.remove(camera)  # a label per camera ever seen would grow without bound
         self._owner.pop(camera, None)
         self.camera_info.pop(camera, None)
 

@@ -93,10 +93,14 @@ class Subscription:
             return
         for event in self.link.read():
             if event == zmq.EVENT_DISCONNECTED:
+                log.debug("camera %s: pull connection lost", self.name)
                 self._asked_at = None
             elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._asked_at = None
                 self.request()
+                log.debug(
+                    "camera %s: pull connection up, request %s", self.name, "sent" if self._asked_at else "not sent"
+                )
 
     @property
     def awaiting_connection(self) -> bool:
