@@ -47,7 +47,7 @@ def why(exc: OSError) -> str:
         errno.EACCES: "no permission: check the directory's owner and mode, and the user this runs as",
         errno.EPERM: "not permitted: check the directory's owner, mode and attributes (chattr)",
         errno.EROFS: "the file system is mounted read-only",
-        errno.ENOSPC: "the disk is full (--keep-bytes / --keep-files bound what this worker keeps)",
+        errno.ENOSPC: "the disk is full (--keep-bytes or --keep-files bound what is kept)",
         errno.EDQUOT: "the disk quota is used up",
         errno.ENOENT: "the directory is gone (removed, or its disk unmounted?)",
         errno.ENOTDIR: "a part of the path is a file, not a directory",
@@ -103,7 +103,8 @@ class SaveSink:
         self._policy = policy
         self._next_due: dict[str, int] = {}
         self._log = RateLimitedLog(log)
-        self.errors: dict[str, WriteErrors] = {}
+        self.errors: dict[str, WriteErrors] = {}  # since the last status line
+        self.not_saved = 0  # all together
         check_writable(out)
         self._saved: deque[tuple[Path, int]] = deque(self._existing())
         self._bytes = sum(size for _, size in self._saved)
@@ -166,12 +167,13 @@ class SaveSink:
             errors = self.errors.setdefault(camera, WriteErrors())
             errors.count += 1
             errors.last = problem
+            self.not_saved += 1
             self._log.warning(
                 f"write-{exc.errno}",
                 "cannot save %s: %s; frame skipped (%d not saved so far)",
                 path,
                 problem,
-                sum(e.count for e in self.errors.values()),
+                self.not_saved,
             )
             try:
                 tmp.unlink(missing_ok=True)
