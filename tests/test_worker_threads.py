@@ -24,6 +24,9 @@ from tests.rogue_publisher import frame_dict, packed, raw
 from tests.test_web import get
 
 CAMERA = "deep"
+# decode() raised RecursionError for such a frame (counted as a decoder bug); once it raises
+# ProtocolError as its contract says, the frame is an ordinary malformed one. Either way: dropped.
+DROPPED = r"stream \S+: dropped a malformed message: (it broke the decoder \(RecursionError|.*meta)"
 STOP_WITHIN_S = 10.0
 
 
@@ -69,7 +72,7 @@ def test_save_worker_counts_a_frame_that_breaks_the_decoder_and_goes_on(
     saved = len(list(out.glob("*.jpg")))
     wait_until(lambda: len(list(out.glob("*.jpg"))) >= saved + 20, 20, "20 more valid frames saved")
     assert worker.proc.poll() is None, worker.output[-3000:]
-    broke = [line for line in worker.output.splitlines() if "broke the decoder (RecursionError" in line]
+    broke = [line for line in worker.output.splitlines() if re.search(DROPPED, line)]
     assert 1 <= len(broke) <= 10, worker.output[-3000:]  # rate-limited
     assert "Traceback" not in worker.output
     assert worker.stop() < 2.0 and worker.proc.returncode == 0
@@ -100,7 +103,7 @@ def test_process_worker_counts_a_frame_that_breaks_the_decoder_and_goes_on(
         "process", "--node", deep_node.endpoint, "--camera", CAMERA, "--control", "tcp://127.0.0.1:*",
         "--handler", "worker_node.handlers.motion:MotionDetector",
     )  # fmt: skip
-    worker.wait_for(r"broke the decoder \(RecursionError", 30)
+    worker.wait_for(DROPPED, 30)
     worker.wait_for(rf"camera {CAMERA}: frame \d+ results", 30)  # valid frames are handled
     assert worker.proc.poll() is None and "Traceback" not in worker.output, worker.output[-3000:]
     assert worker.stop() < 3.0 and worker.proc.returncode == 0
