@@ -15,6 +15,7 @@ from capture_node import config as node_config
 from capture_node import metrics
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
 from capture_node.node import CaptureNode
+from common import threads
 from common.bind_error import bind_error
 from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.logs import setup_logging
@@ -124,6 +125,7 @@ def node_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    threads.install()  # a node thread that dies says why and stops the node, which exits 1
     try:
         cfg = config_from_args(args)
     except ConfigError as exc:
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("stopping")
     node.stop()
     log.info("stopped")
-    return 0
+    return 1 if threads.failure() else 0
 
 
 if __name__ == "__main__":

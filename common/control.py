@@ -14,6 +14,7 @@ from common.protocol import CameraInfo, DescribeReply, DescribeRequest, Protocol
 from common.ratelimit import RateLimitedLog
 from common.security import CurveServer, RevocationCheck
 from common.sockets import bind_control, bound_endpoint, rebuild
+from common.threads import WatchedThread
 
 log = logging.getLogger("framebus.control")
 
@@ -35,7 +36,7 @@ class ControlServer:
         self._cameras = cameras
         self._stop = threading.Event()
         self._bad = RateLimitedLog(log)
-        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread = WatchedThread(self._serve, "control")  # its death stops the process, and says why
 
     def start(self) -> None:
         self._thread.start()
@@ -67,6 +68,9 @@ class ControlServer:
             request = decode(body.buffer)
         except ProtocolError as exc:
             self._bad.warning("malformed", "control: ignored a malformed request: %s", exc)
+            return
+        except Exception as exc:  # the contract is ProtocolError only: a decoder bug must not end the thread
+            self._bad.warning("bug", "control: a request broke the decoder (%s: %s); ignored", type(exc).__name__, exc)
             return
         if not isinstance(request, DescribeRequest):
             self._bad.warning(

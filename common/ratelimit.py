@@ -34,3 +34,32 @@ class RateLimitedLog:
         if suppressed:
             message += f" ({suppressed} similar suppressed)"
         self._logger.log(level, message, *args)
+
+
+class LogBudget:
+    """At most `count` lines per `interval` seconds per key, then a count of the others: for
+    lines that are normally few (a camera subscribed) but that a peer can multiply."""
+
+    def __init__(self, logger: logging.Logger, count: int = 32, interval: float = 60.0) -> None:
+        self._logger = logger
+        self._count = count
+        self._interval = interval
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window start, lines in it)
+
+    def info(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if len(self._windows) >= MAX_KEYS and key not in self._windows:
+            self._windows.clear()
+        start, used = self._windows.get(key, (now, 0))
+        if now - start >= self._interval:
+            if used > self._count:
+                self._logger.info("%s: %d more such lines were not logged", key, used - self._count)
+            start, used = now, 0
+        used += 1
+        self._windows[key] = (start, used)
+        if used <= self._count:
+            self._logger.info(message, *args)
+        elif used == self._count + 1:
+            self._logger.info(
+                "%s: more than %d such lines in %.0f s; counting them instead", key, self._count, self._interval
+            )

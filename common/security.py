@@ -26,6 +26,7 @@ from common.endpoint import Endpoint, ListenAddress
 from common.keys import KeyPair, load_key_pair, read_allow_list
 from common.ratelimit import RateLimitedLog
 from common.redact import Public
+from common.threads import WatchedThread
 
 log = logging.getLogger("framebus.security")
 _MONITOR_IDS = itertools.count()
@@ -112,7 +113,7 @@ class CurveServer:
         self._auth = _Authenticator(ctx, log=logging.getLogger("framebus.zap"))
         self._auth.start()
         self._auth.configure_curve_callback(ZAP_DOMAIN, self)
-        self._thread = threading.Thread(target=self._watch, name="allow-list", daemon=True)
+        self._thread = WatchedThread(self._watch, "allow-list")  # revocations must not stop silently
         self._thread.start()
 
     def apply(self, sock: zmq.Socket) -> None:

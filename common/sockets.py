@@ -27,6 +27,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 DEFAULT_SOCKET_BUFFER = 0  # kernel autotuning: a fixed buffer caps throughput at buffer / RTT
 DEFAULT_NOTSENT_LOWAT = 16 * 1024
 DEFAULT_QUEUE_FRAMES = 64
+BeforeConnect = Callable[[zmq.Socket], None]
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,21 @@ TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value; Pyt
 
 
 def connect_frame_subscriber(
-    ctx: zmq.Context, endpoint: str, options: StreamOptions, security: SocketSecurity | None = None
+    ctx: zmq.Context,
+    endpoint: str,
+    options: StreamOptions,
+    security: SocketSecurity | None = None,
+    before_connect: BeforeConnect | None = None,
 ) -> zmq.Socket:
     """One SUB per camera with exactly one subscribe(b""): a conflating SUB keeps only the
     last of several subscriptions, silently."""
     sock = ctx.socket(zmq.SUB)
     if options.every_frame:
         sock.setsockopt(zmq.RCVHWM, options.queue_frames)
+        # A bounded queue can fill. libzmq 4.3.5 aborts the process (`_input_stopped`, libzmq
+        # #3937) when a full queue outlives its connection and is read after a reconnect; with
+        # IMMEDIATE the queue dies with its connection. Conflated queues never fill.
+        sock.setsockopt(zmq.IMMEDIATE, 1)
     else:
         sock.setsockopt(zmq.CONFLATE, 1)
     if options.socket_buffer:
@@ -124,7 +133,7 @@ def connect_frame_subscriber(
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
     _liveness(sock, security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
-    return _connect_or_close(sock, endpoint)
+    return _connect_or_close(sock, endpoint, before_connect)
 
 
 def bind_frame_listener(
@@ -155,13 +164,14 @@ def connect_pull_client(
     endpoint: str,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     security: SocketSecurity | None = None,
+    before_connect: BeforeConnect | None = None,
 ) -> zmq.Socket:
     """Pull mode, worker side: a DEALER that holds one outstanding request (the credit)."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     sock.setsockopt(zmq.IMMEDIATE, 1)  # no request queued for a node that is not connected
     _liveness(sock, security)
-    return _connect_or_close(sock, endpoint)
+    return _connect_or_close(sock, endpoint, before_connect)
 
 
 def bind_control(ctx: zmq.Context, endpoint: str, security: SocketSecurity | None = None) -> zmq.Socket:
@@ -173,18 +183,26 @@ def bind_control(ctx: zmq.Context, endpoint: str, security: SocketSecurity | Non
 
 
 def connect_control(
-    ctx: zmq.Context, endpoint: str, max_message_bytes: int = 1024 * 1024, security: SocketSecurity | None = None
+    ctx: zmq.Context,
+    endpoint: str,
+    max_message_bytes: int = 1024 * 1024,
+    security: SocketSecurity | None = None,
+    before_connect: BeforeConnect | None = None,
 ) -> zmq.Socket:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     _liveness(sock, security)
-    return _connect_or_close(sock, endpoint)
+    return _connect_or_close(sock, endpoint, before_connect)
 
 
-def _connect_or_close(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
+def _connect_or_close(sock: zmq.Socket, endpoint: str, before_connect: BeforeConnect | None = None) -> zmq.Socket:
     """Connect, or close the socket before the error propagates (an endpoint from the network
-    may be one ZeroMQ refuses, e.g. without a port: no socket may leak per attempt)."""
+    may be one ZeroMQ refuses, e.g. without a port: no socket may leak per attempt).
+    `before_connect` sets what must be set before connecting (options such as IMMEDIATE are
+    copied at connect time; a monitor attached later misses the first events)."""
     try:
+        if before_connect is not None:
+            before_connect(sock)
         sock.connect(endpoint)
     except zmq.ZMQError:
         sock.close(0)

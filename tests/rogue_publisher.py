@@ -2,7 +2,7 @@
 process:
 
     python tests/rogue_publisher.py --count 100000 --warm-up 5000 [--seed 7] [--bad-endpoint]
-        [--churn N] [--steal CAMERA]
+        [--churn N] [--steal CAMERA] [--describe-flood N]
 
 It answers describe like a node, so a worker told about it (--node) subscribes to its cameras,
 but every round its answer comes after a burst of malformed describe replies (wrong types,
@@ -36,7 +36,13 @@ can only ever name a socket inside the worker itself; or at any endpoint given);
 ENDPOINT describes a camera at an endpoint that is not the rogue's (a third party's port, a Unix
 socket; with --valid-replies-only for a client that takes the first reply); --steal CAMERA
 advertises another node's camera id, from the second round on, in a second reply STEAL_DELAY_S
-after the first (so that it comes after the real node's answer to the same request).
+after the first (so that it comes after the real node's answer to the same request);
+--describe-flood N, from describe round N on, sends unsolicited describe replies to the worker as
+fast as it can (each listing --churn cameras, with fresh ids in every reply), and a status on
+every stream between them:
+
+    rogue: describe flood started
+    rogue: describe flood sent N       (every 1000 replies)
 """
 
 from __future__ import annotations
@@ -477,6 +483,8 @@ class Rogue:
         self.steals: list[tuple[float, bytes]] = []  # (when, to whom) to describe --steal
         self.replies = [] if args.valid_replies_only else malformed_replies(self.rng)
         self.next_heartbeat = 0.0
+        self.flood_to: bytes | None = None  # --describe-flood: the worker's control identity
+        self.flood_sent = 0
         self.stop = False
         self.go = 0
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -500,7 +508,7 @@ class Rogue:
             self.args.churn_endpoint, self.args.churn_endpoint
         )
         cameras += [
-            camera_entry(f"churn{self.rounds}-{i}", churn, state="ended", fps=0, width=0, height=0)
+            camera_entry(f"churn{self.rounds}.{self.flood_sent}-{i}", churn, state="ended", fps=0, width=0, height=0)
             for i in range(self.args.churn)
         ]
         header = packed({"node": "rogue-node", "time_ns": time.time_ns(), "cameras": cameras})
@@ -522,6 +530,9 @@ class Rogue:
             _, identity = self.steals.pop(0)
             self.control.send_multipart([identity, self.valid_reply(steal=True)])
             self.say(f"rogue: described {self.args.steal}")
+        if self.flood_to is not None:
+            self.flood_describe(self.flood_to)
+            timeout_ms = 0
         for sock, _ in self.poller.poll(timeout_ms):
             if sock is self.control:
                 self.answer()
@@ -548,6 +559,27 @@ class Rogue:
             if self.args.oversized_describe and self.rounds == self.args.oversized_describe:
                 self.control.send_multipart([identity, reply([]) + bytes(2 * ONE_MIB)])
             self.say(f"rogue: describe round {self.rounds}")
+            if self.args.describe_flood and self.rounds == self.args.describe_flood:
+                self.flood_to = identity
+                self.say("rogue: describe flood started")
+
+    def flood_describe(self, identity: bytes, batch: int = 20) -> None:
+        """Unsolicited replies, as many as the worker's socket takes (the rest are dropped by our
+        ROUTER), and a status on every stream: no socket of the worker may starve another."""
+        for _ in range(batch):
+            try:
+                self.control.send_multipart([identity, self.valid_reply()], zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            self.flood_sent += 1
+            if self.flood_sent % 1000 == 0:
+                self.say(f"rogue: describe flood sent {self.flood_sent}")
+        for camera, sock in self.streams.items():
+            if camera != FLOOD:
+                try:
+                    sock.send(encode_status(Status(camera, "reconnecting", time.time_ns())), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
 
     def subscription(self, sock: zmq.Socket) -> None:
         camera = self.by_socket[sock]
@@ -662,6 +694,9 @@ def main() -> None:
     parser.add_argument("--steal", default="", metavar="CAMERA")
     parser.add_argument(
         "--valid-replies-only", action="store_true", help="answer describe without the malformed replies first"
+    )
+    parser.add_argument(
+        "--describe-flood", type=int, default=0, metavar="N", help="from describe round N on, flood describe replies"
     )
     Rogue(parser.parse_args()).run()
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from common.protocol import Frame, FrameHeader
-from tests.processes import ROOT, NodeProcess, Processes, wait_until
+from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
 from tests.rogue_publisher import BIG_IDS, FLOOD, HOSTILE_IDS, LONG_ID
 from tests.rogue_publisher import JPEG as ROGUE_JPEG
 from tests.test_metrics import free_port, scrape
@@ -386,6 +386,19 @@ def test_a_node_describing_ever_new_cameras_does_not_exhaust_the_worker(
     assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
 
 
+def test_the_web_viewer_shows_at_most_256_cameras_and_says_so(nodes: Processes) -> None:
+    attack = Attack(nodes, "--churn", "600")
+    worker = attack.worker("web", "--listen", "127.0.0.1:0")
+    url = worker.wait_for(r"web viewer on (http://\S+)").group(1)
+    worker.wait_for(
+        r"WARNING worker_node\.web: 256 cameras shown already: camera \S+ is not \(see --camera to choose\)", 30
+    )
+    survive_rounds(worker, attack, 3)
+    shown = web_cameras(url)
+    assert len(shown) == 256 and REAL in shown, len(shown)
+    assert worker.stop() < 2.0 and worker.proc.returncode == 0
+
+
 def test_a_node_cannot_take_over_another_nodes_camera(nodes: Processes, tmp_path: Path) -> None:
     attack = Attack(nodes, "--steal", REAL)
     out = tmp_path / "saved"
@@ -505,6 +518,76 @@ def test_a_node_describing_hundreds_of_new_streams_opens_few_sockets_a_second(
     worker.wait_for(r"node \S+ describes new streams faster than 8 a second")
     attack.real_keeps_arriving(lambda: len(saved_real_capture_times(out)))
     assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
+
+
+# ----------------------------------------------------------------------------- rate
+
+
+DESCRIBE_FLOOD_S = 30.0  # the abort this guards against came after 85 s of flood, its cause (below) at once
+
+
+@pytest.mark.parametrize("command", ["save", "web"])
+def test_a_flood_of_describe_replies_starves_no_camera(nodes: Processes, tmp_path: Path, command: str) -> None:
+    """Replies nobody asked for, each listing 300 new cameras, as fast as the rogue can send them,
+    with frames and statuses on its streams meanwhile: the real camera keeps coming, the worker
+    lives, its memory stays flat. (Before: 0 frames saved, then a libzmq abort.)"""
+    attack = Attack(nodes, "--describe-flood", "2", "--churn", "300")
+    out = tmp_path / "saved"
+    if command == "save":
+        worker = start_save_worker(attack, out)
+    else:
+        worker = attack.worker("web", "--listen", "127.0.0.1:0")
+        url = worker.wait_for(r"web viewer on (http://\S+)").group(1)
+        worker.wait_for(rf"camera {REAL}: subscribed to .* on node (?!rogue-node)", 30)
+        wait_until(lambda: web_cameras(url).get(REAL, {}).get("seq") is not None, 20, "a frame of the real camera")
+        reader = StreamReader(url, REAL, timeout=10, forbidden=ROGUE_JPEG)
+    try:
+
+        def real() -> list[int]:
+            return saved_real_capture_times(out) if command == "save" else list(reader.arrivals)
+
+        attack.rogue.wait_for(r"rogue: describe flood started", 30)
+        attack.real_keeps_arriving(lambda: len(real()), more=5)
+        start = time.time_ns()
+        attack.phase(1)  # 5,000 hostile messages on the lossless stream at full rate, meanwhile
+        hold(DESCRIBE_FLOOD_S / 3)  # the churned cameras reach the bound on subscriptions
+        rss_before = rss(worker.proc.pid)
+        hold(DESCRIBE_FLOOD_S * 2 / 3)
+        end = time.time_ns()
+        assert worker.proc.poll() is None, f"the worker died:\n{worker.output[-3000:]}"
+        rss_after = rss(worker.proc.pid)
+    finally:
+        if command == "web":
+            reader.close()
+    replies = max(map(int, re.findall(r"rogue: describe flood sent (\d+)", attack.rogue.output)), default=0)
+    times = real()
+    gap = max_gap_s(times, start, end)
+    during = sum(start < t < end for t in times)
+    assert gap < MAX_GAP_S, f"no frame of the real camera for {gap:.2f} s of the flood"
+    assert rss_after - rss_before < RSS_GROWTH_LIMIT, f"RSS grew by {(rss_after - rss_before) / 2**20:.1f} MiB"
+    assert "Traceback" not in worker.output
+    ignored = [line for line in worker.output.splitlines() if "describe replies nobody asked for" in line]
+    assert ignored and len(ignored) < DESCRIBE_FLOOD_S / 5 + 3, f"{len(ignored)} lines about ignored replies"
+    assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output[-3000:]
+    print(
+        f"\n{command} worker: {during} real frames in {DESCRIBE_FLOOD_S:.0f} s of a flood of more than {replies}"
+        f" describe replies, at most {gap:.2f} s apart; RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB"
+    )
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["common.sockets", "plain libzmq"])
+def test_a_full_queue_outliving_its_connection_does_not_abort_the_worker(nodes: Processes, plain: bool) -> None:
+    """The libzmq abort behind the flood's crash (#3937): a subscriber's bounded queue stays full
+    past the heartbeat timeout (its worker busy elsewhere), the connection is dropped and made
+    again, and the worker reads the queue while the new one handshakes. Plain libzmq 4.3.5 aborts
+    there (this documents the probe; if a libzmq release fixes it, that case fails: see
+    docs/protocol.md); framebus's subscriber drops its queue with its connection (IMMEDIATE)."""
+    probe = nodes.start("tests/full_queue_probe.py", ["--reconnects", "3", *(["--plain"] if plain else [])])
+    code = probe.wait_exit(60)
+    if plain:
+        assert code == -signal.SIGABRT and "_input_stopped" in probe.output, probe.output
+    else:
+        assert code == 0 and "probe: reconnect 3 survived" in probe.output, probe.output
 
 
 # ----------------------------------------------------------------------------- in-process

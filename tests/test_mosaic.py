@@ -34,7 +34,7 @@ def test_tile_is_decoded_small_and_letterboxed() -> None:
     image = np.zeros((720, 1280, 3), np.uint8)
     image[:, :640] = (0, 0, 255)  # left half red
     image[:, 640:] = (255, 0, 0)  # right half blue
-    tile = mosaic.render_tile(jpeg.encode_bgr(image, 90), 1280, 720, 320, 240)
+    tile = mosaic.render_tile(jpeg.encode_bgr(image, 90), 320, 240)
     assert tile.shape == (240, 320, 3)
     assert (tile[:30] == mosaic.BACKGROUND).all() and (tile[-30:] == mosaic.BACKGROUND).all()  # letterbox bands
     assert tile[120, 80, 2] > 200 and tile[120, 240, 0] > 200

@@ -320,7 +320,7 @@ def test_disk_full_returns_none_and_recovers(small_tmpfs: Path, caplog: pytest.L
                 break
     assert results[-1] is None, "the file system never filled up"
     assert len(results) > 1
-    assert "disk full" in caplog.text
+    assert "the disk is full" in caplog.text
     written = [p for p in results if p is not None]
     assert listing(out) == [p.name for p in written]
     assert all(p.read_bytes() == jpeg for p in written)

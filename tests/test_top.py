@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
+import select
+import struct
+import sys
+import termios
+import time
+
+import pyte
 
 from tests.processes import NodeProcess, Processes
 
@@ -25,3 +34,36 @@ def test_top_shows_state_rates_and_age(nodes: Processes) -> None:
     assert 15 <= float(published_fps) <= 25 and 10 <= float(received_fps) <= 25
     assert re.fullmatch(r"\d+", age_ms) and int(age_ms) < 200
     assert reconnects == "0"
+
+
+def test_top_redraws_in_place_on_a_terminal(nodes: Processes) -> None:
+    """On a real terminal (a pty, read by a terminal emulator), each refresh replaces the last:
+    log lines (a camera subscribed) print above the table instead of pushing it down, which left
+    the first render on screen."""
+    _, control = nodes.capture("--width", "160", "--height", "120", "--fps", "10")
+    rows, cols = 40, 160
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: worker-node top on the pty
+        os.environ.update(COLUMNS=str(cols), LINES=str(rows), TERM="xterm-256color")
+        os.execv(sys.executable, [sys.executable, "-m", "worker_node", "top", "--node", control, "--count", "6", "--refresh", "0.5s"])  # fmt: skip
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    screen = pyte.Screen(cols, rows)
+    stream = pyte.ByteStream(screen)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 1.0)[0]:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the child exited: the pty is closed
+            break
+        if not data:
+            break
+        stream.feed(data)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    shown = [line.rstrip() for line in screen.display if line.strip()]
+    assert sum("framebus top" in line for line in shown) == 1, "\n".join(shown)
+    assert sum(line.startswith("│ cam1") for line in shown) == 1, "\n".join(shown)
+    assert any("camera cam1: subscribed" in line for line in shown), "\n".join(shown)  # above the table

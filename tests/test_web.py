@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,10 +15,21 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import zmq
 from playwright.sync_api import sync_playwright
 
 from common import jpeg
+from common.protocol import (
+    CameraInfo,
+    DescribeReply,
+    DescribeRequest,
+    FrameHeader,
+    decode,
+    encode_describe_reply,
+    encode_frame,
+)
 from tests.processes import NodeProcess, Processes, wait_until
+from tests.test_metrics import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -198,3 +210,131 @@ def test_a_slow_client_gets_the_newest_frame_not_a_backlog(nodes: Processes, tmp
     finally:
         reader.close()
     wait_until(lambda: clients(url)["left"] == 0, 10, "the closed client counted out")
+
+
+# ----------------------------------------------------------------------------- memory under camera churn
+
+
+class ChurningNode(threading.Thread):
+    """A node (real sockets, in this process) that answers every describe request with
+    `per_round` cameras it never described before, each a real stream of big frames (a noisy
+    1280x720 JPEG, ~1 MB): a viewer that kept every camera ever described, with its last
+    frame, grew by ~`per_round` MB per round."""
+
+    def __init__(self, per_round: int = 40) -> None:
+        super().__init__(daemon=True)
+        self.ctx = zmq.Context()
+        self.control = self.ctx.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.endpoint = f"tcp://127.0.0.1:{self.control.bind_to_random_port('tcp://127.0.0.1')}"
+        self.per_round = per_round
+        self.rounds = 0
+        self.picture = jpeg.encode_bgr(np.random.default_rng(1).integers(0, 256, (720, 1280, 3), np.uint8), 90)
+        self.streams: dict[str, tuple[zmq.Socket, str]] = {}
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        seq = 0
+        while not self.stopping.is_set():
+            if self.control.poll(200, zmq.POLLIN):
+                identity, request = self.control.recv_multipart()
+                if isinstance(decode(request), DescribeRequest):
+                    self.next_round(identity)
+            seq += 1
+            now = time.time_ns()
+            for camera, (sock, _) in self.streams.items():
+                sock.send(encode_frame(FrameHeader(camera, seq, now, now, 1280, 720), self.picture), zmq.NOBLOCK)
+        for sock, _ in self.streams.values():
+            sock.close(0)
+        self.control.close(0)
+        self.ctx.term()
+
+    def next_round(self, identity: bytes) -> None:
+        for sock, _ in self.streams.values():
+            sock.close(0)
+        self.rounds += 1
+        self.streams = {}
+        for i in range(self.per_round):
+            sock = self.ctx.socket(zmq.PUB)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.CONFLATE, 1)
+            port = sock.bind_to_random_port("tcp://127.0.0.1")
+            self.streams[f"churn{self.rounds}-{i}"] = (sock, f"tcp://127.0.0.1:{port}")
+        infos = tuple(
+            CameraInfo(camera, endpoint, 1280, 720, 5.0, "streaming", "latest")
+            for camera, (_, endpoint) in self.streams.items()
+        )
+        self.control.send_multipart([identity, encode_describe_reply(DescribeReply("churner", time.time_ns(), infos))])
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def test_memory_stays_bounded_while_a_node_describes_ever_new_cameras(nodes: Processes) -> None:
+    node = ChurningNode()
+    try:
+        viewer = nodes.worker("web", "--node", node.endpoint, "--listen", "127.0.0.1:0")
+        url = viewer.wait_for(r"web viewer on (http://\S+)").group(1)
+        wait_until(lambda: node.rounds >= 5, 30, "5 describe rounds")
+        wait_until(lambda: sum(c["seq"] is not None for c in cameras(url)) >= 20, 20, "frames of the churned cameras")
+        before, rounds_before = rss(viewer.proc.pid), node.rounds
+        wait_until(lambda: node.rounds >= rounds_before + 15, 60, "15 more rounds")
+        after = rss(viewer.proc.pid)
+        shown = len(cameras(url))
+    finally:
+        node.close()
+    # The cameras of the last two rounds at most: the ones no longer described are dropped.
+    assert shown <= 2 * node.per_round, f"{shown} cameras on the page"
+    growth = (after - before) / 2**20
+    assert growth < 40, f"RSS grew by {growth:.0f} MiB over 15 rounds of {node.per_round} new cameras"
+    assert viewer.stop() < 2.0 and "Traceback" not in viewer.output
+    print(f"\nweb viewer RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB over 15 rounds; {shown} cameras shown")
+
+
+def test_a_camera_without_frames_shows_why_and_does_not_keep_the_page_loading(nodes: Processes, tmp_path: Path) -> None:
+    """One camera streams, one never can (its RTSP server is not there): the broken camera's tile
+    says why in words (not only in a tooltip), and no stream request hangs for it (an <img> that
+    waits for a first frame keeps the page loading for ever)."""
+    dead = f"rtsp://127.0.0.1:{free_port()}/nothing"
+    config = tmp_path / "node.toml"
+    config.write_text(
+        '[node]\ncontrol = "tcp://127.0.0.1:*"\n'
+        '[[camera]]\nid = "live"\nwidth = 320\nheight = 240\nfps = 10\n'
+        f'[[camera]]\nid = "dead"\nsource = "{dead}"\n'
+    )
+    _, control = nodes.capture("--config", str(config))
+    viewer = nodes.worker("web", "--node", control, "--listen", "127.0.0.1:0")
+    url = viewer.wait_for(r"web viewer on (http://\S+)").group(1)
+    wait_until(
+        lambda: {c["camera"]: c for c in cameras(url)}.get("dead", {}).get("reason"), 30, "the dead camera's reason"
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(url, wait_until="load", timeout=15_000)
+            dead_tile = page.locator('figure[data-camera="dead"]')
+            dead_tile.locator(".reason").wait_for(state="visible", timeout=10_000)
+            reason = dead_tile.locator(".reason").inner_text()
+            assert reason and reason == {c["camera"]: c for c in cameras(url)}["dead"]["reason"], reason
+            assert dead_tile.locator(".waiting").inner_text() == "no frame yet"
+            # No request left pending for ever (the tab's spinner) for a stream that has nothing to send.
+            assert dead_tile.locator("img").get_attribute("src") is None
+            assert not [u for u in requested if "/cameras/dead" in u], requested
+            live = page.locator('figure[data-camera="live"] img')
+            page.wait_for_function("(i) => i.complete && i.naturalWidth > 0", arg=live.element_handle(), timeout=20_000)
+            assert page.evaluate("document.readyState") == "complete"
+        finally:
+            browser.close()
+    assert viewer.stop() < 2.0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import zmq
 
+from common import threads
 from common.bind_error import BindError, bind_error
 from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.endpoint import EndpointError, parse_endpoint, parse_listen
@@ -25,6 +26,7 @@ from worker_node.access import Access
 from worker_node.discovery import ClockOffset, DiscoveryError, describe_with_clock
 from worker_node.display import DisplayOptions, run_display
 from worker_node.follow import parse_follow_host
+from worker_node.pixel_limit import parse_max_pixels
 from worker_node.process import HandlerError, load_handler
 from worker_node.processing import FrameProcessor, ProcessOptions
 from worker_node.receiver import FrameReceiver
@@ -130,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
             else "only these cameras (repeatable; default: all, including ones added later)",
         )
 
+    def with_max_pixels(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--max-pixels",
+            type=arg_type(parse_max_pixels),
+            default=None,
+            metavar="N",
+            help="refuse pictures of more pixels before decoding them, e.g. 8M or 3840x2160 "
+            "(default: each camera's described size, with a margin; 8K at most)",
+        )
+
     save = sub.add_parser(
         "save",
         help="save frames as JPEG files",
@@ -203,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     display.add_argument(
         "--max-fps", type=arg_type(_positive_float), default=30.0, metavar="N", help="redraws per second at most"
     )
+    with_max_pixels(display)
 
     web = sub.add_parser(
         "web",
@@ -242,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="without --key/--allow, allow a --control address other hosts can reach (plaintext)",
     )
+    with_max_pixels(proc)
 
     top = sub.add_parser(
         "top",
@@ -307,9 +321,9 @@ def run_save(args: argparse.Namespace, access: Access) -> int:
         keep_bytes=args.keep_bytes,
     )
     try:
-        sink = SaveSink(args.out, policy)
+        sink = SaveSink(args.out, policy)  # really writes a file there first
     except OSError as exc:
-        log.error("cannot use output directory %s: %s", args.out, exc.strerror or exc)
+        log.error("%s", exc.strerror or exc)
         return 2
     signals = ShutdownSignals()
     ctx = zmq.Context()
@@ -334,7 +348,8 @@ def run_save(args: argparse.Namespace, access: Access) -> int:
                 if args.count and sink.count >= args.count:
                     return 0
             if time.monotonic() >= next_status:
-                print_status(receiver.subscriptions.values())
+                print_status(receiver.subscriptions.values(), extra=lambda sub: str(sink.errors.get(sub.name, "")))
+                sink.errors.clear()
                 next_status += args.status_interval
     finally:
         receiver.close()
@@ -382,6 +397,7 @@ def run_process(args: argparse.Namespace, access: Access) -> int:
             access=access,
             curve=CurveFiles(args.key, args.allow) if args.allow else None,
             insecure=args.insecure,
+            max_pixels=args.max_pixels,
         )
         factory = load_handler(args.handler)
         processor = FrameProcessor(factory, options)
@@ -403,6 +419,21 @@ def run_process(args: argparse.Namespace, access: Access) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    threads.install()
+    try:
+        code = run(args)
+    except Exception as exc:  # a bug: one line that says so, the traceback at DEBUG
+        log.error(
+            "stopped by an internal error: %s: %s (a bug: please report it; --log-level DEBUG shows the traceback)",
+            type(exc).__name__,
+            str(exc)[:300],
+        )
+        log.debug("traceback", exc_info=exc)
+        return 1
+    return 1 if threads.failure() else code  # a thread died, and said why
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         serve_metrics(args.metrics_port)
     except OSError as exc:
@@ -427,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "display":
         width, height = args.size
         return run_display(
-            DisplayOptions(tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps, access)
+            DisplayOptions(
+                tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps, access, args.max_pixels
+            )
         )
     if args.command == "web":
         warning = http_exposure_warning("the web viewer", args.listen, "sees the cameras")

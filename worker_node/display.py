@@ -21,12 +21,16 @@ import cv2
 import numpy as np
 import zmq
 
+from common import jpeg
 from common.protocol import Frame
+from common.ratelimit import RateLimitedLog
 from common.redact import redact
 from common.shutdown import ShutdownSignals
 from worker_node import mosaic
 from worker_node.access import Access
+from worker_node.pixel_limit import PixelLimit
 from worker_node.receiver import FrameReceiver
+from worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.display")
 
@@ -48,6 +52,7 @@ class DisplayOptions:
     title: str = "framebus"
     max_fps: float = 30.0  # redraws per second at most
     access: Access = field(default_factory=Access)
+    max_pixels: int | None = None  # pictures decoded at most; None: each camera's described size
 
 
 def display_problem(display: str | None) -> str | None:
@@ -98,6 +103,8 @@ class MosaicDisplay:
         self.options = options
         self._latest: dict[str, Frame] = {}
         self._tiles: dict[str, tuple[Frame, tuple[int, int], np.ndarray]] = {}
+        self._pixels = PixelLimit(options.max_pixels)
+        self._bad = RateLimitedLog(log)
         self.renders = 0
 
     def run(self, receiver: FrameReceiver, signals: ShutdownSignals) -> None:
@@ -154,15 +161,29 @@ class MosaicDisplay:
             else:
                 cached = self._tiles.get(name)
                 if cached is None or cached[0] is not frame or cached[1] != size:
-                    h = frame.header
-                    image = mosaic.render_tile(frame.jpeg, h.width, h.height, *size)
-                    cached = (frame, size, image)
+                    cached = (frame, size, self._tile(receiver, sub, frame, size))
                     self._tiles[name] = cached
                 tile = cached[2].copy()
                 age = max(0.0, (now_ns - frame.header.capture_ns) / 1e9)
             mosaic.label(tile, mosaic.TileInfo(name, sub.status.state, sub.stats.fps, age, redact(sub.status.reason)))
             tiles.append(tile)
         return mosaic.compose(layout, tiles, o.width, o.height)
+
+    def _tile(self, receiver: FrameReceiver, sub: Subscription, frame: Frame, size: tuple[int, int]) -> np.ndarray:
+        """The frame as a tile; a blank one for a picture that is refused or does not decode."""
+        info = receiver.camera_info.get(sub.name)
+
+        def decode(factor: int) -> np.ndarray:
+            return self._pixels.decode_reduced(sub.name, frame.jpeg, factor, info, sub.stats)
+
+        try:
+            return mosaic.render_tile(frame.jpeg, *size, decode=decode)
+        except jpeg.JpegTooLargeError:
+            return mosaic.blank(*size)  # counted and logged
+        except jpeg.JpegError as exc:
+            sub.stats.malformed += 1
+            self._bad.warning(f"jpeg-{sub.name}", "camera %s: %s; frame not shown", sub.name, exc)
+            return mosaic.blank(*size)
 
 
 def run_display(options: DisplayOptions) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -66,9 +67,15 @@ def reduction(frame_w: int, frame_h: int, tile_w: int, tile_h: int) -> int:
     return 1
 
 
-def render_tile(data: bytes | memoryview, frame_w: int, frame_h: int, tile_w: int, tile_h: int) -> np.ndarray:
-    """Decode at reduced size (DCT scaling) and fit into a tile, letterboxed."""
-    image = jpeg.decode_reduced(data, reduction(frame_w, frame_h, tile_w, tile_h))
+def render_tile(
+    data: bytes | memoryview, tile_w: int, tile_h: int, decode: Callable[[int], np.ndarray] | None = None
+) -> np.ndarray:
+    """Decode at reduced size (DCT scaling) and fit into a tile, letterboxed. The size is the
+    JPEG's own (its frame header), not what the message claims. `decode(factor)` decodes `data`
+    (with the caller's pixel limit); by default common.jpeg.decode_reduced. JpegError if it does not."""
+    frame_w, frame_h = jpeg.frame_size(data)
+    factor = reduction(frame_w, frame_h, tile_w, tile_h)
+    image = decode(factor) if decode is not None else jpeg.decode_reduced(data, factor)
     return fit(image, tile_w, tile_h)
 
 

@@ -27,14 +27,15 @@ from pathlib import Path
 
 import zmq
 
-from common import jpeg
+from common import jpeg, threads
 from common.endpoint import parse_endpoint
 from common.logs import setup_logging
-from common.protocol import Frame, validate_camera_id
+from common.protocol import CameraInfo, Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
 from common.security import CurveFiles, CurveServer, check_exposure
 from common.shutdown import ShutdownSignals
 from worker_node.access import Access
+from worker_node.pixel_limit import PixelLimit
 from worker_node.process import Handler, HandlerError, HandlerFactory, as_factory, normalise, results_meta
 from worker_node.receiver import FrameReceiver
 from worker_node.republish import DEFAULT_CONTROL, DerivedStreams
@@ -58,6 +59,7 @@ class ProcessOptions:
     access: Access = field(default_factory=Access)  # how to reach the nodes read from
     curve: CurveFiles | None = None  # keys for the derived streams this worker serves
     insecure: bool = False  # without curve, allow serving on addresses other hosts can reach
+    max_pixels: int | None = None  # pictures decoded at most; None: each camera's described size (pixel_limit)
 
     def __post_init__(self) -> None:
         """Raises ValueError (EndpointError, ExposureError) naming the value that is wrong."""
@@ -109,6 +111,8 @@ class FrameProcessor:
         self._suppressed: dict[str, int] = {}
         self._last_results_log: dict[str, float] = {}
         self._log = RateLimitedLog(log)
+        self._pixels = PixelLimit(options.max_pixels)
+        self._camera_info: dict[str, CameraInfo] = {}  # the receiver's: what each camera described
         self.handled = 0
         self.failed = 0
 
@@ -130,6 +134,7 @@ class FrameProcessor:
         )
         if signals is not None:
             receiver.add_wake_fd(signals.fd)
+        self._camera_info = receiver.camera_info
         log.info("control endpoint %s", self.endpoint)
         next_housekeeping = time.monotonic() + HOUSEKEEPING_S
         # The newest unhandled frame per camera, oldest-served camera first: with several cameras
@@ -173,7 +178,9 @@ class FrameProcessor:
     def _handle(self, sub: Subscription, frame: Frame) -> None:
         camera = sub.name
         try:
-            image = jpeg.decode_bgr(frame.jpeg)
+            image = self._pixels.decode_bgr(camera, frame.jpeg, self._camera_info.get(camera), sub.stats)
+        except jpeg.JpegTooLargeError:
+            return  # counted and logged
         except jpeg.JpegError as exc:
             self._log.warning(f"decode-{camera}", "camera %s: %s; frame skipped", camera, exc)
             return
@@ -233,14 +240,16 @@ def run(
     allow: str | Path | None = None,
     insecure: bool = False,
     follow_hosts: Sequence[str] = (),
+    max_pixels: int | None = None,
 ) -> None:
     """Process until SIGINT/SIGTERM (call from the main thread). `handler` is a function
     ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera).
     `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too;
     `follow_hosts` are hosts besides each node's own that its described streams may be on.
-    A wrong value raises ValueError naming it. Results and problems are logged: to stderr in
-    the nodes' format, unless the application configured logging itself (then its
-    configuration is left as it is)."""
+    `max_pixels`: pictures above it are refused before decoding (default: each camera's
+    described size with a margin, see worker_node.pixel_limit). A wrong value raises ValueError
+    naming it. Results and problems are logged: to stderr in the nodes' format, unless the
+    application configured logging itself (then its configuration is left as it is)."""
     if not logging.getLogger().handlers:  # a script's one-liner would otherwise print nothing
         setup_logging()
     if allow and not key:
@@ -255,8 +264,12 @@ def run(
         access=Access.from_files(key, [server_key] if server_key else [], nodes, follow_hosts=follow_hosts),
         curve=CurveFiles(Path(key), Path(allow)) if key and allow else None,
         insecure=insecure,
+        max_pixels=max_pixels,
     )
     signals = ShutdownSignals()
     processor = FrameProcessor(as_factory(handler, getattr(handler, "__name__", "handler")), options)
     processor.run(signals)
     signals.drain()
+    failed = threads.failure()
+    if failed:
+        raise RuntimeError(f"processing stopped because {failed}")

@@ -9,23 +9,29 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Collection, Sequence
 
 import zmq
 
-from common.protocol import CameraInfo, Frame, encode_describe_request
-from common.ratelimit import RateLimitedLog
-from common.sockets import connect_control
+from common.protocol import CameraInfo, Frame
+from common.ratelimit import LogBudget, RateLimitedLog
 from worker_node import metrics
 from worker_node.access import Access
-from worker_node.discovery import ClockOffset, DiscoveryError, parse_reply
+from worker_node.discovery import ClockOffset
 from worker_node.follow import FollowPolicy
+from worker_node.metrics import FRAME_AGE
+from worker_node.node_control import NodeControl, NodeHealth
 from worker_node.subscription import STALE_AFTER_S, Subscription
 
 log = logging.getLogger("worker_node.receiver")
 
 REDISCOVER_S = 2.0
-RECONNECT_AFTER_ROUNDS = 3  # describe rounds without a connection before the socket is made anew
+MAX_READS_PER_STREAM = 64  # messages read from one camera's socket per poll
+FOLLOWS_PER_POLL = 16  # described cameras subscribed to (or checked) per poll
+# A stream still silent this long after its node answers again is made anew (libzmq gave up on
+# it: a key refused, yet). Sooner would cut a connection that is being made again anyway.
+REOPEN_AFTER_S = STALE_AFTER_S
 MAX_SUBSCRIPTIONS = 512  # cameras followed at once: a node describing endless new ids cannot exhaust us
 OWNER_SILENT_S = 10.0  # a camera's node silent this long: another node may describe it
 
@@ -50,32 +56,34 @@ class FrameReceiver:
         self._pull = pull  # ask for each frame (slow links) instead of subscribing
         self._stale_after = stale_after_s
         self._poller = zmq.Poller()
-        self._controls: dict[zmq.Socket, str] = {}
-        self._unreachable: dict[str, int] = {}  # node -> describe rounds in a row it was not connected
+        self._controls: dict[zmq.Socket, NodeControl] = {}  # control and monitor sockets -> their node
+        self.nodes: dict[str, NodeControl] = {}
         self._owner: dict[str, str] = {}  # camera id -> the node it is followed on
         self._last_reply: dict[str, float] = {}  # node -> when it last answered describe
-        for node in nodes:
-            self._connect_control(node)
-        if wake_fd is not None:
-            self._poller.register(wake_fd, zmq.POLLIN)
         self.subscriptions: dict[str, Subscription] = {}
         self._by_socket: dict[zmq.Socket, Subscription] = {}
+        self._links: dict[zmq.Socket, Subscription] = {}  # link monitors of pull subscriptions
+        for node in nodes:
+            self._add_node(NodeControl(ctx, node, self._access.client(node)))
+        if wake_fd is not None:
+            self._poller.register(wake_fd, zmq.POLLIN)
         metrics.track(self)
         for endpoint in listen:  # capture nodes behind NAT connect to these
             security, limit = self._access.client(), self._access.max_message_bytes
             self._add(Subscription(ctx, endpoint, listen=True, security=security, max_message_bytes=limit))
             log.info("listening for capture nodes on %s", endpoint)
         self._next_discovery = 0.0
-        self._asked_ns = 0
         self.camera_info: dict[str, CameraInfo] = {}  # as the nodes last described them
         self.clock_offsets: dict[str, ClockOffset] = {}  # node -> estimate from describe round trips
         self._log = RateLimitedLog(log, interval=30.0)
+        self._changes = LogBudget(log)  # (un)subscriptions: a node describing endless new ids would flood the log
+        self._to_follow: dict[str, deque[tuple[str, CameraInfo]]] = {}  # node -> described cameras to follow
 
-    def _connect_control(self, node: str) -> None:
-        sock = connect_control(self._ctx, node, security=self._access.client(node))
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # no queued requests while the node is down
-        self._controls[sock] = node
-        self._poller.register(sock, zmq.POLLIN)
+    def _add_node(self, control: NodeControl) -> None:
+        self.nodes[control.node] = control
+        for sock in control.sockets:
+            self._controls[sock] = control
+            self._poller.register(sock, zmq.POLLIN)
 
     def add_wake_fd(self, fd: int) -> None:
         """Another file descriptor that ends a blocked poll() when readable (a stop request)."""
@@ -83,12 +91,14 @@ class FrameReceiver:
 
     def poll(self, timeout_s: float) -> list[tuple[Subscription, Frame]]:
         """Wait up to timeout_s; return the frames that arrived (at most the newest per
-        camera for conflated streams). Returns early, maybe empty, when woken."""
+        camera for conflated streams). Returns early, maybe empty, when woken. Work per call
+        is bounded on every socket, so that no socket can starve another."""
         now = time.monotonic()
         if now >= self._next_discovery:
             self._ask_nodes()
             self._next_discovery = now + REDISCOVER_S
-        wait = max(0.0, min(timeout_s, self._next_discovery - now))
+        self._follow_some()
+        wait = 0.0 if self._to_follow else max(0.0, min(timeout_s, self._next_discovery - now))
         for pulled in self.subscriptions.values():
             pulled.request()  # pull mode: the caller is ready for the next frame
             if pulled.awaiting_connection:
@@ -96,19 +106,28 @@ class FrameReceiver:
         ready = dict(self._poller.poll(int(wait * 1000)))
         frames: list[tuple[Subscription, Frame]] = []
         for sock in ready:
-            if sock in self._controls:
-                self._on_reply(sock)
+            if (control := self._controls.get(sock)) is not None:
+                if control.node in self.nodes:  # not removed by a reply handled before
+                    self._on_replies(control)
             elif (sub := self._by_socket.get(sock)) is not None:
                 frame = self._drain(sub)
                 if frame is not None:
                     frames.append((sub, frame))
+            elif (linked := self._links.get(sock)) is not None:
+                linked.on_link_events()
         self._mark_stale()
+        for control in self.nodes.values():
+            control.report()
         return frames
+
+    def node_health(self) -> list[NodeHealth]:
+        """Every node asked, answering or not (and why not): for `web` and `top`."""
+        return [control.health() for control in self.nodes.values()]
 
     def _drain(self, sub: Subscription) -> Frame | None:
         """Everything pending on a conflated stream; the next frame of an every-frame one."""
         newest = None
-        for _ in range(64):  # bounded: a flooding peer cannot starve the other cameras
+        for _ in range(MAX_READS_PER_STREAM):  # bounded: a flooding peer cannot starve the other cameras
             if not sub.socket.poll(0, zmq.POLLIN):
                 break
             frame = sub.receive()
@@ -119,36 +138,18 @@ class FrameReceiver:
         return newest
 
     def _ask_nodes(self) -> None:
-        self._asked_ns = time.time_ns()
-        for sock, node in list(self._controls.items()):
-            try:
-                sock.send(encode_describe_request(), zmq.NOBLOCK)
-                self._unreachable[node] = 0
-            except zmq.Again:
-                self._unreachable[node] = self._unreachable.get(node, 0) + 1
-                if self._unreachable[node] % RECONNECT_AFTER_ROUNDS == 0:
-                    # ZeroMQ does not retry a connection the node refused (our key was not
-                    # allowed, yet): a new socket does. Harmless when the node is just down.
+        for control in list(self.nodes.values()):
+            old = control.sockets
+            if control.ask():  # made anew: libzmq had given up on the old socket
+                for sock in old:
                     self._poller.unregister(sock)
-                    del self._controls[sock]
-                    sock.close(0)
-                    self._connect_control(node)
-                hint = (
-                    " (or it refuses our key: check --key, --server-key and its allow-list)"
-                    if self._access.keys
-                    else ""
-                )
-                self._log.warning(f"down-{node}", "node %s is not reachable yet%s", node, hint)
+                    self._controls.pop(sock, None)
+                self._add_node(control)
 
-    def _on_reply(self, sock: zmq.Socket) -> None:
-        node = self._controls[sock]
-        while sock.poll(0, zmq.POLLIN):
-            try:
-                reply = parse_reply(sock.recv(), node)
-            except DiscoveryError as exc:
-                self._log.warning(f"bad-{node}", "%s", exc)
-                continue
-            clock = ClockOffset.estimate(reply.time_ns, self._asked_ns, time.time_ns())
+    def _on_replies(self, control: NodeControl) -> None:
+        node = control.node
+        for reply in control.read():
+            clock = ClockOffset.estimate(reply.time_ns, control.asked_ns, time.time_ns())
             self.clock_offsets[node] = clock
             if abs(clock.seconds) > max(0.05, 2 * clock.uncertainty):
                 self._log.warning(
@@ -159,12 +160,34 @@ class FrameReceiver:
                 )
             self._last_reply[node] = time.monotonic()
             described = {cam.camera for cam in reply.cameras if self._owns(node, cam.camera)}
-            for cam in reply.cameras:
-                if cam.camera in described and (not self._wanted or cam.camera in self._wanted):
-                    self._follow(node, reply.node, cam)
             for camera in [c for c, owner in self._owner.items() if owner == node and c not in described]:
-                log.info("camera %s: node %s no longer describes it; unsubscribed", camera, node)
+                self._changes.info(
+                    f"node {node}", "camera %s: node %s no longer describes it; unsubscribed", camera, node
+                )
                 self._drop(camera)
+            # Followed a few per poll (the newest reply replaces what is left of an older one):
+            # a reply may list 1024 cameras, and a socket each costs ~1 ms.
+            self._to_follow[node] = deque(
+                (reply.node, cam)
+                for cam in reply.cameras
+                if cam.camera in described and (not self._wanted or cam.camera in self._wanted)
+            )
+
+    def _follow_some(self) -> None:
+        """At most FOLLOWS_PER_POLL described cameras, taken in turn from each node."""
+        budget = FOLLOWS_PER_POLL
+        while budget > 0 and self._to_follow:
+            for node, pending in list(self._to_follow.items()):
+                if pending and budget > 0:
+                    node_name, cam = pending.popleft()
+                    self._follow(node, node_name, cam)
+                    budget -= 1
+                if not pending:
+                    del self._to_follow[node]
+
+    def _answering_for(self, node: str) -> float:
+        control = self.nodes.get(node)
+        return control.answering_for() if control is not None else 0.0
 
     def _owns(self, node: str, camera: str) -> bool:
         """A camera id belongs to the first node that described it, while that node still
@@ -187,8 +210,12 @@ class FrameReceiver:
         current = self.subscriptions.get(cam.camera)
         if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
             self.camera_info[cam.camera] = cam
-            if current.status.state == "stale" and self._policy.may_open(node):  # the node answers, its stream does not
-                self._reopen(current)
+            if (
+                current.status.state == "stale"
+                and self._answering_for(node) >= REOPEN_AFTER_S
+                and self._policy.may_open(node)  # reopening is rationed like opening
+            ):
+                self._reopen(current)  # the node answers, its stream does not (a refused key?)
             return
         if not self._policy.admit(node, cam.camera, endpoint):  # another host, ipc://, inproc://: refused, logged once
             return
@@ -209,12 +236,15 @@ class FrameReceiver:
         self._owner[cam.camera] = node
         self.camera_info[cam.camera] = cam
         mode = "pull" if pull else cam.delivery
-        log.info("camera %s: subscribed to %s (%s) on node %s", cam.camera, endpoint, mode, node_name)
+        self._changes.info(
+            f"node {node}", "camera %s: subscribed to %s (%s) on node %s", cam.camera, endpoint, mode, node_name
+        )
 
     def _drop(self, camera: str) -> None:
         sub = self.subscriptions.get(camera)
         if sub is not None:
             self._remove(sub)
+            FRAME_AGE.remove(camera)  # a label per camera ever seen would grow without bound
         self._owner.pop(camera, None)
         self.camera_info.pop(camera, None)
 
@@ -222,6 +252,9 @@ class FrameReceiver:
         self.subscriptions[sub.name] = sub
         self._by_socket[sub.socket] = sub
         self._poller.register(sub.socket, zmq.POLLIN)
+        if sub.link_socket is not None:
+            self._links[sub.link_socket] = sub
+            self._poller.register(sub.link_socket, zmq.POLLIN)
 
     def _reopen(self, sub: Subscription) -> None:
         self._remove(sub)
@@ -238,6 +271,9 @@ class FrameReceiver:
     def _remove(self, sub: Subscription) -> None:
         self._poller.unregister(sub.socket)
         del self._by_socket[sub.socket]
+        if sub.link_socket is not None:
+            self._poller.unregister(sub.link_socket)
+            del self._links[sub.link_socket]
         self.subscriptions.pop(sub.name, None)
         sub.close()
 
@@ -249,5 +285,5 @@ class FrameReceiver:
     def close(self) -> None:
         for sub in list(self.subscriptions.values()):
             self._remove(sub)
-        for sock in self._controls:
-            sock.close(0)
+        for control in self.nodes.values():
+            control.close()

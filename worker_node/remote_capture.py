@@ -22,13 +22,15 @@ import zmq
 
 from common import jpeg
 from common.endpoint import EndpointError, parse_endpoint, parse_host
-from common.protocol import Frame, FrameHeader
+from common.protocol import CameraInfo, Frame, FrameHeader
 from worker_node.access import Access
 from worker_node.discovery import DiscoveryError, describe
 from worker_node.follow import FollowPolicy
+from worker_node.pixel_limit import PixelLimit
 from worker_node.subscription import STALE_AFTER_S, CameraStatus, Subscription
 
 log = logging.getLogger("worker_node.remote_capture")
+MAX_READS_PER_GRAB = 64
 
 
 class RemoteCapture:
@@ -48,15 +50,20 @@ class RemoteCapture:
         key: str | Path | None = None,
         server_key: str | Path | None = None,
         follow_hosts: Sequence[str] = (),
+        max_pixels: int | None = None,
     ) -> None:
         """`key` (this script's .key_secret file) and `server_key` (the node's .key file) for a
-        node that uses CURVE; a wrong or missing file raises KeyFileError."""
+        node that uses CURVE; a wrong or missing file raises KeyFileError. `max_pixels`: read()
+        refuses bigger pictures before decoding them (default: the camera's described size with
+        a margin, see worker_node.pixel_limit)."""
         self.timeout = timeout
         self.error = ""
         security = Access.from_files(key, [server_key] if server_key else []).client()
         self._ctx = zmq.Context()
         self._sub: Subscription | None = None
         self._described_fps = 0.0
+        self._info: CameraInfo | None = None
+        self._pixels = PixelLimit(max_pixels)
         self._pending: Frame | None = None
         self.last: FrameHeader | None = None
         endpoint, every_frame = source, False
@@ -78,6 +85,7 @@ class RemoteCapture:
                 self._fail(f"node {source} has no camera {camera!r} (it has: {known})")
                 return
             endpoint, every_frame = match[0].endpoint, match[0].delivery == "every-frame"
+            self._info = match[0]
             self._described_fps = match[0].fps
             if pull and not match[0].pull_endpoint:
                 self._fail(f"camera {camera!r} on {source} offers no pull endpoint")
@@ -106,30 +114,48 @@ class RemoteCapture:
         """Wait (up to timeout) for the newest frame not returned before; keep it for retrieve()."""
         if self._sub is None:
             return False
+        sub = self._sub
+        poller = zmq.Poller()
+        poller.register(sub.socket, zmq.POLLIN)
+        if sub.link_socket is not None:  # pull mode: a lost request is sent again on reconnection
+            poller.register(sub.link_socket, zmq.POLLIN)
         deadline = time.monotonic() + self.timeout
         while True:
-            frame = None
-            while self._sub.socket.poll(0, zmq.POLLIN):  # everything pending: keep the newest
-                frame = self._sub.receive() or frame
-                if frame is not None and self._sub.every_frame:
-                    break
+            frame = self._newest()
             if frame is not None:
                 self._pending = frame
                 self.last = frame.header
                 return True
-            self._sub.request()  # pull mode: we are ready for the next frame
+            sub.request()  # pull mode: we are ready for the next frame
             remaining = deadline - time.monotonic()
-            if self._sub.awaiting_connection:
+            if sub.awaiting_connection:
                 remaining = min(remaining, 0.1)  # the request could not go out yet: retry soon
-            if remaining <= 0 or not self._sub.socket.poll(int(remaining * 1000) + 1, zmq.POLLIN):
-                if time.monotonic() >= deadline:
-                    return False
+            ready = dict(poller.poll(max(0, int(remaining * 1000)) + 1))
+            if sub.link_socket is not None and sub.link_socket in ready:
+                sub.on_link_events()
+            if not ready and time.monotonic() >= deadline:
+                return False
+
+    def _newest(self) -> Frame | None:
+        """The newest of the pending messages, at most MAX_READS_PER_GRAB of them (a stream
+        flooded with statuses cannot keep grab() from returning); the next one of an every-frame stream."""
+        assert self._sub is not None
+        frame = None
+        for _ in range(MAX_READS_PER_GRAB):
+            if not self._sub.socket.poll(0, zmq.POLLIN):
+                break
+            frame = self._sub.receive() or frame
+            if frame is not None and self._sub.every_frame:
+                break
+        return frame
 
     def retrieve(self) -> tuple[bool, np.ndarray | None]:
-        if self._pending is None:
+        if self._pending is None or self._sub is None:
             return False, None
         try:
-            return True, jpeg.decode_bgr(self._pending.jpeg)
+            return True, self._pixels.decode_bgr(self._sub.name, self._pending.jpeg, self._info, self._sub.stats)
+        except jpeg.JpegTooLargeError:
+            return False, None  # counted and logged
         except jpeg.JpegError as exc:
             log.warning("camera %s: %s", self._sub.name if self._sub else "?", exc)
             return False, None

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,6 +37,53 @@ class SavePolicy:
     keep_bytes: int = 0
 
 
+class OutputDirectoryError(OSError):
+    """The directory cannot take files; the message names it and says why."""
+
+
+def why(exc: OSError) -> str:
+    """An OSError in words, with what to check for the usual ones."""
+    hints = {
+        errno.EACCES: "no permission: check the directory's owner and mode, and the user this runs as",
+        errno.EPERM: "not permitted: check the directory's owner, mode and attributes (chattr)",
+        errno.EROFS: "the file system is mounted read-only",
+        errno.ENOSPC: "the disk is full (--keep-bytes or --keep-files bound what is kept)",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.ENOENT: "the directory is gone (removed, or its disk unmounted?)",
+        errno.ENOTDIR: "a part of the path is a file, not a directory",
+    }
+    return hints.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def check_writable(out: Path) -> None:
+    """Make `out` (and its parents) and really write a file there: a directory that exists but
+    takes no files would otherwise show as a worker that streams and saves nothing."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".framebus-write-test-", dir=out)
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except FileExistsError:
+        raise OutputDirectoryError(errno.ENOTDIR, f"cannot save to {out}: it is a file, not a directory") from None
+    except OSError as exc:
+        raise OutputDirectoryError(exc.errno, f"cannot save to {out}: {why(exc)}") from None
+
+
+@dataclass
+class WriteErrors:
+    """Files not saved, per camera, since the last status line."""
+
+    count: int = 0
+    last: str = ""  # the last reason
+
+    def __str__(self) -> str:
+        return f"not saved {self.count} ({self.last})" if self.count else ""
+
+
 def file_name(frame: Frame) -> str:
     """`20261125T183711.123456Z_cam1_000000000042.jpg`; '/' in derived stream ids becomes '+'."""
     h = frame.header
@@ -55,7 +103,9 @@ class SaveSink:
         self._policy = policy
         self._next_due: dict[str, int] = {}
         self._log = RateLimitedLog(log)
-        out.mkdir(parents=True, exist_ok=True)
+        self.errors: dict[str, WriteErrors] = {}  # since the last status line
+        self.not_saved = 0  # all together
+        check_writable(out)
         self._saved: deque[tuple[Path, int]] = deque(self._existing())
         self._bytes = sum(size for _, size in self._saved)
         self.count = 0
@@ -93,7 +143,7 @@ class SaveSink:
         if not self._due(frame):
             return None
         path = self._out / file_name(frame)
-        if not self._write(path, frame.jpeg):
+        if not self._write(path, frame.jpeg, frame.header.camera):
             return None
         self.count += 1
         self._saved.append((path, len(frame.jpeg)))
@@ -101,7 +151,7 @@ class SaveSink:
         self._enforce_retention()
         return path
 
-    def _write(self, path: Path, data: memoryview) -> bool:
+    def _write(self, path: Path, data: memoryview, camera: str) -> bool:
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             with open(tmp, "wb") as f:
@@ -111,8 +161,20 @@ class SaveSink:
             os.replace(tmp, path)
             return True
         except OSError as exc:
-            problem = "disk full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
-            self._log.warning(f"write-{exc.errno}", "cannot save %s: %s; frame skipped", path.name, problem)
+            problem = why(exc)
+            if len(self.errors) >= 1024 and camera not in self.errors:
+                self.errors.clear()  # camera ids come from the network: stay bounded
+            errors = self.errors.setdefault(camera, WriteErrors())
+            errors.count += 1
+            errors.last = problem
+            self.not_saved += 1
+            self._log.warning(
+                f"write-{exc.errno}",
+                "cannot save %s: %s; frame skipped (%d not saved so far)",
+                path,
+                problem,
+                self.not_saved,
+            )
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:

@@ -11,6 +11,7 @@ class CameraStats:
     received: int = 0
     dropped: int = 0  # sequence gaps: frames conflated away between publisher and us
     malformed: int = 0
+    too_large: int = 0  # pictures refused before decoding: more pixels than allowed (pixel_limit)
     restarts: int = 0  # the publisher's sequence started over (node restarted)
     last_age_s: float = 0.0  # receive time minus capture time of the last frame
     last_message: float = field(default_factory=time.monotonic)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from common.redact import redact
@@ -18,12 +18,17 @@ def format_line(sub: Subscription, extra: str = "") -> str:
     )
     if s.malformed:
         line += f" malformed {s.malformed}"
+    if s.too_large:
+        line += f" too large {s.too_large}"
     if sub.status.reason and sub.status.state != "streaming":
         line += f" ({redact(sub.status.reason)})"  # a node may be older than this worker
     return line + (f" {extra}" if extra else "")
 
 
-def print_status(subs: Iterable[Subscription], out: TextIO = sys.stdout) -> None:
+def print_status(
+    subs: Iterable[Subscription], out: TextIO = sys.stdout, extra: Callable[[Subscription], str] | None = None
+) -> None:
+    """One line per camera; `extra(sub)` adds what the worker itself has to say (files not saved)."""
     for sub in subs:
         sub.stats.roll_window()
-        print(format_line(sub), file=out, flush=True)
+        print(format_line(sub, extra(sub) if extra else ""), file=out, flush=True)

@@ -18,6 +18,7 @@ from common.sockets import (
     connect_frame_subscriber,
     connect_pull_client,
 )
+from worker_node.link import LinkMonitor
 from worker_node.metrics import FRAME_AGE
 from worker_node.stats import CameraStats
 
@@ -57,10 +58,18 @@ class Subscription:
         self.pull = pull
         self.listen = listen  # bound: capture nodes connect to us, any number of cameras
         options = StreamOptions(every_frame=every_frame, max_message_bytes=max_message_bytes)
+        # Pull mode: a request lost with its connection is sent again as soon as a new one is up
+        # (the link monitor tells), not after REQUEST_RETRY_S.
+        self.link: LinkMonitor | None = None
 
         def open_socket() -> zmq.Socket:
             if pull:
-                return connect_pull_client(ctx, endpoint, max_message_bytes, security)
+                self.link = LinkMonitor(ctx, secure=security is not None)
+                try:
+                    return connect_pull_client(ctx, endpoint, max_message_bytes, security, self.link.attach)
+                except zmq.ZMQError:
+                    self.link.close()
+                    raise
             if listen:
                 return bind_frame_listener(ctx, endpoint, options, security)
             return connect_frame_subscriber(ctx, endpoint, options, security)
@@ -71,6 +80,27 @@ class Subscription:
         self.status = CameraStatus("connecting")
         self._last: dict[str, tuple[int, int]] = {}  # camera -> (seq, publish_ns) of its last frame
         self._asked_at: float | None = None  # pull mode: when the outstanding request went out
+
+    @property
+    def link_socket(self) -> zmq.Socket | None:
+        """Pull mode: the link monitor's socket, to poll next to `socket`."""
+        return self.link.socket if self.link is not None else None
+
+    def on_link_events(self) -> None:
+        """Pull mode: a request outstanding on a connection that went down is lost with it; ask
+        again the moment a new connection is up."""
+        if self.link is None:
+            return
+        for event in self.link.read():
+            if event == zmq.EVENT_DISCONNECTED:
+                log.debug("camera %s: pull connection lost", self.name)
+                self._asked_at = None
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._asked_at = None
+                self.request()
+                log.debug(
+                    "camera %s: pull connection up, request %s", self.name, "sent" if self._asked_at else "not sent"
+                )
 
     @property
     def awaiting_connection(self) -> bool:
@@ -106,6 +136,8 @@ class Subscription:
             decoded = decode(message.buffer)
         except ProtocolError as exc:
             return self._malformed(str(exc))
+        except Exception as exc:  # the contract is ProtocolError only: a decoder bug must not kill the worker
+            return self._malformed(f"it broke the decoder ({type(exc).__name__}: {str(exc)[:200]}); please report this")
         if not isinstance(decoded, (Frame, Status)):
             return self._malformed(f"a {type(decoded).__name__} on a frame stream")
         if self.stats.stale_since is not None:
@@ -130,7 +162,7 @@ class Subscription:
     def reopen(self) -> None:
         """A new socket to the same endpoint, statistics kept. ZeroMQ gives up on a connection
         the node refused (CURVE key not allowed, yet): this tries again."""
-        self.socket.close(0)
+        self.close()
         self.socket = self._open_socket()
         self._asked_at = None
 
@@ -168,4 +200,7 @@ class Subscription:
         return None
 
     def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None
         self.socket.close(0)

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from common.bind_error import bind_error
 from worker_node.access import Access
-from worker_node.web_feed import CameraFeed, FeedHub, ReceivingThread
+from worker_node.web_feed import CameraFeed, FeedGoneError, FeedHub, ReceivingThread
 
 log = logging.getLogger("worker_node.web")
 
@@ -59,7 +59,13 @@ async def index(_request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    body = {"cameras": [hub.feeds[name].status() for name in sorted(hub.feeds)]}
+    body = {
+        "cameras": [hub.feeds[name].status() for name in sorted(hub.feeds)],
+        "nodes": [
+            {"node": n.node, "answering": n.answering, "problem": n.problem, "silent_s": round(n.silent_s, 1)}
+            for n in hub.nodes
+        ],
+    }
     return web.Response(text=json.dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -109,6 +115,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             feed.sent += 1
     except (ConnectionError, RuntimeError):  # the client went away mid-write
         pass
+    except FeedGoneError:
+        log.info("camera %s: no longer described; stream client %s ended", feed.camera, request.remote)
     finally:
         feed.clients -= 1
         if task is not None:
@@ -149,9 +157,14 @@ async def serve(options: WebOptions) -> int:
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
     log.info("web viewer on http://%s:%d/", shown, port)
-    receiving = ReceivingThread(loop, hub, options.nodes, options.cameras, options.access)
-    receiving.start()
     stop = asyncio.Event()
+
+    def receiving_died(reason: str) -> None:
+        hub.failure = reason  # the page would show the last state for ever: stop serving it
+        stop.set()
+
+    receiving = ReceivingThread(loop, hub, options.nodes, options.cameras, options.access, receiving_died)
+    receiving.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
@@ -160,7 +173,7 @@ async def serve(options: WebOptions) -> int:
         log.info("stopping")
         await runner.cleanup()
         await asyncio.to_thread(receiving.stop)
-    return 0
+    return 1 if hub.failure else 0
 
 
 def run_web(options: WebOptions) -> int:

@@ -4,7 +4,7 @@ wait on, fed from a ZeroMQ receiving thread.
 Why a thread and not zmq.asyncio: FrameReceiver (discovery, staleness, stats, validation) is
 the one subscription implementation every worker shares, and it is synchronous; running it in
 its own thread reuses it whole and keeps receiving independent of HTTP writes. The hop into
-the event loop is one call_soon_threadsafe per received frame (tens per second per camera).
+the event loop is one call_soon_threadsafe per batch: what arrives while a batch waits joins it.
 
 Why a slot and not a queue: each client waits for a version newer than the one it sent last
 and then takes whatever is newest, so a slow client skips frames instead of building a
@@ -18,20 +18,24 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import zmq
 
 from common.protocol import Frame
+from common.ratelimit import RateLimitedLog
 from common.redact import redact
+from common.threads import WatchedThread
 from worker_node.access import Access
+from worker_node.node_control import NodeHealth
 from worker_node.receiver import FrameReceiver
 from worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.web")
 
 STATS_EVERY_S = 1.0
+MAX_FEEDS = 256  # cameras shown at once; each holds its newest frame
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class CameraStats:
     malformed: int = 0
 
 
+class FeedGoneError(Exception):
+    """The camera is no longer described: its stream clients are ended."""
+
+
 @dataclass
 class CameraFeed:
     camera: str
@@ -54,17 +62,28 @@ class CameraFeed:
     version: int = 0
     clients: int = 0
     sent: int = 0  # frames written to stream clients, all clients together
+    gone: bool = False
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def publish(self, frame: Frame) -> None:
         self.frame = frame
         self.version += 1
+        self._wake()
+
+    def close(self) -> None:
+        """The camera is gone: waiting clients end, and the last frame is let go."""
+        self.gone, self.frame = True, None
+        self._wake()
+
+    def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()  # waiters hold the event that was set
 
     async def newer_than(self, version: int) -> tuple[int, Frame]:
-        """The newest frame once its version is above `version`."""
+        """The newest frame once its version is above `version`; FeedGoneError once the camera is gone."""
         while self.version <= version or self.frame is None:
+            if self.gone:
+                raise FeedGoneError(self.camera)
             await self._changed.wait()
         return self.version, self.frame
 
@@ -88,23 +107,59 @@ class CameraFeed:
         }
 
 
+@dataclass(frozen=True)
+class Update:
+    """What the receiving thread hands to the event loop in one go: the newest frame and stats
+    per camera since the last hand-over, and (once a second) which cameras exist at all."""
+
+    cameras: dict[str, tuple[CameraStats | None, Frame | None]]
+    present: frozenset[str] | None = None  # None: unchanged
+    nodes: tuple[NodeHealth, ...] | None = None
+
+
 class FeedHub:
-    """Per-camera feeds; touched only from the event loop."""
+    """Per-camera feeds; touched only from the event loop. Holds only the cameras the receiver
+    follows now (a node that describes ever new ids cannot make it grow), at most MAX_FEEDS."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_feeds: int = MAX_FEEDS) -> None:
         self.feeds: dict[str, CameraFeed] = {}
+        self.nodes: tuple[NodeHealth, ...] = ()
+        self.failure = ""  # why the viewer stopped receiving (then it stops serving too)
+        self._max_feeds = max_feeds
+        self._full = RateLimitedLog(log, interval=60.0)
 
-    def feed(self, camera: str) -> CameraFeed:
+    def feed(self, camera: str) -> CameraFeed | None:
         found = self.feeds.get(camera)
         if found is None:
+            if len(self.feeds) >= self._max_feeds:
+                self._full.warning(
+                    "full",
+                    "%d cameras shown already: camera %s is not (see --camera to choose)",
+                    self._max_feeds,
+                    camera,
+                )
+                return None
             found = self.feeds[camera] = CameraFeed(camera)
         return found
 
-    def update(self, camera: str, stats: CameraStats, frame: Frame | None) -> None:
+    def update(self, camera: str, stats: CameraStats | None, frame: Frame | None) -> None:
         feed = self.feed(camera)
-        feed.stats = stats
+        if feed is None:
+            return
+        if stats is not None:
+            feed.stats = stats
         if frame is not None:
             feed.publish(frame)
+
+    def apply(self, update: Update) -> None:
+        if update.present is not None:
+            for camera in [c for c in self.feeds if c not in update.present]:
+                self.feeds.pop(camera).close()
+        for camera, (stats, frame) in update.cameras.items():
+            if update.present is None or camera in update.present:
+                self.update(camera, stats, frame)
+        if update.nodes is not None:
+            self.nodes = update.nodes
 
 
 def snapshot(sub: Subscription) -> CameraStats:
@@ -114,7 +169,10 @@ def snapshot(sub: Subscription) -> CameraStats:
 
 
 class ReceivingThread:
-    """Runs FrameReceiver and hands frames and stats to the hub on the event loop."""
+    """Runs FrameReceiver and hands frames and stats to the hub on the event loop, coalesced:
+    whatever arrives while the loop is busy replaces what is waiting (newest frame per camera),
+    so the hand-over holds at most one frame per camera however slow the loop is.
+    If the thread dies, `on_death` gets the reason (the viewer then stops: no stale page)."""
 
     def __init__(
         self,
@@ -123,6 +181,7 @@ class ReceivingThread:
         nodes: Sequence[str],
         cameras: Sequence[str],
         access: Access | None = None,
+        on_death: Callable[[str], None] | None = None,
     ) -> None:
         self._access = access
         self._loop = loop
@@ -131,7 +190,16 @@ class ReceivingThread:
         self._cameras = cameras
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._thread = threading.Thread(target=self._run, name="receive", daemon=True)
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[CameraStats | None, Frame | None]] = {}
+        self._present: frozenset[str] | None = None
+        self._node_health: tuple[NodeHealth, ...] | None = None
+        self._scheduled = False
+
+        def died(reason: str) -> None:
+            self._post(lambda: on_death(reason) if on_death else None)
+
+        self._thread = WatchedThread(self._run, "receive", on_death=died)
 
     def start(self) -> None:
         self._thread.start()
@@ -145,25 +213,51 @@ class ReceivingThread:
 
     def _run(self) -> None:
         ctx = zmq.Context()
-        receiver = FrameReceiver(ctx, self._nodes, self._cameras, wake_fd=self._wake_r.fileno(), access=self._access)
-        next_stats = time.monotonic() + STATS_EVERY_S
         try:
-            while not self._stop.is_set():
-                for sub, frame in receiver.poll(max(0.0, next_stats - time.monotonic())):
-                    self._hand_over(sub.name, snapshot(sub), frame)
+            receiver = FrameReceiver(
+                ctx, self._nodes, self._cameras, wake_fd=self._wake_r.fileno(), access=self._access
+            )
+            try:
+                self._receive(receiver)
+            finally:
+                receiver.close()
+        finally:
+            ctx.destroy(0)
+
+    def _receive(self, receiver: FrameReceiver) -> None:
+        next_stats = time.monotonic()
+        while not self._stop.is_set():
+            frames = receiver.poll(max(0.0, next_stats - time.monotonic()))
+            with self._lock:
+                for sub, frame in frames:
+                    self._pending[sub.name] = (snapshot(sub), frame)
                 if time.monotonic() >= next_stats:
                     for sub in receiver.subscriptions.values():
                         sub.stats.roll_window()
-                        self._hand_over(sub.name, snapshot(sub), None)
-                    next_stats += STATS_EVERY_S
-        except Exception:
-            log.exception("receiving thread failed")
-        finally:
-            receiver.close()
-            ctx.destroy(0)
+                        _, waiting = self._pending.get(sub.name, (None, None))
+                        self._pending[sub.name] = (snapshot(sub), waiting)
+                    self._present = frozenset(receiver.subscriptions)
+                    self._node_health = tuple(receiver.node_health())
+                    next_stats = max(next_stats + STATS_EVERY_S, time.monotonic())
+            self._schedule()
 
-    def _hand_over(self, camera: str, stats: CameraStats, frame: Frame | None) -> None:
+    def _schedule(self) -> None:
+        with self._lock:
+            if self._scheduled or not (self._pending or self._present is not None):
+                return
+            self._scheduled = True
+        self._post(self._deliver)
+
+    def _deliver(self) -> None:
+        """On the event loop: everything that arrived since the last delivery, in one go."""
+        with self._lock:
+            update = Update(self._pending, self._present, self._node_health)
+            self._pending, self._present, self._node_health = {}, None, None
+            self._scheduled = False
+        self._hub.apply(update)
+
+    def _post(self, callback: Callable[[], None]) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._hub.update, camera, stats, frame)
+            self._loop.call_soon_threadsafe(callback)
         except RuntimeError:
             self._stop.set()  # the loop is closed: shutting down
