@@ -1,0 +1,81 @@
+"""What a new user met in a first hour with the README and every command: each case runs the
+real command as a user would, and checks the one line they see (what was wrong, what to do),
+the exit status, that it ended within a deadline, that no traceback was printed, and that
+nothing it started is left running (its whole process session is checked)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.media import write_numbered_video
+from tests.processes import ROOT, NodeProcess
+from tests.test_start_failures import session_members
+
+DEADLINE_S = 30.0
+
+
+class Session(NodeProcess):
+    """A node in its own process session, so that everything it starts can be found after it."""
+
+    def __init__(self, argv: list[str], cwd: Path | None = None) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        self.lines = []
+        self._cond = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._collect, args=(stream,), daemon=True)
+            for stream in (self.proc.stdout, self.proc.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def leftovers(self) -> list[str]:
+        found = session_members(self.proc.pid)
+        for line in found:  # never leak them into the next test
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+        return found
+
+    def assert_clean_end(self, code: int, expected_code: int = 0) -> None:
+        assert "Traceback" not in self.output, self.output
+        assert code == expected_code, self.output
+        assert self.leftovers() == [], self.output
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[Session]]:
+    started: list[Session] = []
+    yield started
+    for session in started:
+        if session.proc.poll() is None:
+            os.killpg(session.proc.pid, signal.SIGKILL)
+            session.proc.wait()
+
+
+def capture_node(sessions: list[Session], *args: str) -> Session:
+    session = Session([sys.executable, "-m", "capture_node", "--control", "tcp://127.0.0.1:*", *args])
+    sessions.append(session)
+    return session
+
+
+def test_ctrl_c_with_every_frame_and_no_subscriber(sessions: list[Session], tmp_path: Path) -> None:
+    """README: `capture-node --source clip.mp4 --every-frame --as-fast-as-possible`, then Ctrl-C.
+    It printed `publish thread failed` and a ZMQError traceback: the publish thread waited for a
+    subscriber for a whole second, and the socket was closed under it after 0.3 s."""
+    clip = write_numbered_video(tmp_path / "clip.mp4", 30)
+    node = capture_node(sessions, "--source", str(clip), "--every-frame", "--as-fast-as-possible")
+    node.wait_for(r"camera cam1: streaming", timeout=DEADLINE_S)
+    node.send(signal.SIGINT)
+    node.assert_clean_end(node.wait_exit(DEADLINE_S))
+    assert " ERROR " not in node.output, node.output
