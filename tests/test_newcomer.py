@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -79,3 +80,59 @@ def test_ctrl_c_with_every_frame_and_no_subscriber(sessions: list[Session], tmp_
     node.send(signal.SIGINT)
     node.assert_clean_end(node.wait_exit(DEADLINE_S))
     assert " ERROR " not in node.output, node.output
+
+
+class OneAnswerServer:
+    """A TCP server that answers every connection with the same bytes: a wrong server where the
+    user thought an RTSP camera was (a web server, a proxy, a broken camera firmware)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self._answer = answer
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                try:
+                    conn.recv(4096)
+                    conn.sendall(self._answer)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # It said "the RTSP server answered 0 an unexpected answer (is it an RTSP server?)".
+        (
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
+            "not an RTSP server: it answered 'HTTP/1.1 400 Bad Request'; check the host, the port and the scheme",
+        ),
+        (b"", "not an RTSP server: it closed the connection without answering"),
+        # It said "camera cam1: invalid literal for int() with base 10: 'abc'", without the URL.
+        (b"RTSP/1.0 404 Not Found\r\nContent-Length: abc\r\n\r\n", "404 Not Found: no stream at path '/x'"),
+    ],
+    ids=["http-server", "silent-server", "bad-content-length"],
+)
+def test_rtsp_url_of_a_wrong_server(sessions: list[Session], answer: bytes, expected: str) -> None:
+    server = OneAnswerServer(answer)
+    try:
+        url = f"rtsp://user:secret@127.0.0.1:{server.port}/x"
+        node = capture_node(sessions, "--source", url)
+        line = node.wait_for(r"camera cam1: cannot open .*retry 1", timeout=DEADLINE_S).group(0)
+        node.send(signal.SIGINT)
+        node.assert_clean_end(node.wait_exit(DEADLINE_S))
+    finally:
+        server.close()
+    assert f"cannot open rtsp://user:***@127.0.0.1:{server.port}/x: {expected}" in line, node.output
+    assert "secret" not in node.output
