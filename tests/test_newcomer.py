@@ -136,3 +136,28 @@ def test_rtsp_url_of_a_wrong_server(sessions: list[Session], answer: bytes, expe
         server.close()
     assert f"cannot open rtsp://user:***@127.0.0.1:{server.port}/x: {expected}" in line, node.output
     assert "secret" not in node.output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_to_end(sessions: list[Session], argv: list[str]) -> tuple[Session, int]:
+    session = Session(argv)
+    sessions.append(session)
+    return session, session.wait_exit(DEADLINE_S)
+
+
+def test_describe_nobody_names_the_port(sessions: list[Session]) -> None:
+    """README: `worker-node describe --node tcp://edge1:5555` with no node there. The line read
+    `node tcp://edge1:*** no describe reply`: redaction took `5555:` (a port followed by the
+    sentence's colon) for a password. Every "endpoint: problem" line lost its port that way,
+    including every start failure's `cannot listen on tcp://127.0.0.1:5556: …`."""
+    port = free_port()
+    worker, code = run_to_end(
+        sessions, [sys.executable, "-m", "worker_node", "describe", "--node", f"tcp://127.0.0.1:{port}"]
+    )
+    worker.assert_clean_end(code, expected_code=1)
+    assert f"node tcp://127.0.0.1:{port}: no describe reply within" in worker.output, worker.output
