@@ -93,17 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, running: NodeConfig | None = None) -> NodeConfig:
     """The configuration to run; `running` is the one a reload replaces (see config.validate)."""
     if args.config:
-        given = [f"--{f.replace('_', '-')}" for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False, [])]
+        given = [f"--{f.replace('_', '-')}" for f in _CAMERA_FLAGS if _given(getattr(args, f))]
         if given:
             raise ConfigError(f"{given[0]} cannot be combined with --config: put it in the config file")
         return node_config.load(args.config, node_overrides(args), running)
-    values = {f: getattr(args, f) for f in _CAMERA_FLAGS if getattr(args, f) not in (None, False)}
+    values = {f: getattr(args, f) for f in _CAMERA_FLAGS if _given(getattr(args, f))}
     values["id"] = values.pop("camera_id", "cam1")
     values["connect"] = tuple(values.get("connect", ()))
     if values.pop("every_frame", False):
         values["delivery"] = "every-frame"
     cfg = NodeConfig(cameras=(CameraConfig(**values),), **node_overrides(args))
     return node_config.validate(cfg, "command line")
+
+
+def _given(value: object) -> bool:
+    """Was this flag given? Not `value not in (None, False)`: 0 == False, and `--width 0` or
+    `--quality 0` must reach the checks instead of silently meaning the default."""
+    return value is not None and value is not False and value != []
 
 
 def node_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -161,3 +161,49 @@ def test_describe_nobody_names_the_port(sessions: list[Session]) -> None:
     )
     worker.assert_clean_end(code, expected_code=1)
     assert f"node tcp://127.0.0.1:{port}: no describe reply within" in worker.output, worker.output
+
+
+def capture_to_end(sessions: list[Session], *args: str) -> tuple[Session, int]:
+    return run_to_end(sessions, [sys.executable, "-m", "capture_node", "--control", "tcp://127.0.0.1:*", *args])
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("--width", "camera[0].width: must be between 16 and 16384, got 0"),
+        ("--quality", "camera[0].quality: must be between 1 and 100, got 0"),
+    ],
+)
+def test_zero_is_checked_not_ignored(sessions: list[Session], flag: str, expected: str) -> None:
+    """`capture-node --width 0` streamed 1280x720 and `--quality 0` used 80: 0 == False, so the
+    flag was taken for not given."""
+    node, code = capture_to_end(sessions, flag, "0")
+    node.assert_clean_end(code, expected_code=2)
+    assert f"ERROR capture_node: command line: {expected}" in node.output, node.output
+
+
+def test_empty_allow_list_is_said_once(sessions: list[Session], tmp_path: Path) -> None:
+    """An allow-list directory without keys admits nobody: the node said `allow-list …: 0 key(s)`
+    at INFO, once per process (node and each camera), and nothing more."""
+    subprocess.run(
+        [sys.executable, "-m", "common.keys_cli", "generate", str(tmp_path), "--name", "edge"],
+        check=True,
+        capture_output=True,
+    )
+    (tmp_path / "allowed").mkdir()
+    config = tmp_path / "node.toml"
+    config.write_text(
+        '[node]\nkey = "edge.key_secret"\nallow = "allowed"\n'
+        '[[camera]]\nid = "a"\nwidth = 160\nheight = 120\n[[camera]]\nid = "b"\nwidth = 160\nheight = 120\n'
+    )
+    node = capture_node(sessions, "--config", str(config))
+    node.wait_for("camera a: streaming", timeout=DEADLINE_S)
+    node.wait_for("camera b: streaming", timeout=DEADLINE_S)
+    node.send(signal.SIGINT)
+    node.assert_clean_end(node.wait_exit(DEADLINE_S))
+    warnings = [line for line in node.lines if "allow-list" in line]
+    assert warnings == [warnings[0]], node.output
+    assert (
+        f"WARNING framebus.security: allow-list {tmp_path / 'allowed'}: no keys, so no worker is admitted"
+        in warnings[0]
+    )
