@@ -230,9 +230,11 @@ def default_frame_endpoint(control: str, index: int, camera_id: str, where: str,
     if not parsed.port:  # any free port for the control: any free port for frames too
         return str(parsed.with_port(None))
     port = parsed.port + 1 + index
-    while {str(parsed.with_port(port)), default_pull_endpoint(str(parsed.with_port(port)))} & set(claimed):
+    while port <= 65535 and {str(parsed.with_port(port)), default_pull_endpoint(str(parsed.with_port(port)))} & set(
+        claimed
+    ):
         port += 1
-    if port > 65535:
+    if port > 65535:  # checked before with_port(port), which refuses it with a message naming no file
         raise ConfigError(f"{where}.bind: control port + {port - parsed.port} is past 65535; set bind explicitly")
     return str(parsed.with_port(port))
 

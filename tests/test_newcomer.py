@@ -207,3 +207,12 @@ def test_empty_allow_list_is_said_once(sessions: list[Session], tmp_path: Path) 
         f"WARNING framebus.security: allow-list {tmp_path / 'allowed'}: no keys, so no worker is admitted"
         in warnings[0]
     )
+
+
+def test_control_port_at_the_top(sessions: list[Session]) -> None:
+    """`--control tcp://127.0.0.1:65535`: the camera's default port would be 65536. The line was
+    `bind: 'tcp://127.0.0.1:65536': the port 65536 is not from 1 to 65535`, naming a port the
+    user never typed and not saying what to do."""
+    node, code = run_to_end(sessions, [sys.executable, "-m", "capture_node", "--control", "tcp://127.0.0.1:65535"])
+    node.assert_clean_end(code, expected_code=2)
+    assert "command line: camera[0].bind: control port + 1 is past 65535; set bind explicitly" in node.output
