@@ -216,3 +216,60 @@ def test_control_port_at_the_top(sessions: list[Session]) -> None:
     node, code = run_to_end(sessions, [sys.executable, "-m", "capture_node", "--control", "tcp://127.0.0.1:65535"])
     node.assert_clean_end(code, expected_code=2)
     assert "command line: camera[0].bind: control port + 1 is past 65535; set bind explicitly" in node.output
+
+
+HANDLERS = {
+    "good.py": "def f(image, header):\n    return None\n",
+    "typo.py": "def f(image, header)\n    return None\n",
+    "boom.py": "raise RuntimeError('boom')\n",
+}
+
+
+def worker_script() -> list[str]:
+    """The `worker-node` console script, as the README runs it: unlike `python -m`, it does not
+    put the current directory on sys.path."""
+    script = Path(sys.executable).parent / "worker-node"
+    if not script.exists():
+        pytest.skip("no worker-node script next to this Python")
+    return [str(script)]
+
+
+def process_worker(sessions: list[Session], cwd: Path, handler: str) -> Session:
+    argv = [*worker_script(), "process", "--node", f"tcp://127.0.0.1:{free_port()}", "--camera", "cam1"]
+    session = Session([*argv, "--control", "tcp://127.0.0.1:*", "--handler", handler], cwd=cwd)
+    sessions.append(session)
+    return session
+
+
+def test_handler_module_in_the_current_directory(sessions: list[Session], tmp_path: Path) -> None:
+    """`worker-node process --handler good:f` next to good.py said `No module named 'good'`."""
+    for name, text in HANDLERS.items():
+        (tmp_path / name).write_text(text)
+    worker = process_worker(sessions, tmp_path, "good:f")
+    worker.wait_for("control endpoint", timeout=DEADLINE_S)
+    worker.send(signal.SIGINT)
+    worker.assert_clean_end(worker.wait_exit(DEADLINE_S))
+
+
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [
+        ("typo:f", "handler 'typo:f': importing typo failed: SyntaxError: expected ':' ({dir}/typo.py, line 1)"),
+        ("boom:f", "handler 'boom:f': importing boom failed: RuntimeError: boom ({dir}/boom.py, line 1)"),
+        (
+            "good.py:f",
+            "handler 'good.py:f': give a module name, not a file: --handler good:f "
+            "(run from its directory, or add that directory to PYTHONPATH)",
+        ),
+    ],
+    ids=["syntax-error", "raises-on-import", "file-name"],
+)
+def test_handler_that_does_not_load(sessions: list[Session], tmp_path: Path, handler: str, expected: str) -> None:
+    """A handler module with a syntax error, or one that raises while it loads, gave a traceback
+    from importlib (once the module could be found at all)."""
+    for name, text in HANDLERS.items():
+        (tmp_path / name).write_text(text)
+    worker = process_worker(sessions, tmp_path, handler)
+    worker.assert_clean_end(worker.wait_exit(DEADLINE_S), expected_code=2)
+    errors = [line for line in worker.lines if " ERROR " in line]
+    assert len(errors) == 1 and expected.format(dir=tmp_path) in errors[0], worker.output

@@ -45,15 +45,21 @@ def _listen_endpoint(text: str) -> str:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0  # `1.5`, `ten`: the same one line, not int()'s "invalid literal for int() with base 10"
     if value <= 0:
         raise ValueError(f"{text!r} must be a positive integer")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
         raise ValueError(f"{text!r} must be a positive number")
     return value
 

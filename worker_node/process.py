@@ -16,6 +16,9 @@ motion detection, must not mix cameras); anything else callable is used as is.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,16 +48,36 @@ def load_handler(spec: str) -> HandlerFactory:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise HandlerError(f"handler {spec!r} must look like package.module:function")
+    if module_name.endswith(".py") or "/" in module_name:
+        name = os.path.splitext(os.path.basename(module_name))[0]
+        raise HandlerError(
+            f"handler {spec!r}: give a module name, not a file: --handler {name}:{attr} "
+            "(run from its directory, or add that directory to PYTHONPATH)"
+        )
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # As `python -m` does: the `worker-node` script alone would not find ./myhandlers.py.
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise HandlerError(f"handler {spec!r}: cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # SyntaxError, or anything the module raises while it loads: the user's to fix
+        raise HandlerError(f"handler {spec!r}: importing {module_name} failed: {_where(exc)}") from None
     target: object = module
     for part in attr.split("."):
         if not hasattr(target, part):
             raise HandlerError(f"handler {spec!r}: {module_name} has no attribute {attr!r}")
         target = getattr(target, part)
     return as_factory(target, spec)
+
+
+def _where(exc: BaseException) -> str:
+    """`SyntaxError: expected ':' (myh.py, line 1)`: what went wrong and where, in one line."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{place}"
 
 
 def as_factory(target: object, name: str = "handler") -> HandlerFactory:
