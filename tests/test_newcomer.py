@@ -222,6 +222,7 @@ HANDLERS = {
     "good.py": "def f(image, header):\n    return None\n",
     "typo.py": "def f(image, header)\n    return None\n",
     "boom.py": "raise RuntimeError('boom')\n",
+    "one.py": "def f(image):\n    return None\n\nclass C:\n    def __call__(self, image):\n        return None\n",
 }
 
 
@@ -261,8 +262,11 @@ def test_handler_module_in_the_current_directory(sessions: list[Session], tmp_pa
             "handler 'good.py:f': give a module name, not a file: --handler good:f "
             "(run from its directory, or add that directory to PYTHONPATH)",
         ),
+        # These two gave a TypeError traceback on every frame (every 5 s, rate-limited), forever.
+        ("one:f", "handler 'one:f' must take two arguments, (image, header); it takes (image)"),
+        ("one:C", "handler 'one:C': C.__call__ must take two arguments, (image, header); it takes (image)"),
     ],
-    ids=["syntax-error", "raises-on-import", "file-name"],
+    ids=["syntax-error", "raises-on-import", "file-name", "one-argument", "class-one-argument"],
 )
 def test_handler_that_does_not_load(sessions: list[Session], tmp_path: Path, handler: str, expected: str) -> None:
     """A handler module with a syntax error, or one that raises while it loads, gave a traceback

@@ -16,6 +16,7 @@ motion detection, must not mix cameras); anything else callable is used as is.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -68,7 +69,7 @@ def load_handler(spec: str) -> HandlerFactory:
         if not hasattr(target, part):
             raise HandlerError(f"handler {spec!r}: {module_name} has no attribute {attr!r}")
         target = getattr(target, part)
-    return as_factory(target, spec)
+    return as_factory(target, f"handler {spec!r}")
 
 
 def _where(exc: BaseException) -> str:
@@ -89,13 +90,27 @@ def as_factory(target: object, name: str = "handler") -> HandlerFactory:
             instance = cls()
             if not callable(instance):
                 raise HandlerError(f"{name}: instances of {cls.__name__} are not callable (define __call__)")
+            _check_arguments(instance, f"{name}: {cls.__name__}.__call__")
             return instance  # type: ignore[no-any-return]
 
         return make
     if not callable(target):
         raise HandlerError(f"{name} is a {type(target).__name__}, not a function or class")
+    _check_arguments(target, name)
     function: Handler = target  # type: ignore[assignment]
     return lambda: function
+
+
+def _check_arguments(handler: object, name: str) -> None:
+    """At start, not as a traceback on every frame: a handler is called as handler(image, header)."""
+    try:
+        signature = inspect.signature(handler)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): the first call will tell
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise HandlerError(f"{name} must take two arguments, (image, header); it takes {signature}") from None
 
 
 def normalise(value: object) -> HandlerOutput:
