@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from common.endpoint import Endpoint, EndpointError, parse_endpoint
+from common.fields import shown
 from common.keys import KeyFileError, load_key_pair, read_allow_list, secret_file_is_private
-from common.protocol import DELIVERIES, ProtocolError, validate_camera_id
+from common.protocol import DELIVERIES, MAX_NODE_NAME, ProtocolError, validate_camera_id
 from common.security import CurveFiles, ExposureError, check_exposure
 from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
 
@@ -119,6 +120,11 @@ def validate(config: NodeConfig, where: str = "config", running: NodeConfig | No
     if not 0.05 <= config.status_interval <= 3600:
         raise ConfigError(
             f"{where}: node.status_interval: must be between 0.05 and 3600 s, got {config.status_interval}"
+        )
+    if not config.name or len(config.name) > MAX_NODE_NAME or not config.name.isprintable():
+        # Workers refuse a describe reply whose name breaks these rules: say it here, not there.
+        raise ConfigError(
+            f"{where}: node.name: must be 1 to {MAX_NODE_NAME} printable characters, got {shown(config.name)}"
         )
     if not config.cameras:
         raise ConfigError(f"{where}: no [[camera]] table: a node needs at least one camera")

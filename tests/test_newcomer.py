@@ -277,3 +277,14 @@ def test_handler_that_does_not_load(sessions: list[Session], tmp_path: Path, han
     worker.assert_clean_end(worker.wait_exit(DEADLINE_S), expected_code=2)
     errors = [line for line in worker.lines if " ERROR " in line]
     assert len(errors) == 1 and expected.format(dir=tmp_path) in errors[0], worker.output
+
+
+def test_node_name_workers_would_refuse(sessions: list[Session], tmp_path: Path) -> None:
+    """A [node] name of 300 characters: the node ran, and every worker refused its describe
+    replies as malformed (the protocol allows 128); at 100,000 characters the node's control
+    thread died on a ProtocolError traceback and the node went on running, answering nobody."""
+    config = tmp_path / "node.toml"
+    config.write_text(f'[node]\nname = "{"n" * 300}"\n[[camera]]\nid = "a"\n')
+    node, code = capture_to_end(sessions, "--config", str(config))
+    node.assert_clean_end(code, expected_code=2)
+    assert f"ERROR capture_node: {config}: node.name: must be 1 to 128 printable characters, got 'nnn" in node.output
