@@ -314,7 +314,7 @@ def test_integer_past_python_digit_limit(tmp_path: Path) -> None:
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "node.toml"
     path.write_bytes(b'[[camera]]\nid = "\xff"\n')
-    expect_error(path, "cannot read")
+    expect_error(path, "not a text file")
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -324,7 +324,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory_instead_of_file(tmp_path: Path) -> None:
     path = tmp_path / "dir.toml"
     path.mkdir()
-    expect_error(path, "cannot read")
+    expect_error(path, "is a directory, not a config file")
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -288,3 +288,59 @@ def test_node_name_workers_would_refuse(sessions: list[Session], tmp_path: Path)
     node, code = capture_to_end(sessions, "--config", str(config))
     node.assert_clean_end(code, expected_code=2)
     assert f"ERROR capture_node: {config}: node.name: must be 1 to 128 printable characters, got 'nnn" in node.output
+
+
+GOOD_CONFIG = '[node]\n[[camera]]\nid = "a"\nwidth = 160\nheight = 120\n'
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        # A FIFO blocked the node at start, for good, silently.
+        (lambda p: os.mkfifo(p), "not a regular file (a FIFO, socket or device cannot be a config file)"),
+        (lambda p: p.mkdir(), "is a directory, not a config file"),
+        (
+            lambda p: p.write_bytes(b"\x00\x00\x00\x18ftypmp42\xff\xd8"),
+            "not a text file (a config file is TOML, in UTF-8)",
+        ),  # was "cannot read: 'utf-8' codec can't decode byte 0xff in position 10: invalid start byte"
+        (lambda p: p.write_bytes(b"#" * (2 << 20)), "larger than 1024 KiB: not a node's config file"),
+    ],
+    ids=["fifo", "directory", "binary", "huge"],
+)
+def test_config_that_is_not_a_config_file(
+    sessions: list[Session], tmp_path: Path, make: Callable[[Path], object], expected: str
+) -> None:
+    config = tmp_path / "node.toml"
+    make(config)
+    node, code = capture_to_end(sessions, "--config", str(config))
+    node.assert_clean_end(code, expected_code=2)
+    assert f"ERROR capture_node: {config}: {expected}" in node.output, node.output
+
+
+def test_config_saved_with_a_byte_order_mark(sessions: list[Session], tmp_path: Path) -> None:
+    """Windows editors write one: it was `not valid TOML: Invalid statement (at line 1, column 1)`."""
+    config = tmp_path / "node.toml"
+    config.write_bytes(b"\xef\xbb\xbf" + GOOD_CONFIG.encode())
+    node = capture_node(sessions, "--config", str(config))
+    node.wait_for("camera a: streaming", timeout=DEADLINE_S)
+    node.send(signal.SIGINT)
+    node.assert_clean_end(node.wait_exit(DEADLINE_S))
+
+
+def test_sighup_while_the_config_is_a_fifo(sessions: list[Session], tmp_path: Path) -> None:
+    """The reload blocked on the FIFO: the node stopped reloading and answered no more signals
+    until something wrote to it. Now the reload is refused in one line and the node goes on."""
+    config = tmp_path / "node.toml"
+    config.write_text(GOOD_CONFIG)
+    node = capture_node(sessions, "--config", str(config))
+    node.wait_for("camera a: streaming", timeout=DEADLINE_S)
+    config.unlink()
+    os.mkfifo(config)
+    node.send(signal.SIGHUP)
+    node.wait_for(f"ERROR capture_node: reload: {config}: not a regular file", timeout=DEADLINE_S)
+    config.unlink()
+    config.write_text(GOOD_CONFIG.replace('id = "a"', 'id = "b"'))
+    node.send(signal.SIGHUP)
+    node.wait_for("camera b: streaming", timeout=DEADLINE_S)
+    node.send(signal.SIGINT)
+    node.assert_clean_end(node.wait_exit(DEADLINE_S))
