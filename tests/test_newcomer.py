@@ -344,3 +344,21 @@ def test_sighup_while_the_config_is_a_fifo(sessions: list[Session], tmp_path: Pa
     node.wait_for("camera b: streaming", timeout=DEADLINE_S)
     node.send(signal.SIGINT)
     node.assert_clean_end(node.wait_exit(DEADLINE_S))
+
+
+@pytest.mark.parametrize("command", [["generate", "{file}", "--name", "x"], ["allow", "{file}", "{key}"]])
+def test_keys_directory_that_is_a_file(sessions: list[Session], tmp_path: Path, command: list[str]) -> None:
+    """`framebus-keys generate node.toml --name x` (the directory argument forgotten or swapped)
+    said `node.toml: File exists`."""
+    subprocess.run(
+        [sys.executable, "-m", "common.keys_cli", "generate", str(tmp_path), "--name", "w"],
+        check=True,
+        capture_output=True,
+    )
+    file = tmp_path / "node.toml"
+    file.write_text(GOOD_CONFIG)
+    argv = [part.format(file=file, key=tmp_path / "w.key") for part in command]
+    keys, code = run_to_end(sessions, [sys.executable, "-m", "common.keys_cli", *argv])
+    keys.assert_clean_end(code, expected_code=2)
+    assert keys.lines == [f"framebus-keys: {file}: a file is in the way: give a directory"], keys.output
+    assert file.read_text() == GOOD_CONFIG
