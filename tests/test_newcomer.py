@@ -362,3 +362,35 @@ def test_keys_directory_that_is_a_file(sessions: list[Session], tmp_path: Path, 
     keys.assert_clean_end(code, expected_code=2)
     assert keys.lines == [f"framebus-keys: {file}: a file is in the way: give a directory"], keys.output
     assert file.read_text() == GOOD_CONFIG
+
+
+def http_get(port: int, target: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_web_client_cannot_fill_the_log_with_tracebacks(sessions: list[Session]) -> None:
+    """A URL over 8 KiB (a browser's bookmarklet, a scanner) made aiohttp log an ERROR with a
+    20-line traceback in the viewer's log, for every such request."""
+    port = free_port()
+    web = Session(
+        [sys.executable, "-m", "worker_node", "web", "--node", f"tcp://127.0.0.1:{free_port()}",
+         "--listen", f"127.0.0.1:{port}"]
+    )  # fmt: skip
+    sessions.append(web)
+    web.wait_for("web viewer on", timeout=DEADLINE_S)
+    for _ in range(3):
+        assert b" 400 Bad Request" in http_get(port, "/api/status?x=" + "a" * 10000)[:40]
+    assert http_get(port, "/api/status").startswith(b"HTTP/1.1 200")
+    web.send(signal.SIGINT)
+    web.assert_clean_end(web.wait_exit(DEADLINE_S))
+    refused = [line for line in web.lines if "malformed HTTP request" in line]
+    assert (
+        len(refused) == 1
+        and " WARNING worker_node.web: refused a malformed HTTP request from 127.0.0.1 (400)" in (refused[0])
+    ), web.output
+    assert " ERROR " not in web.output, web.output

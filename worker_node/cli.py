@@ -25,6 +25,7 @@ from worker_node.access import Access
 from worker_node.discovery import ClockOffset, DiscoveryError, describe_with_clock
 from worker_node.display import DisplayOptions, run_display
 from worker_node.follow import parse_follow_host
+from worker_node.http_log import quiet_client_errors
 from worker_node.process import HandlerError, load_handler
 from worker_node.processing import FrameProcessor, ProcessOptions
 from worker_node.receiver import FrameReceiver
@@ -439,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         warning = http_exposure_warning("the web viewer", args.listen, "sees the cameras")
         if warning:
             log.warning("%s", warning)
+        quiet_client_errors()
         return run_web(WebOptions(tuple(args.node), tuple(args.camera), args.listen.host, args.listen.port, access))
     if args.command == "process":
         return run_process(args, access)
