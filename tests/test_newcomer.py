@@ -394,3 +394,26 @@ def test_web_client_cannot_fill_the_log_with_tracebacks(sessions: list[Session])
         and " WARNING worker_node.web: refused a malformed HTTP request from 127.0.0.1 (400)" in (refused[0])
     ), web.output
     assert " ERROR " not in web.output, web.output
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("DIR", "cannot open {source}: it is a directory, not a video file"),
+        ("57", "cannot open 57: no video device 57 (/dev/video57 does not exist; `ls /dev/video*` lists them)"),
+    ],
+    ids=["directory", "missing-device"],
+)
+def test_camera_source_that_cannot_be(sessions: list[Session], tmp_path: Path, source: str, expected: str) -> None:
+    """A directory was "not a video file OpenCV/FFmpeg can read"; a device index that does not
+    exist came with 8 lines of OpenCV's own output, one of them an ERROR, before the node's line."""
+    if source == "DIR":
+        source = str(tmp_path)
+    elif Path(f"/dev/video{source}").exists():
+        pytest.skip(f"/dev/video{source} exists here")
+    node = capture_node(sessions, "--source", source)
+    line = node.wait_for(r"camera cam1: cannot open .*; retry 1", timeout=DEADLINE_S).group(0)
+    node.send(signal.SIGINT)
+    node.assert_clean_end(node.wait_exit(DEADLINE_S))
+    assert expected.format(source=source) in line, node.output
+    assert "capture_node.native" not in node.output, node.output
