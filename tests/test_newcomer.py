@@ -417,3 +417,26 @@ def test_camera_source_that_cannot_be(sessions: list[Session], tmp_path: Path, s
     node.assert_clean_end(node.wait_exit(DEADLINE_S))
     assert expected.format(source=source) in line, node.output
     assert "capture_node.native" not in node.output, node.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # It ran for ever, saving nothing and saying nothing: no node can describe such an id.
+        (
+            ["--camera", "front door"],
+            "argument --camera: camera id 'front door' is invalid: use 1-64 of [A-Za-z0-9_.-]",
+        ),
+        # Redaction took `*':` for a password and printed `'tcp://127.0.0.1:*** give a fixed port`.
+        (
+            ["--listen", "tcp://127.0.0.1:*"],
+            "argument --listen: 'tcp://127.0.0.1:*': give a fixed port (e.g. tcp://0.0.0.0:6000)",
+        ),
+    ],
+    ids=["camera-id", "listen-any-port"],
+)
+def test_save_option_mistakes(sessions: list[Session], tmp_path: Path, args: list[str], expected: str) -> None:
+    argv = [sys.executable, "-m", "worker_node", "save", "--node", f"tcp://127.0.0.1:{free_port()}"]
+    worker, code = run_to_end(sessions, [*argv, "--out", str(tmp_path), *args])
+    worker.assert_clean_end(code, expected_code=2)
+    assert f"worker-node save: error: {expected}" in worker.output, worker.output

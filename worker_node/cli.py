@@ -13,6 +13,7 @@ import zmq
 from common.bind_error import BindError, bind_error
 from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.endpoint import EndpointError, parse_endpoint, parse_listen
+from common.fields import validate_camera_id
 from common.keys import KeyFileError
 from common.logs import setup_logging
 from common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--camera",
+            type=arg_type(validate_camera_id),  # a typo that no node could ever describe: say so now
             action="append",
             default=[],
             required=camera_required,
