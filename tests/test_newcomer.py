@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.media import write_numbered_video
-from tests.processes import ROOT, NodeProcess
+from tests.processes import ROOT, NodeProcess, wait_until
 from tests.test_start_failures import session_members
 
 DEADLINE_S = 30.0
@@ -365,7 +365,12 @@ def test_keys_directory_that_is_a_file(sessions: list[Session], tmp_path: Path, 
 
 
 def http_get(port: int, target: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+    """The raw answer; b"" while nothing listens yet."""
+    try:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    except ConnectionRefusedError:
+        return b""
+    with conn:
         conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         answer = b""
         while chunk := conn.recv(65536):
@@ -440,3 +445,16 @@ def test_save_option_mistakes(sessions: list[Session], tmp_path: Path, args: lis
     worker, code = run_to_end(sessions, [*argv, "--out", str(tmp_path), *args])
     worker.assert_clean_end(code, expected_code=2)
     assert f"worker-node save: error: {expected}" in worker.output, worker.output
+
+
+def test_worker_global_options_after_the_command(sessions: list[Session], tmp_path: Path) -> None:
+    """`worker-node save … --metrics-port 9101` (the README puts it before `save`; users put it
+    anywhere) said `worker-node: error: unrecognized arguments: --metrics-port 9101`."""
+    port = free_port()
+    argv = [sys.executable, "-m", "worker_node", "save", "--node", f"tcp://127.0.0.1:{free_port()}"]
+    worker = Session([*argv, "--out", str(tmp_path), "--metrics-port", str(port), "--log-level", "WARNING"])
+    sessions.append(worker)
+    wait_until(lambda: b"framebus_" in http_get(port, "/metrics"), DEADLINE_S, "the metrics endpoint")
+    worker.send(signal.SIGINT)
+    worker.assert_clean_end(worker.wait_exit(DEADLINE_S))
+    assert " INFO " not in worker.output, worker.output  # --log-level WARNING was taken too

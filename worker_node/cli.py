@@ -78,14 +78,27 @@ def _size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _add_global_options(parser: argparse.ArgumentParser, log_default: object, metrics_default: object) -> None:
+    """Before the command (`worker-node --log-level DEBUG save …`) or after it: a new user types
+    both. After it, the default is SUPPRESS, so that a value given before is not overwritten."""
+    parser.add_argument(
+        "--log-level",
+        default=log_default,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="what to log (default INFO)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=arg_type(parse_metrics_address),
+        default=metrics_default,
+        metavar="[HOST:]PORT",
+        help=METRICS_HELP,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
-    p.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="what to log (default INFO)"
-    )
-    p.add_argument(
-        "--metrics-port", type=arg_type(parse_metrics_address), default=None, metavar="[HOST:]PORT", help=METRICS_HELP
-    )
+    _add_global_options(p, log_default="INFO", metrics_default=None)
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_keys(sp: argparse.ArgumentParser) -> None:
@@ -285,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="how long to wait for the answer (default 3s)",
     )
+    for command in sub.choices.values():  # `worker-node save --log-level DEBUG …` works too
+        _add_global_options(command, log_default=argparse.SUPPRESS, metrics_default=argparse.SUPPRESS)
     return p
 
 
