@@ -458,3 +458,23 @@ def test_worker_global_options_after_the_command(sessions: list[Session], tmp_pa
     worker.send(signal.SIGINT)
     worker.assert_clean_end(worker.wait_exit(DEADLINE_S))
     assert " INFO " not in worker.output, worker.output  # --log-level WARNING was taken too
+
+
+def test_remote_capture_given_the_node_endpoint_without_camera(sessions: list[Session]) -> None:
+    """`RemoteCapture("tcp://edge1:5555")`, camera= forgotten: isOpened() was True and read()
+    returned (False, None) for ever, with `error` empty and nothing logged."""
+    node = capture_node(sessions, "--width", "160", "--height", "120")
+    control = node.wait_for(r"control endpoint (\S+)", timeout=DEADLINE_S).group(1)
+    script = (
+        "import sys\nfrom common.logs import setup_logging\nfrom worker_node import RemoteCapture\n"
+        "setup_logging()\n"
+        f"cap = RemoteCapture({control!r}, timeout=1.0)\n"
+        "ok, _ = cap.read()\nprint('read', ok, cap.error)\ncap.release()\n"
+    )
+    user, code = run_to_end(sessions, [sys.executable, "-c", script])
+    user.assert_clean_end(code)
+    said = f"no frame from {control} within 1.0 s: if it is a capture node's describe endpoint, give camera=ID"
+    assert f"WARNING worker_node.remote_capture: RemoteCapture: {said}" in user.output, user.output
+    assert f"read False {said}" in user.output, user.output
+    node.send(signal.SIGINT)
+    node.assert_clean_end(node.wait_exit(DEADLINE_S))

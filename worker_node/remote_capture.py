@@ -53,6 +53,9 @@ class RemoteCapture:
         node that uses CURVE; a wrong or missing file raises KeyFileError."""
         self.timeout = timeout
         self.error = ""
+        self._source = source
+        self._camera = camera
+        self._waiting_said = False
         security = Access.from_files(key, [server_key] if server_key else []).client()
         self._ctx = zmq.Context()
         self._sub: Subscription | None = None
@@ -116,6 +119,8 @@ class RemoteCapture:
             if frame is not None:
                 self._pending = frame
                 self.last = frame.header
+                if self._waiting_said:  # it was a frame endpoint after all, just slow to start
+                    self.error, self._waiting_said = "", False
                 return True
             self._sub.request()  # pull mode: we are ready for the next frame
             remaining = deadline - time.monotonic()
@@ -123,7 +128,20 @@ class RemoteCapture:
                 remaining = min(remaining, 0.1)  # the request could not go out yet: retry soon
             if remaining <= 0 or not self._sub.socket.poll(int(remaining * 1000) + 1, zmq.POLLIN):
                 if time.monotonic() >= deadline:
+                    self._no_frame_yet()
                     return False
+
+    def _no_frame_yet(self) -> None:
+        """A frame endpoint that never sent a frame is most often a node's describe endpoint
+        given without camera=: say so once, instead of (False, None) for ever without a word."""
+        if self.last is not None or self.error or self._camera is not None:
+            return
+        self._waiting_said = True
+        self.error = (
+            f"no frame from {self._source} within {self.timeout:.1f} s: if it is a capture node's "
+            "describe endpoint, give camera=ID (worker-node describe lists them)"
+        )
+        log.warning("RemoteCapture: %s", self.error)
 
     def retrieve(self) -> tuple[bool, np.ndarray | None]:
         if self._pending is None:
