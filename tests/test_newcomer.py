@@ -478,3 +478,14 @@ def test_remote_capture_given_the_node_endpoint_without_camera(sessions: list[Se
     assert f"read False {said}" in user.output, user.output
     node.send(signal.SIGINT)
     node.assert_clean_end(node.wait_exit(DEADLINE_S))
+
+
+def test_process_suffix_mistake(sessions: list[Session], tmp_path: Path) -> None:
+    """`--suffix ''` said only `camera id 'cam1/' is invalid`: an id the user never typed."""
+    argv = [sys.executable, "-m", "worker_node", "process", "--node", f"tcp://127.0.0.1:{free_port()}"]
+    argv += ["--camera", "cam1", "--handler", "tests.handlers_for_tests:slow", "--suffix", ""]
+    worker, code = run_to_end(sessions, argv)
+    worker.assert_clean_end(code, expected_code=2)
+    assert "ERROR worker_node: suffix '': the output stream id is wrong: camera id 'cam1/' is invalid" in (
+        worker.output
+    ), worker.output
