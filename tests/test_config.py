@@ -137,10 +137,13 @@ def test_highest_usable_port_is_accepted(tmp_path: Path) -> None:
     assert cfg.cameras[0].bind == "tcp://127.0.0.1:65535"
 
 
-def test_control_port_zero_means_any_port_for_frames_too() -> None:
-    """Port 0 binds any free port: control + 1 would be port 1."""
-    cfg = config.from_dict({"node": {"control": "tcp://127.0.0.1:0"}, "camera": [{"id": "a"}]}, "x.toml")
+def test_control_any_port_means_any_port_for_frames_too() -> None:
+    """`*` binds any free port: there is no control port + 1 to follow. (Port 0 is refused by
+    the endpoint parser, which suggests `*`.)"""
+    cfg = config.from_dict({"node": {"control": "tcp://127.0.0.1:*"}, "camera": [{"id": "a"}]}, "x.toml")
     assert cfg.cameras[0].bind == "tcp://127.0.0.1:*"
+    with pytest.raises(ConfigError, match=r"the port 0 is not from 1 to 65535 \(use '\*' for any free port\)"):
+        config.from_dict({"node": {"control": "tcp://127.0.0.1:0"}, "camera": [{"id": "a"}]}, "x.toml")
 
 
 def _cameras(*ids: str, **fields: Any) -> dict[str, Any]:

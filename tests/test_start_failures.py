@@ -153,12 +153,19 @@ def test_low_port_without_the_right_to_bind_it() -> None:
     ("path", "problem"),
     [
         ("/nonexistent-dir/node", "its directory does not exist: create it, or choose another path"),
-        ("/tmp/" + "x" * 120, "the path is longer than 107 bytes"),
     ],
 )
 def test_bad_ipc_path(path: str, problem: str) -> None:
     ended = run_to_end(capture_node("--control", f"ipc://{path}"))
     assert_one_line(ended, f"control endpoint: cannot listen on ipc://{path}: {problem}")
+
+
+def test_ipc_path_too_long_is_refused_with_the_arguments() -> None:
+    """The endpoint parser knows a Unix socket's limit: refused before anything starts."""
+    ended = run_to_end(capture_node("--control", "ipc:///tmp/" + "x" * 120))
+    assert "Traceback" not in ended.stderr and ended.code == 2 and ended.leftovers == [], ended.stderr
+    assert "capture-node: error: argument --control: " in ended.stderr
+    assert "an ipc:// path is at most 107 bytes (a Unix socket's limit)" in ended.stderr
 
 
 def test_ipc_path_of_a_running_node_is_refused_not_stolen(nodes: Processes, tmp_path: Path) -> None:
@@ -186,7 +193,7 @@ def test_stale_ipc_file_is_replaced(nodes: Processes, tmp_path: Path) -> None:
 def test_capture_metrics_port_taken_starts_no_camera() -> None:
     with taken_port() as port:
         ended = run_to_end(capture_node("--control", "tcp://127.0.0.1:*", "--metrics-port", str(port)))
-    assert_one_line(ended, f"--metrics-port: cannot listen on port {port}: {IN_USE}")
+    assert_one_line(ended, f"--metrics-port: cannot listen on 127.0.0.1:{port}: {IN_USE}")
     assert "camera cam1" not in ended.stderr
 
 
@@ -223,4 +230,4 @@ def test_save_listen_taken(tmp_path: Path) -> None:
 def test_worker_metrics_port_taken() -> None:
     with taken_port() as port:
         ended = run_to_end(worker_node("--metrics-port", str(port), "top", "--node", "tcp://127.0.0.1:9"))
-    assert_one_line(ended, f"--metrics-port: cannot listen on port {port}: {IN_USE}")
+    assert_one_line(ended, f"--metrics-port: cannot listen on 127.0.0.1:{port}: {IN_USE}")
