@@ -31,6 +31,8 @@ from common.sockets import StreamOptions
 log = logging.getLogger("capture_node.camera")
 
 BACKOFF_FIRST_S = 0.5
+PUBLISH_WAIT_S = 0.1  # longest wait in the publish thread before it looks at the stop flag
+PUBLISH_JOIN_S = 2.0  # stop() waits this long for it (it wakes every PUBLISH_WAIT_S)
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,14 @@ class Camera:
 
     def stop(self, timeout: float = 0.5) -> None:
         """Stop both threads. A read() stuck in native code cannot be interrupted: the grab
-        thread is a daemon and is abandoned after the timeout."""
+        thread is a daemon and is abandoned after the timeout. The publish thread only ever
+        waits in slices of PUBLISH_WAIT_S, so it is always joined: its socket must not be
+        closed under it (a context destroyed while it polls raised ZMQError in it)."""
         self.request_stop()
         self._pull.stop()
-        self._publish_thread.join(timeout)
+        self._publish_thread.join(max(timeout, PUBLISH_JOIN_S))
+        if self._publish_thread.is_alive():
+            log.warning("camera %s: publish thread did not stop within %.1f s", self.config.id, PUBLISH_JOIN_S)
         self._grab_thread.join(timeout)
 
     def info(self) -> CameraInfo:
@@ -251,7 +257,8 @@ class Camera:
         next_due = 0.0
         seq = 0
         while not self._stop.is_set():
-            if self._every_frame and not self._publisher.wait_for_subscriber(self._status_interval):
+            # In short waits: stop() joins this thread before the socket's context is destroyed.
+            if self._every_frame and not self._publisher.wait_for_subscriber(PUBLISH_WAIT_S):
                 continue
             wait = max(0.0, self._status_interval - (time.monotonic() - last_sent))
             grabbed = self._slot.take(timeout=wait)

@@ -42,7 +42,9 @@ def run(
     ctx = zmq.Context()
     security = None
     try:
-        security = curve.server(ctx) if curve else None  # keys were checked by the node: errors are rare
+        security = (
+            curve.server(ctx, announce=False) if curve else None
+        )  # keys were checked by the node: errors are rare
         camera = Camera(ctx, config, status_interval, security)
     except Exception as exc:  # a port taken, an address not here: the node says it in one line
         known = isinstance(exc, (zmq.ZMQError, KeyFileError))

@@ -108,8 +108,8 @@ def config_from_args(args: argparse.Namespace, running: NodeConfig | None = None
 
 
 def _given(value: object) -> bool:
-    """A flag the user gave: `--quality 0` is given (and wrong), unlike an absent flag. A
-    membership test against (None, False) would drop it, since 0 == False."""
+    """Was this flag given? Not `value not in (None, False)`: 0 == False, and `--width 0` or
+    `--quality 0` must reach the checks instead of silently meaning the default."""
     return value is not None and value is not False and value != []
 
 

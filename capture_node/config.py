@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import tomllib
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -10,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from common.endpoint import Endpoint, EndpointError, parse_endpoint
+from common.fields import shown
 from common.keys import KeyFileError, load_key_pair, read_allow_list, secret_file_is_private
-from common.protocol import DELIVERIES, ProtocolError, validate_camera_id
+from common.protocol import DELIVERIES, MAX_NODE_NAME, ProtocolError, validate_camera_id
 from common.security import CurveFiles, ExposureError, check_exposure
 from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
+MAX_CONFIG_BYTES = 1 << 20  # a config with hundreds of cameras is tens of KiB
 
 
 class ConfigError(ValueError):
@@ -119,6 +123,11 @@ def validate(config: NodeConfig, where: str = "config", running: NodeConfig | No
     if not 0.05 <= config.status_interval <= 3600:
         raise ConfigError(
             f"{where}: node.status_interval: must be between 0.05 and 3600 s, got {config.status_interval}"
+        )
+    if not config.name or len(config.name) > MAX_NODE_NAME or not config.name.isprintable():
+        # Workers refuse a describe reply whose name breaks these rules: say it here, not there.
+        raise ConfigError(
+            f"{where}: node.name: must be 1 to {MAX_NODE_NAME} printable characters, got {shown(config.name)}"
         )
     if not config.cameras:
         raise ConfigError(f"{where}: no [[camera]] table: a node needs at least one camera")
@@ -248,15 +257,42 @@ def default_pull_endpoint(bind: str) -> str:
     return str(parsed.with_port(port if port <= 65535 else None))  # too high: any free port
 
 
+def read_config_text(path: Path) -> str:
+    """The file's text. A FIFO would block the node at start or a SIGHUP reload for good, and
+    a huge file would be read whole: opened without blocking, checked, read up to a bound."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: is a directory, not a config file")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: not a regular file (a FIFO, socket or device cannot be a config file)")
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a node's config file")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")  # an editor's byte-order mark is not TOML's business
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a config file is TOML, in UTF-8)") from None
+
+
 def load(path: Path, overrides: dict[str, Any] | None = None, running: NodeConfig | None = None) -> NodeConfig:
     """Read a TOML file: a [node] table and one [[camera]] table per camera. `overrides` are
     [node] fields given on the command line; they win over the file's. `running`: see validate."""
+    text = read_config_text(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        data = tomllib.loads(text)
     except ValueError as exc:  # TOMLDecodeError, or an integer past Python's digit limit
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     node = data.get("node")

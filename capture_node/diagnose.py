@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 _STATUS = re.compile(r"RTSP/1\.0 (\d{3}) ?(.*)")
 _DIGEST_FIELD = re.compile(r'(\w+)="?([^",]*)"?')
+MAX_BODY = 65536  # of an SDP: they are a few hundred bytes
 
 
 def why_not_open(url: str, timeout: float) -> str:
@@ -72,6 +73,9 @@ def _rtsp_describe(conn: socket.socket, url: str, user: str | None, password: st
         )
     if status == 404:
         return f"404 Not Found: no stream at path {urlsplit(plain_url).path or '/'!r}"
+    if status == 0:
+        answer = f"it answered {reason!r}" if reason else "it closed the connection without answering"
+        return f"not an RTSP server: {answer}; check the host, the port and the scheme"
     if status != 200:
         return f"the RTSP server answered {status} {reason}".strip()
     media = re.findall(r"^m=(\w+)", body, re.MULTILINE)
@@ -86,7 +90,7 @@ def _request(conn: socket.socket, url: str, authorization: str | None) -> tuple[
         lines.append(f"Authorization: {authorization}")
     conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     data = b""
-    while b"\r\n\r\n" not in data:
+    while b"\r\n\r\n" not in data and len(data) < MAX_BODY:
         chunk = conn.recv(4096)
         if not chunk:
             break
@@ -94,10 +98,12 @@ def _request(conn: socket.socket, url: str, authorization: str | None) -> tuple[
     head, _, rest = data.partition(b"\r\n\r\n")
     head_lines = head.decode("latin-1").split("\r\n")
     m = _STATUS.match(head_lines[0]) if head_lines else None
-    if not m:
-        return 0, "an unexpected answer (is it an RTSP server?)", {}, ""
+    if not m:  # the reason is what it said instead (printable, cut short: it is not ours to trust)
+        said = "".join(c if c.isprintable() else "?" for c in head_lines[0][:80]) if data else ""
+        return 0, said, {}, ""
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head_lines[1:])}
-    length = int(headers.get("content-length", "0") or 0)
+    declared = headers.get("content-length", "")
+    length = min(int(declared), MAX_BODY) if declared.isdigit() else 0  # a camera's answer is not to be trusted
     while len(rest) < length:
         chunk = conn.recv(4096)
         if not chunk:

@@ -120,8 +120,13 @@ def ffmpeg_options(config: CameraConfig) -> str:
 
 def explain_failure(config: CameraConfig) -> str:
     if config.source.isdigit():
-        return f"no usable video device {config.source} (/dev/video{config.source})"
+        device = f"/dev/video{config.source}"
+        if not os.path.exists(device):
+            return f"no video device {config.source} ({device} does not exist; `ls /dev/video*` lists them)"
+        return f"no usable video device {config.source} ({device})"
     if "://" not in config.source:
+        if os.path.isdir(config.source):
+            return "it is a directory, not a video file"
         return "not a video file OpenCV/FFmpeg can read"
     return why_not_open(config.source, config.open_timeout)
 

@@ -79,6 +79,11 @@ class ControlServer:
             return
         reply = DescribeReply(self._name, time.time_ns(), tuple(self._cameras()))
         try:
-            self._sock.send_multipart([identity, encode_describe_reply(reply)], zmq.NOBLOCK)
+            message = encode_describe_reply(reply)
+        except ProtocolError as exc:  # too big a reply: say so on every try, and keep serving
+            self._bad.warning("reply", "control: cannot send a describe reply: %s", exc)
+            return
+        try:
+            self._sock.send_multipart([identity, message], zmq.NOBLOCK)
         except zmq.Again:
             pass  # the client went away

@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyFileError as exc:
         print(f"framebus-keys: {exc}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError) as exc:  # mkdir, or a path through a file
+        print(f"framebus-keys: {exc.filename}: a file is in the way: give a directory", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"framebus-keys: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -39,6 +39,13 @@ _OPENCV = re.compile(r"\[\s*(?P<level>[A-Z]+):\d+@[\d.]+\]\s*(?:global\s+)?(?P<m
 _OPENCV_FFMPEG = re.compile(r"\[OPENCV:FFMPEG:(?P<level>\d+)\]\s*(?P<message>.*)")
 _FFMPEG = re.compile(r"\[(?P<component>[\w\-]+) @ 0x[0-9a-fA-F]+\]\s*(?P<message>.*)")
 _VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+")  # addresses, times, ports: the same message otherwise
+# OpenCV's lines that only say "this backend did not open it" (and its exception dumps, whose
+# untagged continuation lines follow the level of this one): the camera's own `cannot open …:
+# <cause>` line says it better, so at INFO they were 1 to 8 lines of noise per failed open.
+_NOISE = re.compile(
+    r"can't be used to capture by name|can't open camera by index|raised OpenCV exception"
+    r"|getStreamChannelGroup Camera index out of range"
+)
 _OPENCV_LEVELS = {"FATAL": logging.ERROR, "ERROR": logging.ERROR, "WARN": logging.WARNING, "INFO": logging.INFO}
 
 
@@ -151,6 +158,8 @@ class NativeOutput:
         if not line:
             return
         level, message = parse_line(line)
+        if level is not None and _NOISE.search(message):
+            level = logging.DEBUG
         self._level = level = self._level if level is None else level
         key = _VARYING.sub("#", message)[:200]
         self._repeats.log(level, key, "camera %s: %s", self.camera_id, redact(message))

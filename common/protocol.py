@@ -38,6 +38,7 @@ MAGIC = b"FB"
 VERSION = 1
 PREFIX = struct.Struct("<2sBBI")  # magic, version, kind, header length
 MAX_HEADER_BYTES = 64 * 1024
+MAX_NODE_NAME = 128  # characters of a node name in a describe reply (printable)
 MAX_DIMENSION = 16384
 MAX_CAMERAS = 1024  # entries of a describe reply
 ENCODING_JPEG = "jpeg"
@@ -380,7 +381,7 @@ def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
             )
         )
     return DescribeReply(
-        node=text_field(h, "node", where, 128),
+        node=text_field(h, "node", where, MAX_NODE_NAME),
         time_ns=int_in(h, "time_ns", 0, _U64_MAX, where),
         cameras=tuple(infos),
     )

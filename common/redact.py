@@ -33,7 +33,8 @@ _SPACE = re.compile(r"[ \t\r\n\f\v]")  # unicode spaces may sit in a password: o
 _AT = {False: re.compile("@"), True: re.compile(r"@|%(?:25)*40", re.IGNORECASE)}
 _COLON = {False: re.compile(":"), True: re.compile(r":|%(?:25)*3a", re.IGNORECASE)}
 _AUTHORITY_END = {False: re.compile(r"[/?#]"), True: re.compile(r"[/?#]|%(?:25)*(?:2f|3f|23)", re.IGNORECASE)}
-_PORT = re.compile(r"\d{0,5}|\*")  # `*`: ZeroMQ's any free port
+# A port, and the marks that may close the URL in a sentence (`tcp://host:5555: no reply`).
+_PORT = re.compile(r"(?:\d{0,5}|\*)[:,.;)\]}>'\"]{0,3}")  # `*`: ZeroMQ's any free port
 _BARE_IPV6 = re.compile(r"[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*")
 _NEWLINE = re.compile("\n")
 _TOKEN = re.compile(r"[^ \t\r\n\f\v]+")

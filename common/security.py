@@ -96,8 +96,9 @@ class _Authenticator(ThreadAuthenticator):
 class CurveServer:
     """One per zmq.Context that binds: the authenticator, the allow-list and its watcher."""
 
-    def __init__(self, ctx: zmq.Context, keys: KeyPair, allow_dir: Path) -> None:
+    def __init__(self, ctx: zmq.Context, keys: KeyPair, allow_dir: Path, announce: bool = True) -> None:
         self.keys = keys
+        self._announce = announce  # the node says what its allow-list holds; its camera processes need not repeat it
         self.allow_dir = allow_dir
         self.revocations = 0  # bumped when keys leave the allow-list: rebuild your sockets
         self._ctx = ctx
@@ -152,7 +153,15 @@ class CurveServer:
         allowed = frozenset(keys.values())
         removed = self._allowed - allowed
         self._allowed = allowed
-        if initial:
+        if initial and not self._announce:
+            pass
+        elif initial and not allowed:
+            log.warning(
+                "allow-list %s: no keys, so no worker is admitted; add one with `framebus-keys allow %s WORKER.key`",
+                self.allow_dir,
+                self.allow_dir,
+            )
+        elif initial:
             log.info("allow-list %s: %d key(s)", self.allow_dir, len(allowed))
         elif removed:
             self.revocations += 1
@@ -262,5 +271,5 @@ class CurveFiles:
     key: Path  # the node's .key_secret file
     allow: Path  # directory of admitted peers' .key files
 
-    def server(self, ctx: zmq.Context) -> CurveServer:
-        return CurveServer(ctx, load_key_pair(self.key), self.allow)
+    def server(self, ctx: zmq.Context, announce: bool = True) -> CurveServer:
+        return CurveServer(ctx, load_key_pair(self.key), self.allow, announce)

@@ -160,6 +160,14 @@ def test_bad_ipc_path(path: str, problem: str) -> None:
     assert_one_line(ended, f"control endpoint: cannot listen on ipc://{path}: {problem}")
 
 
+def test_ipc_path_too_long_is_refused_with_the_arguments() -> None:
+    """The endpoint parser knows a Unix socket's limit: refused before anything starts."""
+    ended = run_to_end(capture_node("--control", "ipc:///tmp/" + "x" * 120))
+    assert "Traceback" not in ended.stderr and ended.code == 2 and ended.leftovers == [], ended.stderr
+    assert "capture-node: error: argument --control: " in ended.stderr
+    assert "an ipc:// path is at most 107 bytes (a Unix socket's limit)" in ended.stderr
+
+
 def test_ipc_path_of_a_running_node_is_refused_not_stolen(nodes: Processes, tmp_path: Path) -> None:
     """libzmq would delete the running node's socket file and take the path over, silently."""
     control = f"ipc://{tmp_path}/node"

@@ -14,6 +14,7 @@ from common import threads
 from common.bind_error import BindError, bind_error
 from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.endpoint import EndpointError, parse_endpoint, parse_listen
+from common.fields import validate_camera_id
 from common.keys import KeyFileError
 from common.logs import setup_logging
 from common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
@@ -26,6 +27,7 @@ from worker_node.access import Access
 from worker_node.discovery import ClockOffset, DiscoveryError, describe_with_clock
 from worker_node.display import DisplayOptions, run_display
 from worker_node.follow import parse_follow_host
+from worker_node.http_log import quiet_client_errors
 from worker_node.pixel_limit import parse_max_pixels
 from worker_node.process import HandlerError, load_handler
 from worker_node.processing import FrameProcessor, ProcessOptions
@@ -47,15 +49,21 @@ def _listen_endpoint(text: str) -> str:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0  # `1.5`, `ten`: the same one line, not int()'s "invalid literal for int() with base 10"
     if value <= 0:
         raise ValueError(f"{text!r} must be a positive integer")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
         raise ValueError(f"{text!r} must be a positive number")
     return value
 
@@ -72,14 +80,27 @@ def _size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _add_global_options(parser: argparse.ArgumentParser, log_default: object, metrics_default: object) -> None:
+    """Before the command (`worker-node --log-level DEBUG save …`) or after it: a new user types
+    both. After it, the default is SUPPRESS, so that a value given before is not overwritten."""
+    parser.add_argument(
+        "--log-level",
+        default=log_default,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="what to log (default INFO)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=arg_type(parse_metrics_address),
+        default=metrics_default,
+        metavar="[HOST:]PORT",
+        help=METRICS_HELP,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="worker-node", description="Subscribe to framebus capture nodes.")
-    p.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="what to log (default INFO)"
-    )
-    p.add_argument(
-        "--metrics-port", type=arg_type(parse_metrics_address), default=None, metavar="[HOST:]PORT", help=METRICS_HELP
-    )
+    _add_global_options(p, log_default="INFO", metrics_default=None)
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_keys(sp: argparse.ArgumentParser) -> None:
@@ -123,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--camera",
+            type=arg_type(validate_camera_id),  # a typo that no node could ever describe: say so now
             action="append",
             default=[],
             required=camera_required,
@@ -290,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="how long to wait for the answer (default 3s)",
     )
+    for command in sub.choices.values():  # `worker-node save --log-level DEBUG …` works too
+        _add_global_options(command, log_default=argparse.SUPPRESS, metrics_default=argparse.SUPPRESS)
     return p
 
 
@@ -466,6 +490,7 @@ def run(args: argparse.Namespace) -> int:
         warning = http_exposure_warning("the web viewer", args.listen, "sees the cameras")
         if warning:
             log.warning("%s", warning)
+        quiet_client_errors()
         return run_web(WebOptions(tuple(args.node), tuple(args.camera), args.listen.host, args.listen.port, access))
     if args.command == "process":
         return run_process(args, access)

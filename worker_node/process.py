@@ -16,6 +16,10 @@ motion detection, must not mix cameras); anything else callable is used as is.
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
+import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,16 +50,36 @@ def load_handler(spec: str) -> HandlerFactory:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise HandlerError(f"handler {spec!r} must look like package.module:function")
+    if module_name.endswith(".py") or "/" in module_name:
+        name = os.path.splitext(os.path.basename(module_name))[0]
+        raise HandlerError(
+            f"handler {spec!r}: give a module name, not a file: --handler {name}:{attr} "
+            "(run from its directory, or add that directory to PYTHONPATH)"
+        )
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # As `python -m` does: the `worker-node` script alone would not find ./myhandlers.py.
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise HandlerError(f"handler {spec!r}: cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # SyntaxError, or anything the module raises while it loads: the user's to fix
+        raise HandlerError(f"handler {spec!r}: importing {module_name} failed: {_where(exc)}") from None
     target: object = module
     for part in attr.split("."):
         if not hasattr(target, part):
             raise HandlerError(f"handler {spec!r}: {module_name} has no attribute {attr!r}")
         target = getattr(target, part)
-    return as_factory(target, spec)
+    return as_factory(target, f"handler {spec!r}")
+
+
+def _where(exc: BaseException) -> str:
+    """`SyntaxError: expected ':' (myh.py, line 1)`: what went wrong and where, in one line."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{place}"
 
 
 def as_factory(target: object, name: str = "handler") -> HandlerFactory:
@@ -67,13 +91,27 @@ def as_factory(target: object, name: str = "handler") -> HandlerFactory:
             instance = cls()
             if not callable(instance):
                 raise HandlerError(f"{name}: instances of {cls.__name__} are not callable (define __call__)")
+            _check_arguments(instance, f"{name}: {cls.__name__}.__call__")
             return instance  # type: ignore[no-any-return]
 
         return make
     if not callable(target):
         raise HandlerError(f"{name} is a {type(target).__name__}, not a function or class")
+    _check_arguments(target, name)
     function: Handler = target  # type: ignore[assignment]
     return lambda: function
+
+
+def _check_arguments(handler: object, name: str) -> None:
+    """At start, not as a traceback on every frame: a handler is called as handler(image, header)."""
+    try:
+        signature = inspect.signature(handler)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): the first call will tell
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise HandlerError(f"{name} must take two arguments, (image, header); it takes {signature}") from None
 
 
 def normalise(value: object) -> HandlerOutput:

@@ -70,7 +70,10 @@ class ProcessOptions:
         if not self.cameras:
             raise ValueError("give at least one camera id")
         for camera in self.cameras:
-            validate_camera_id(f"{camera}/{self.suffix}")
+            try:
+                validate_camera_id(f"{camera}/{self.suffix}")
+            except ValueError as exc:  # name the setting: the user typed the suffix, not this id
+                raise ValueError(f"suffix {self.suffix!r}: the output stream id is wrong: {exc}") from None
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
         control = parse_endpoint(self.control, "control", bind=True, schemes=("tcp", "ipc", "inproc"))

@@ -58,6 +58,9 @@ class RemoteCapture:
         a margin, see worker_node.pixel_limit)."""
         self.timeout = timeout
         self.error = ""
+        self._source = source
+        self._camera = camera
+        self._waiting_said = False
         security = Access.from_files(key, [server_key] if server_key else []).client()
         self._ctx = zmq.Context()
         self._sub: Subscription | None = None
@@ -125,6 +128,8 @@ class RemoteCapture:
             if frame is not None:
                 self._pending = frame
                 self.last = frame.header
+                if self._waiting_said:  # it was a frame endpoint after all, just slow to start
+                    self.error, self._waiting_said = "", False
                 return True
             sub.request()  # pull mode: we are ready for the next frame
             remaining = deadline - time.monotonic()
@@ -134,6 +139,7 @@ class RemoteCapture:
             if sub.link_socket is not None and sub.link_socket in ready:
                 sub.on_link_events()
             if not ready and time.monotonic() >= deadline:
+                self._no_frame_yet()
                 return False
 
     def _newest(self) -> Frame | None:
@@ -148,6 +154,18 @@ class RemoteCapture:
             if frame is not None and self._sub.every_frame:
                 break
         return frame
+
+    def _no_frame_yet(self) -> None:
+        """A frame endpoint that never sent a frame is most often a node's describe endpoint
+        given without camera=: say so once, instead of (False, None) for ever without a word."""
+        if self.last is not None or self.error or self._camera is not None:
+            return
+        self._waiting_said = True
+        self.error = (
+            f"no frame from {self._source} within {self.timeout:.1f} s: if it is a capture node's "
+            "describe endpoint, give camera=ID (worker-node describe lists them)"
+        )
+        log.warning("RemoteCapture: %s", self.error)
 
     def retrieve(self) -> tuple[bool, np.ndarray | None]:
         if self._pending is None or self._sub is None:
