@@ -73,10 +73,10 @@ fps = 20
     )
     capture, control = nodes.capture("--config", str(config))
     out = tmp_path / "saved"
-    worker = nodes.worker("save", "--node", control, "--out", str(out), "--every-n", "1", "--duration", "4s")
+    worker = nodes.worker("save", "--node", control, "--out", str(out), "--every-n", "1", "--duration", "6s")
     assert worker.wait_exit(30) == 0, worker.output
     counts = {cam: len(seqs) for cam, seqs in saved_files(out).items()}
-    # 4 s at 20 fps is 80 frames each; discovery takes a moment, a loaded machine more.
+    # 6 s at 20 fps is 120 frames each; discovery takes a moment, a loaded machine more.
     assert set(counts) == {"left", "right"}, counts
     assert min(counts.values()) >= 40, counts
     assert max(counts.values()) <= 1.6 * min(counts.values()), f"one camera starved: {counts}"
