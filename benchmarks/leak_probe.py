@@ -123,7 +123,10 @@ class Sampler:
 
     def _snapshot(self) -> tracemalloc.Snapshot:
         return tracemalloc.take_snapshot().filter_traces(
-            (tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap*"))
+            (
+                tracemalloc.Filter(False, tracemalloc.__file__),
+                tracemalloc.Filter(False, "<frozen importlib._bootstrap*"),
+            )
         )
 
     def sample(self) -> None:
@@ -133,7 +136,11 @@ class Sampler:
         heap = mallinfo()
         self.rows.append((t, rss, traced, heap))
         heap_text = " ".join(f"{k} {v:.1f}" for k, v in heap.items())
-        print(f"[{t:6.0f} s] rss {rss:.1f} MB, traced {traced:.2f} MB, malloc: {heap_text}", file=sys.stderr, flush=True)
+        print(
+            f"[{t:6.0f} s] rss {rss:.1f} MB, traced {traced:.2f} MB, malloc: {heap_text}", file=sys.stderr, flush=True
+        )
+        if not tracemalloc.is_tracing():
+            return
         if self.baseline is None:
             if t >= self.warm_up:
                 self.baseline = self._snapshot()
@@ -142,7 +149,11 @@ class Sampler:
             if stat.size_diff <= 0:
                 continue
             where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback))
-            print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {where}", file=sys.stderr, flush=True)
+            print(
+                f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {where}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def slopes(self) -> str:
         """MB per hour after the warm-up: RSS, traced, malloc in use."""
@@ -188,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     node = mp.Process(target=fake_node, args=(args.cameras, args.fps, width, height, theirs), daemon=True)
     node.start()
     control = ours.makefile().readline().strip()
-    print(f"fake node on {control}: {args.cameras} cameras at {args.fps:g} fps, {args.size}", file=sys.stderr, flush=True)
+    print(
+        f"fake node on {control}: {args.cameras} cameras at {args.fps:g} fps, {args.size}", file=sys.stderr, flush=True
+    )
 
     from worker_node import cli
 
