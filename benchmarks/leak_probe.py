@@ -33,23 +33,66 @@ import cv2
 from benchmarks.measure import rss_bytes
 
 
-class MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
-    ] + [("keepcost", ctypes.c_size_t)]
+def malloc_arenas() -> list[tuple[float, float]]:
+    """glibc's arenas (0: the main thread's; the others: other threads', such as libzmq's I/O
+    thread), each as (MB obtained from the system, MB of it free), from malloc_info()."""
+    import xml.etree.ElementTree as ET
 
-
-def mallinfo() -> dict[str, float]:
-    """glibc's heap, MB: in use, free (kept by malloc: fragmentation or reserve), mmap'd."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = MallInfo2
-        m = libc.mallinfo2()
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
     except (OSError, AttributeError):
-        return {}
-    mb = 2**20
-    return {"arena": m.arena / mb, "in_use": m.uordblks / mb, "free": m.fordblks / mb, "mmap": m.hblkhd / mb}
+        return []
+    with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+        stream = libc.fopen(f.name.encode(), b"w")
+        if not stream:
+            return []
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        root = ET.fromstring(Path(f.name).read_text())
+    out = []
+    for heap in root.iter("heap"):
+        free = sum(int(t.get("size", 0)) for t in heap.findall("total") if t.get("type") in ("fast", "rest"))
+        system = next((int(s.get("size", 0)) for s in heap.findall("system") if s.get("type") == "current"), 0)
+        out.append((system / 2**20, free / 2**20))
+    return out
+
+
+def anonymous_mappings() -> dict[str, int]:
+    """Resident kB of each anonymous mapping (by start address) of this process: a glibc arena
+    is one 64 MiB-aligned mapping, a pymalloc arena a 1 MiB one, a thread stack 8 MiB."""
+    out, current = {}, ""
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                named = len(head) > 5 and head[5].startswith("[")  # [heap] (the main arena), [stack]
+                current = head[5] if named else head[0].split("-")[0] if len(head) == 5 else ""
+            elif current and head[0] == "Rss:":
+                out[current] = int(head[1])
+    return out
+
+
+def pymalloc_arenas() -> int:
+    """Python's small-object arenas (1 MiB each in 3.11) held now: sys._debugmallocstats()
+    writes them to the C stderr, read back here through a temporary file."""
+    with tempfile.TemporaryFile() as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        for line in f.read().decode(errors="replace").splitlines():
+            if line.startswith("# arenas allocated current"):
+                return int(line.split("=")[1].replace(",", ""))
+    return -1
 
 
 def _pictures(count: int, width: int, height: int) -> list[bytes]:
@@ -120,6 +163,7 @@ class Sampler:
         self.baseline: tracemalloc.Snapshot | None = None
         self.started = time.monotonic()
         self.rows: list[tuple[float, float, float, dict[str, float]]] = []
+        self.mappings: dict[str, int] | None = None
 
     def _snapshot(self) -> tracemalloc.Snapshot:
         return tracemalloc.take_snapshot().filter_traces(
@@ -133,12 +177,24 @@ class Sampler:
         t = time.monotonic() - self.started
         rss = rss_bytes(os.getpid()) / 2**20
         traced = tracemalloc.get_traced_memory()[0] / 2**20
-        heap = mallinfo()
+        arenas = malloc_arenas()
+        heap = {"in_use": sum(a[0] - a[1] for a in arenas), "free": sum(a[1] for a in arenas)}
         self.rows.append((t, rss, traced, heap))
-        heap_text = " ".join(f"{k} {v:.1f}" for k, v in heap.items())
+        heap_text = ", ".join(f"{i}: {a[0]:.2f} ({a[1]:.2f} free)" for i, a in enumerate(arenas))
         print(
-            f"[{t:6.0f} s] rss {rss:.1f} MB, traced {traced:.2f} MB, malloc: {heap_text}", file=sys.stderr, flush=True
+            f"[{t:6.0f} s] rss {rss:.1f} MB, traced {traced:.2f} MB, pymalloc arenas {pymalloc_arenas()}, "
+            f"malloc arenas MB: {heap_text}",
+            file=sys.stderr,
+            flush=True,
         )
+        mappings = anonymous_mappings()
+        if self.mappings is None:
+            if t >= self.warm_up:
+                self.mappings = mappings
+        else:
+            grown = sorted(((kb - self.mappings.get(m, 0), m) for m, kb in mappings.items()), reverse=True)
+            text = ", ".join(f"{m} {d:+d} kB" for d, m in grown[:4] if d > 0)
+            print(f"    anonymous mappings grown since the warm-up: {text or 'none'}", file=sys.stderr, flush=True)
         if not tracemalloc.is_tracing():
             return
         if self.baseline is None:
@@ -190,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=1, help="web: MJPEG clients (on the first cameras)")
     p.add_argument("--depth", type=int, default=6, help="traceback frames kept per allocation")
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--rediscover", type=float, help="seconds between describe rounds (the worker's: 2)")
     p.add_argument("--no-trace", action="store_true", help="RSS and malloc only (tracemalloc costs CPU)")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
@@ -203,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         f"fake node on {control}: {args.cameras} cameras at {args.fps:g} fps, {args.size}", file=sys.stderr, flush=True
     )
 
-    from worker_node import cli
+    from worker_node import cli, receiver
+
+    if args.rediscover:
+        receiver.REDISCOVER_S = args.rediscover
 
     if not args.no_trace:
         tracemalloc.start(args.depth)
