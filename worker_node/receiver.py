@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 
 import zmq
 
+from common.latest import LatestSocket
 from common.protocol import CameraInfo, Frame, encode_describe_request
 from common.ratelimit import RateLimitedLog
 from common.sockets import connect_control
@@ -57,7 +58,7 @@ class FrameReceiver:
         if wake_fd is not None:
             self._poller.register(wake_fd, zmq.POLLIN)
         self.subscriptions: dict[str, Subscription] = {}
-        self._by_socket: dict[zmq.Socket, Subscription] = {}
+        self._by_socket: dict[zmq.Socket | LatestSocket, Subscription] = {}
         metrics.track(self)
         for endpoint in listen:  # capture nodes behind NAT connect to these
             security, limit = self._access.client(), self._access.max_message_bytes

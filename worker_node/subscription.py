@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from common.latest import LatestSocket
 from common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
 from common.ratelimit import RateLimitedLog
 from common.security import CurveClient
@@ -58,7 +59,7 @@ class Subscription:
         self.listen = listen  # bound: capture nodes connect to us, any number of cameras
         options = StreamOptions(every_frame=every_frame, max_message_bytes=max_message_bytes)
 
-        def open_socket() -> zmq.Socket:
+        def open_socket() -> zmq.Socket | LatestSocket:
             if pull:
                 return connect_pull_client(ctx, endpoint, max_message_bytes, security)
             if listen:
