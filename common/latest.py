@@ -44,6 +44,8 @@ class LatestSocket:
     equals (and hashes as) its number: maps keyed by sockets find it in poll() results."""
 
     def __init__(self, sock: zmq.Socket, key: Callable[[zmq.Frame], object] | None = None) -> None:
+        endpoint = sock.getsockopt(zmq.LAST_ENDPOINT)
+        self.last_endpoint = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)  # tcp://h:*: port
         self._sock = sock  # the pump's from here on: no other thread touches it
         self._key = key
         self._lock = threading.Lock()
