@@ -101,9 +101,10 @@ class LatestSocket:
             return zmq.POLLIN
         if timeout == 0:
             return 0
-        wait = None if timeout is None or timeout < 0 else timeout / 1000
-        readable, _, _ = select.select([self._ready_r], [], [], wait)
-        return zmq.POLLIN if readable and self._newest else 0
+        waiter = select.poll()  # not select.select(): it refuses descriptors above 1023
+        waiter.register(self._fd, select.POLLIN)
+        waiter.poll(None if timeout is None or timeout < 0 else timeout)
+        return zmq.POLLIN if self._newest else 0
 
     @overload
     def recv(self, flags: int = 0, copy: Literal[True] = True) -> bytes: ...
