@@ -70,5 +70,5 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 bench: $(VENV)/.installed-bench   # every scenario, < 10 min; writes bench-results/results.{json,md}
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-soak: $(VENV)/.installed-bench    # make soak SOAK_MINUTES=2 for a quick check
-	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES)
+soak: $(VENV)/.installed-bench    # make soak SOAK_MINUTES=2 for a quick check; SOAK_ARGS="--systems framebus"
+	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)

@@ -125,12 +125,16 @@ def goals(results: dict[str, Any], soak: dict[str, Any] | None) -> list[dict[str
     if soak is not None:
         flat = [p for p in soak.get("processes", []) if p.get("system") == "framebus"]
         growth = ", ".join(
-            f"{p['name'].removeprefix('framebus ')} {p['rss_end_mb'] - p['rss_start_mb']:+.1f} MB" for p in flat
+            f"{p['name'].removeprefix('framebus ')} {p['slope_mb_per_hour']:+.1f} MB/h"
+            if "slope_mb_per_hour" in p
+            else f"{p['name'].removeprefix('framebus ')} {p['rss_end_mb'] - p['rss_start_mb']:+.1f} MB"
+            for p in flat
         )
+        bound = flat[0].get("bound_mb_per_hour") if flat else None
         out.append(
             {
                 "goal": f"memory flat over the soak ({soak.get('minutes')} min, {soak.get('date')})",
-                "target": "each framebus process grows < 5 % and < 10 MB",
+                "target": f"each framebus process's RSS slope <= {bound:g} MB/h" if bound else "make soak",
                 "measured": growth or "n/a",
                 "met": bool(flat) and all(p.get("flat") for p in flat),
             }

@@ -17,6 +17,7 @@ import zmq
 
 from common.bind_error import bind_error, refuse_live_ipc
 from common.endpoint import EndpointError, parse_endpoint
+from common.latest import LatestSocket, camera_of, latest_context
 from common.security import SocketSecurity
 
 HEARTBEAT_IVL_MS = 500
@@ -116,39 +117,39 @@ def connect_frame_subscriber(
     options: StreamOptions,
     security: SocketSecurity | None = None,
     before_connect: BeforeConnect | None = None,
-) -> zmq.Socket:
-    """One SUB per camera with exactly one subscribe(b""): a conflating SUB keeps only the
-    last of several subscriptions, silently."""
-    sock = ctx.socket(zmq.SUB)
+) -> zmq.Socket | LatestSocket:
+    """One SUB per camera with exactly one subscribe(b""). For "latest" delivery, a
+    LatestSocket keeps its newest frame: never ZMQ_CONFLATE, which leaks (common/latest.py).
+    Its SUB lives in the pump's own context, out of reach of ctx.destroy() from this thread."""
+    sock = ctx.socket(zmq.SUB) if options.every_frame else latest_context().socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, options.queue_frames)  # latest: only while the pump is held up
     if options.every_frame:
-        sock.setsockopt(zmq.RCVHWM, options.queue_frames)
         # A bounded queue can fill. libzmq 4.3.5 aborts the process (`_input_stopped`, libzmq
         # #3937) when a full queue outlives its connection and is read after a reconnect; with
-        # IMMEDIATE the queue dies with its connection. Conflated queues never fill.
+        # IMMEDIATE the queue dies with its connection.
         sock.setsockopt(zmq.IMMEDIATE, 1)
-    else:
-        sock.setsockopt(zmq.CONFLATE, 1)
     if options.socket_buffer:
         sock.setsockopt(zmq.RCVBUF, options.socket_buffer)
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
     _liveness(sock, security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
-    return _connect_or_close(sock, endpoint, before_connect)
+    sock = _connect_or_close(sock, endpoint, before_connect)
+    return sock if options.every_frame else LatestSocket(sock)
 
 
 def bind_frame_listener(
     ctx: zmq.Context, endpoint: str, options: StreamOptions, security: SocketSecurity | None = None
-) -> zmq.Socket:
+) -> LatestSocket:
     """Reverse direction (edge box behind NAT): the worker binds a SUB and capture nodes
-    connect out to it. Conflation is per connection, so each camera keeps its newest frame."""
-    sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.CONFLATE, 1)
+    connect out to it. Its LatestSocket keeps the newest frame of each camera."""
+    sock = latest_context().socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, options.queue_frames)
     if options.socket_buffer:
         sock.setsockopt(zmq.RCVBUF, options.socket_buffer)
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_bytes)
     _liveness(sock, security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
-    return _bind_or_close(sock, endpoint)
+    return LatestSocket(_bind_or_close(sock, endpoint), key=camera_of)
 
 
 def bind_pull_server(ctx: zmq.Context, endpoint: str, security: SocketSecurity | None = None) -> zmq.Socket:

@@ -17,6 +17,7 @@ import pytest
 import zmq
 
 from common.keys import load_key_pair, load_public_key
+from common.latest import LatestSocket
 from common.protocol import Frame, decode
 from common.security import CurveClient
 from common.sockets import StreamOptions, connect_frame_subscriber, connect_pull_client
@@ -72,7 +73,7 @@ def count(out: Path) -> int:
     return sum(len(v) for v in saved_files(out).values())
 
 
-def frames_until(socks: dict[str, zmq.Socket], enough: int, timeout_s: float) -> dict[str, int]:
+def frames_until(socks: dict[str, zmq.Socket | LatestSocket], enough: int, timeout_s: float) -> dict[str, int]:
     """Frames per socket, read together until the first socket has `enough` (or the timeout)."""
     received = dict.fromkeys(socks, 0)
     poller = zmq.Poller()
@@ -81,9 +82,10 @@ def frames_until(socks: dict[str, zmq.Socket], enough: int, timeout_s: float) ->
     names = {sock: name for name, sock in socks.items()}
     deadline = time.monotonic() + timeout_s
     while received[next(iter(socks))] < enough and time.monotonic() < deadline:
-        for sock in dict(poller.poll(100)):
-            if isinstance(decode(sock.recv()), Frame):
-                received[names[sock]] += 1
+        for ready in dict(poller.poll(100)):
+            name = names[ready]  # zmq.Poller reports a LatestSocket by its file descriptor
+            if isinstance(decode(socks[name].recv()), Frame):
+                received[name] += 1
     return received
 
 

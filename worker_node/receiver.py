@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 
 import zmq
 
+from common.latest import LatestSocket
 from common.protocol import CameraInfo, Frame
 from common.ratelimit import LogBudget, RateLimitedLog
 from worker_node import metrics
@@ -61,7 +62,7 @@ class FrameReceiver:
         self._owner: dict[str, str] = {}  # camera id -> the node it is followed on
         self._last_reply: dict[str, float] = {}  # node -> when it last answered describe
         self.subscriptions: dict[str, Subscription] = {}
-        self._by_socket: dict[zmq.Socket, Subscription] = {}
+        self._by_socket: dict[zmq.Socket | LatestSocket, Subscription] = {}
         self._links: dict[zmq.Socket, Subscription] = {}  # link monitors of pull subscriptions
         for node in nodes:
             self._add_node(NodeControl(ctx, node, self._access.client(node)))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from common.latest import LatestSocket
 from common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
 from common.ratelimit import RateLimitedLog
 from common.security import CurveClient
@@ -62,7 +63,7 @@ class Subscription:
         # (the link monitor tells), not after REQUEST_RETRY_S.
         self.link: LinkMonitor | None = None
 
-        def open_socket() -> zmq.Socket:
+        def open_socket() -> zmq.Socket | LatestSocket:
             if pull:
                 self.link = LinkMonitor(ctx, secure=security is not None)
                 try:
