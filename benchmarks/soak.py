@@ -246,6 +246,7 @@ def soak(minutes: float, out: Path, systems: list[str], interval_s: float) -> di
                 "cpu_percent": round(100 * (cpu1.get(pid, cpu0[pid]) - cpu0[pid]) / elapsed, 1),
                 "samples": len(series),
                 **_summary(series, bound),
+                "rss_mb_series": [[round(t, 1), round(rss / 2**20, 2)] for t, rss, _ in series],
             }
         )
     ages = {}
