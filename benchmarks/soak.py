@@ -11,10 +11,10 @@ process (the capture node's camera process too) is sampled from /proc throughout
 Each process's growth is a slope in MB per hour: the Theil-Sen estimate (the median of the
 slopes between every pair of samples: a few outliers, such as one frame buffer more in flight
 at one sample, cannot move it) over the second half of the run, when start-up allocations and
-caches have settled. A framebus process fails above 1 MB/h (a run of 20 min or more; a shorter
-run cannot tell so small a slope from noise, so its bound is wider: bound_for). Writes OUT/soak.json and
-OUT/soak.md; `make bench` picks soak.json up for its goal table. Exit status 1 when a framebus
-process is above its bound, with one line per such process.
+caches have settled. A framebus process fails above 1 MB/h in a run of 20 min or more (a
+shorter run cannot tell so small a slope from noise: its bound is wider, bound_for). Writes
+OUT/soak.json and OUT/soak.md; `make bench` picks soak.json up for its goal table. Exit status
+1 when a framebus process is above its bound, after one line per such process.
 """
 
 from __future__ import annotations
