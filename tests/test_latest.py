@@ -2,9 +2,9 @@
 
 The leak they replace is in libzmq's ZMQ_CONFLATE (a message lost whenever its I/O thread
 hands one over while the reader holds the buffer's lock): it shows as malloc's bytes in use
-growing by whole messages, 26 to 71 of them over this test's 16,000 in our runs. Here a node's publisher
-floods a subscriber made by connect_frame_subscriber, read the way FrameReceiver reads, and
-malloc's bytes in use must end where they started, within the few messages in flight."""
+growing by whole messages: 26 to 71 of this test's 16,000 in our runs. Here a node's
+publisher floods a subscriber made by connect_frame_subscriber, read the way FrameReceiver
+reads, and malloc's bytes in use must end where they started, within a few messages."""
 
 from __future__ import annotations
 
