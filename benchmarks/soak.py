@@ -263,8 +263,10 @@ def soak(minutes: float, out: Path, systems: list[str], interval_s: float) -> di
                 ages[key] = round(float(np.median(last.ages_ms())), 1) if len(last) else None
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": f"make soak SOAK_MINUTES={minutes:g}",
+        "command": f"make soak SOAK_MINUTES={minutes:g}"
+        + ("" if set(systems) == set(SYSTEMS) else f' SOAK_ARGS="--systems {",".join(systems)}"'),
         "minutes": round(elapsed / 60, 1),
+        "systems": ", ".join(systems),
         "machine_busy_percent": round(busy, 1),
         "processes": processes,
         "age_ms_over_last_10_s": ages,
@@ -273,7 +275,7 @@ def soak(minutes: float, out: Path, systems: list[str], interval_s: float) -> di
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"`{result['command']}`, {result['date']}: {result['minutes']} min, all systems side by side "
+        f"`{result['command']}`, {result['date']}: {result['minutes']} min, {result.get('systems', 'all systems')} "
         f"(machine {result['machine_busy_percent']} % busy). RSS per process, MB; slopes over the second "
         "half (Theil-Sen), of RSS and of its anonymous part (heap):",
         "",
