@@ -11,10 +11,10 @@ process (the capture node's camera process too) is sampled from /proc throughout
 Each process's growth is a slope in MB per hour: the Theil-Sen estimate (the median of the
 slopes between every pair of samples: a few outliers, such as one frame buffer more in flight
 at one sample, cannot move it) over the second half of the run, when start-up allocations and
-caches have settled. A framebus process fails above 1 MB/h (a run of 20 min or more; a shorter
-run cannot tell so small a slope from noise, so its bound is wider: bound_for). Writes OUT/soak.json and
-OUT/soak.md; `make bench` picks soak.json up for its goal table. Exit status 1 when a framebus
-process is above its bound, with one line per such process.
+caches have settled. A framebus process fails above 1 MB/h in a run of 20 min or more (a
+shorter run cannot tell so small a slope from noise: its bound is wider, bound_for). Writes
+OUT/soak.json and OUT/soak.md; `make bench` picks soak.json up for its goal table. Exit status
+1 when a framebus process is above its bound, after one line per such process.
 """
 
 from __future__ import annotations
@@ -246,6 +246,7 @@ def soak(minutes: float, out: Path, systems: list[str], interval_s: float) -> di
                 "cpu_percent": round(100 * (cpu1.get(pid, cpu0[pid]) - cpu0[pid]) / elapsed, 1),
                 "samples": len(series),
                 **_summary(series, bound),
+                "rss_mb_series": [[round(t, 1), round(rss / 2**20, 2)] for t, rss, _ in series],
             }
         )
     ages = {}
@@ -262,8 +263,10 @@ def soak(minutes: float, out: Path, systems: list[str], interval_s: float) -> di
                 ages[key] = round(float(np.median(last.ages_ms())), 1) if len(last) else None
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": f"make soak SOAK_MINUTES={minutes:g}",
+        "command": f"make soak SOAK_MINUTES={minutes:g}"
+        + ("" if set(systems) == set(SYSTEMS) else f' SOAK_ARGS="--systems {",".join(systems)}"'),
         "minutes": round(elapsed / 60, 1),
+        "systems": ", ".join(systems),
         "machine_busy_percent": round(busy, 1),
         "processes": processes,
         "age_ms_over_last_10_s": ages,
@@ -272,7 +275,7 @@ def soak(minutes: float, out: Path, systems: list[str], interval_s: float) -> di
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"`{result['command']}`, {result['date']}: {result['minutes']} min, all systems side by side "
+        f"`{result['command']}`, {result['date']}: {result['minutes']} min, {result.get('systems', 'all systems')} "
         f"(machine {result['machine_busy_percent']} % busy). RSS per process, MB; slopes over the second "
         "half (Theil-Sen), of RSS and of its anonymous part (heap):",
         "",

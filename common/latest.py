@@ -19,6 +19,7 @@ zmq.Poller.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import threading
@@ -36,6 +37,44 @@ MAX_KEYS = 64  # cameras kept apart on one listener; beyond, the oldest unread i
 CLOSE_TIMEOUT_S = 5.0
 
 
+class _Flag:
+    """A file descriptor that is readable while set: an eventfd, or a socket pair elsewhere."""
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._pair: tuple[socket.socket, socket.socket] | None = None
+        else:
+            self._pair = socket.socketpair()
+            self._pair[0].setblocking(False)
+            self._fd = self._pair[0].fileno()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def set(self) -> None:
+        if self._pair is None:
+            os.eventfd_write(self._fd, 1)
+        else:
+            self._pair[1].send(b"\0")
+
+    def clear(self) -> None:
+        try:
+            if self._pair is None:
+                os.eventfd_read(self._fd)
+            else:
+                self._pair[0].recv(4096)
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        if self._pair is None:
+            os.close(self._fd)
+        else:
+            for end in self._pair:
+                end.close()
+
+
 class LatestSocket:
     """The newest message of a SUB socket that the pump reads. `key` tells the streams of a
     listener apart (the camera id of a message); without it, one stream.
@@ -50,9 +89,8 @@ class LatestSocket:
         self._key = key
         self._lock = threading.Lock()
         self._newest: dict[object, zmq.Frame] = {}
-        self._ready_r, self._ready_w = socket.socketpair()  # one byte in it while a message waits
-        self._ready_r.setblocking(False)
-        self._fd = self._ready_r.fileno()
+        self._ready = _Flag()  # set while a message waits
+        self._fd = self._ready.fileno()
         self._released = threading.Event()  # the pump closed the SUB socket
         self.closed = False
         _PUMP.add(self)
@@ -80,7 +118,7 @@ class LatestSocket:
                 if len(self._newest) > MAX_KEYS:
                     del self._newest[next(iter(self._newest))]
             if was_empty:
-                self._ready_w.send(b"\0")
+                self._ready.set()
 
     # ------------------------------------------------------------------ the reader's side
 
@@ -90,7 +128,7 @@ class LatestSocket:
                 return None
             message = self._newest.pop(next(iter(self._newest)))
             if not self._newest:
-                self._ready_r.recv(16)
+                self._ready.clear()
             return message
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
@@ -136,8 +174,7 @@ class LatestSocket:
         _PUMP.remove(self)
         if not self._released.wait(CLOSE_TIMEOUT_S):
             log.error("the frame pump did not release a socket within %.0f s", CLOSE_TIMEOUT_S)
-        self._ready_r.close()
-        self._ready_w.close()
+        self._ready.close()
 
 
 class _Pump:
@@ -199,10 +236,11 @@ class _Pump:
             owner._released.set()
 
     def _read(self, owner: LatestSocket, poller: zmq.Poller, owners: dict[zmq.Socket, LatestSocket]) -> None:
-        messages = []
+        messages: list[zmq.Frame] = []
+        sock = owner._sock
         try:
-            for _ in range(READ_BATCH):
-                messages.append(owner._sock.recv(zmq.NOBLOCK, copy=False))
+            while len(messages) < READ_BATCH and int(sock.get(zmq.EVENTS)) & zmq.POLLIN:
+                messages.append(sock.recv(zmq.NOBLOCK, copy=False))  # EVENTS: cheaper than raising Again
         except zmq.Again:
             pass
         except zmq.ZMQError as exc:  # not expected on a socket only we use: drop it, say so

@@ -2,9 +2,9 @@
 
 The leak they replace is in libzmq's ZMQ_CONFLATE (a message lost whenever its I/O thread
 hands one over while the reader holds the buffer's lock): it shows as malloc's bytes in use
-growing by whole messages, 8 to 12 of them over this test's 16,000. Here a node's publisher
-floods a subscriber made by connect_frame_subscriber, read the way FrameReceiver reads, and
-malloc's bytes in use must end where they started, within the few messages in flight."""
+growing by whole messages: 26 to 71 of this test's 16,000 in our runs. Here a node's
+publisher floods a subscriber made by connect_frame_subscriber, read the way FrameReceiver
+reads, and malloc's bytes in use must end where they started, within a few messages."""
 
 from __future__ import annotations
 
@@ -79,14 +79,20 @@ def test_a_flooded_latest_subscriber_frees_every_message() -> None:
                     received += 1
             if not baseline and received >= 1000:  # the allocators have warmed up
                 baseline = malloc_in_use()
-        grown = (malloc_in_use() - baseline) / MESSAGE_BYTES
     finally:
         publisher.kill()
         publisher.join(10)
-        sub.close(0)
+        sub.close(0)  # every message it still held is freed; a leaked one is not
         ctx.destroy(0)
     assert received >= MESSAGES, f"only {received} messages in 120 s"
-    # In flight: one being decoded, one in the slot, one in our hands. ZMQ_CONFLATE: 8 to 12 more.
+    # libzmq frees a closed socket's queue in its own thread, soon: the lowest reading of a
+    # second's window is what stays.
+    final, window_end = malloc_in_use(), time.monotonic() + 1
+    while time.monotonic() < window_end:
+        time.sleep(0.05)  # the measurement window's sampling interval
+        final = min(final, malloc_in_use())
+    grown = (final - baseline) / MESSAGE_BYTES
+    # ZMQ_CONFLATE leaked 26 to 71 messages here (under pytest on 2 busy cores).
     assert grown < 4, f"malloc holds {grown:.0f} more messages than after the warm-up: leaked"
 
 
