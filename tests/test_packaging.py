@@ -68,7 +68,10 @@ def test_the_editable_install_of_make_demo_prints_nothing(tmp_path: Path) -> Non
 
 
 def make(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    """Run make as a user would from a shell: not as a sub-make of the `make test` that runs this
+    suite, whose MAKEFLAGS/MAKELEVEL would add "Entering directory" lines and pass its options on."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    return subprocess.run(["make", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.fixture
