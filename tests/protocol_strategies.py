@@ -16,7 +16,8 @@ import msgpack
 from hypothesis import strategies as st
 
 from common.fields import MAX_META_DEPTH, MAX_META_KEYS, MAX_META_VALUES
-from common.protocol import MAGIC, MAX_CAMERAS, MAX_HEADER_OBJECTS, PREFIX, VERSION, Kind
+from common.protocol import MAX_CAMERAS, MAX_HEADER_OBJECTS, Kind
+from tests.wire import DROP, camera_entry, frame_dict, raw, reply_dict, status_dict
 
 U64 = 2**64 - 1
 I64_MIN = -(2**63)
@@ -34,10 +35,6 @@ class Packed:
 
     def __repr__(self) -> str:  # hypothesis prints failing examples: keep them short
         return f"Packed({self.what}, {len(self.data)} bytes)"
-
-
-def raw(kind: int, header: bytes, payload: bytes) -> bytes:
-    return PREFIX.pack(MAGIC, VERSION, kind, len(header)) + header + payload
 
 
 def pack(header: Any) -> bytes:
@@ -173,47 +170,19 @@ def _values_in(meta: Any) -> int:
 
 
 def frame_fields() -> dict[str, Any]:
-    return {
-        "camera": "cam1",
-        "seq": 7,
-        "capture_ns": 1_700_000_000_000_000_000,
-        "publish_ns": 1_700_000_000_005_000_000,
-        "width": 640,
-        "height": 480,
-        "encoding": "jpeg",
-        "meta": {"exposure_us": 800, "tags": ["a", "b"]},
-    }
-
-
-def status_fields(with_frame: bool) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "camera": "cam1",
-        "state": "reconnecting",
-        "publish_ns": 1_700_000_001_000_000_000,
-        "last_seq": 7,
-        "reason": "stream stopped delivering frames",
-        "attempt": 1,
-        "retry_in_s": 0.5,
-    }
-    if with_frame:
-        fields["frame"] = frame_fields()
-    return fields
+    return frame_dict(meta={"exposure_us": 800, "tags": ["a", "b"]})
 
 
 def camera_fields(i: int) -> dict[str, Any]:
-    return {
-        "camera": f"cam{i}",
-        "endpoint": f"tcp://127.0.0.1:{5556 + i}",
-        "width": 1280,
-        "height": 720,
-        "fps": 30.0,
-        "state": "streaming",
-        "delivery": "latest",
-        "reason": "",
-        "pull_endpoint": f"tcp://127.0.0.1:{6556 + i}",
-        "published_fps": 29.5,
-        "reconnects": 2,
-    }
+    """A described camera with every optional field too."""
+    return camera_entry(
+        f"cam{i}",
+        f"tcp://127.0.0.1:{5556 + i}",
+        reason="",
+        pull_endpoint=f"tcp://127.0.0.1:{6556 + i}",
+        published_fps=29.5,
+        reconnects=2,
+    )
 
 
 def valid_header(kind: Kind, with_frame: bool = True, cameras: int = 2) -> tuple[dict[str, Any], bytes]:
@@ -221,9 +190,9 @@ def valid_header(kind: Kind, with_frame: bool = True, cameras: int = 2) -> tuple
     if kind == Kind.FRAME:
         return frame_fields(), JPEGS[1]
     if kind == Kind.STATUS:
-        return status_fields(with_frame), JPEGS[1] if with_frame else b""
+        return status_dict(frame=frame_fields() if with_frame else DROP), JPEGS[1] if with_frame else b""
     if kind == Kind.DESCRIBE_REPLY:
-        return {"node": "node-a", "time_ns": 1, "cameras": [camera_fields(i) for i in range(cameras)]}, b""
+        return reply_dict([camera_fields(i) for i in range(cameras)]), b""
     if kind == Kind.PULL_REQUEST:
         return {"after_seq": 41}, b""
     return {}, b""

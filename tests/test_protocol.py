@@ -46,69 +46,20 @@ from common.protocol import (
 )
 from tests.fuzz.contract import check_decode
 from tests.protocol_strategies import deep_or_wide_headers, mutated_messages, valid_metas
+from tests.wire import (
+    DROP,
+    JPEG,
+    U64,
+    camera_entry,
+    deep_meta_frame,
+    frame_dict,
+    nested,
+    raw,
+    status_dict,
+)
 
-U64 = 2**64 - 1
-JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None)
 ROUND_TRIP = settings(max_examples=300, deadline=None, derandomize=True, database=None)
-_DROP = object()  # frame_dict(seq=_DROP): a header without that field
-
-
-def raw(
-    kind: int,
-    header: Any,
-    payload: bytes = b"",
-    *,
-    magic: bytes = b"FB",
-    version: int = 1,
-    header_len: int | None = None,
-) -> bytes:
-    """A message built by hand, so that every field of the prefix can be wrong."""
-    packed = header if isinstance(header, bytes) else msgpack.packb(header, use_bin_type=True)
-    length = len(packed) if header_len is None else header_len
-    return struct.pack("<2sBBI", magic, version, kind, length) + packed + payload
-
-
-def frame_dict(**changes: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "camera": "cam1",
-        "seq": 7,
-        "capture_ns": 1_700_000_000_000_000_000,
-        "publish_ns": 1_700_000_000_005_000_000,
-        "width": 640,
-        "height": 480,
-        "encoding": "jpeg",
-    }
-    d.update(changes)
-    return {k: v for k, v in d.items() if v is not _DROP}
-
-
-def status_dict(**changes: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "camera": "cam1",
-        "state": "reconnecting",
-        "publish_ns": 1_700_000_001_000_000_000,
-        "last_seq": 7,
-        "reason": "stream stopped delivering frames",
-        "attempt": 1,
-        "retry_in_s": 0.5,
-    }
-    d.update(changes)
-    return {k: v for k, v in d.items() if v is not _DROP}
-
-
-def camera_dict(**changes: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "camera": "cam1",
-        "endpoint": "tcp://127.0.0.1:5556",
-        "width": 1280,
-        "height": 720,
-        "fps": 30.0,
-        "state": "streaming",
-        "delivery": "latest",
-    }
-    d.update(changes)
-    return d
 
 
 def valid_messages() -> list[bytes]:
@@ -127,26 +78,6 @@ def valid_messages() -> list[bytes]:
 
 
 VALID = valid_messages()
-
-
-def nested(levels: int, container: str, innermost: bytes = b"\xc0") -> bytes:
-    """msgpack bytes of `levels` lists (or one-key maps) one inside the other around `innermost`
-    (nil), written flat: msgpack's packer refuses to nest past 511 levels, its unpacker reads 1024."""
-    one = b"\x91" if container == "list" else b"\x81\xa1k"
-    return one * levels + innermost
-
-
-def frame_with_meta_bytes(meta: bytes, jpeg: bytes = JPEG, **changes: Any) -> bytes:
-    """A FRAME whose header's 'meta' field is the given msgpack bytes, however deep."""
-    fields = frame_dict(**changes)
-    header = bytes([0x80 | (len(fields) + 1)]) + msgpack.packb(fields, use_bin_type=True)[1:]
-    return raw(Kind.FRAME, header + msgpack.packb("meta") + meta, jpeg)
-
-
-def deep_meta_frame(levels: int, container: str, jpeg: bytes = JPEG, **changes: Any) -> bytes:
-    """A FRAME whose 'meta' nests `levels` levels, 'meta' itself the first: 1023 is the most
-    msgpack reads, the header map being one more level."""
-    return frame_with_meta_bytes(b"\x81\xa4deep" + nested(levels - 1, container), jpeg, **changes)
 
 
 def decodes_or_protocol_error(message: bytes) -> None:
@@ -203,7 +134,7 @@ any_values = st.recursive(
 )
 
 FIELD_NAMES = sorted(
-    set(frame_dict()) | set(status_dict()) | set(camera_dict()) | {"frame", "meta", "node", "time_ns", "cameras"}
+    set(frame_dict()) | set(status_dict()) | set(camera_entry()) | {"frame", "meta", "node", "time_ns", "cameras"}
 )
 
 
@@ -472,7 +403,7 @@ def test_one_field_replaced_by_anything(where: str, data: st.DataObject) -> None
         target[data.draw(st.sampled_from(sorted(target)))] = value
         decodes_or_protocol_error(raw(Kind.STATUS, header, JPEG))
     else:
-        camera = camera_dict()
+        camera = camera_entry()
         camera[data.draw(st.sampled_from(sorted(camera)))] = value
         decodes_or_protocol_error(raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera]}))
 
@@ -505,8 +436,8 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("header not a map", raw(Kind.FRAME, [1, 2, 3], JPEG), r"must be a msgpack map, got list"),
     ("header is a string", raw(Kind.DESCRIBE_REQUEST, "hello"), r"must be a msgpack map, got str"),
     ("integer map keys", raw(Kind.FRAME, {1: 2}, JPEG), r"not valid msgpack"),
-    ("missing field", raw(Kind.FRAME, frame_dict(seq=_DROP), JPEG), r"missing field 'seq'"),
-    ("missing camera", raw(Kind.FRAME, frame_dict(camera=_DROP), JPEG), r"missing field 'camera'"),
+    ("missing field", raw(Kind.FRAME, frame_dict(seq=DROP), JPEG), r"missing field 'seq'"),
+    ("missing camera", raw(Kind.FRAME, frame_dict(camera=DROP), JPEG), r"missing field 'camera'"),
     ("bool for int", raw(Kind.FRAME, frame_dict(seq=True), JPEG), r"field 'seq' must be int, got bool"),
     ("bool for width", raw(Kind.FRAME, frame_dict(width=False), JPEG), r"field 'width' must be int, got bool"),
     ("float for int", raw(Kind.FRAME, frame_dict(seq=1.0), JPEG), r"field 'seq' must be int, got float"),
@@ -555,22 +486,22 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("describe no cameras", raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1}), r"missing field 'cameras'"),
     (
         "describe endpoint http",
-        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera_dict(endpoint="http://x")]}),
+        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera_entry(endpoint="http://x")]}),
         r"endpoint 'http://x' is not a tcp://, ipc:// or inproc:// address",
     ),
     (
         "describe unknown delivery",
-        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera_dict(delivery="all")]}),
+        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera_entry(delivery="all")]}),
         r"cameras\[0\]: unknown delivery 'all'",
     ),
     (
         "describe unknown state",
-        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera_dict(state="on")]}),
+        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera_entry(state="on")]}),
         r"cameras\[0\]: unknown state 'on'",
     ),
     (
         "describe fps 1001",
-        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera_dict(fps=1001.0)]}),
+        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 1, "cameras": [camera_entry(fps=1001.0)]}),
         r"'fps'=1001.0 is outside \[0, 1000\]",
     ),
     (
@@ -753,7 +684,7 @@ def worst_messages() -> dict[str, bytes]:
     many containers as a kind's budget lets msgpack build, a meta at its limits, the most
     cameras a reply holds."""
     frame_budget = MAX_HEADER_OBJECTS[Kind.FRAME] - len(frame_dict()) * 2 - 3
-    cameras = [camera_dict(camera=f"c{i}", endpoint="tcp://h:1") for i in range(700)]
+    cameras = [camera_entry(camera=f"c{i}", endpoint="tcp://h:1") for i in range(700)]
     while len(msgpack.packb({"node": "n", "time_ns": 1, "cameras": cameras})) > MAX_HEADER_BYTES:
         cameras.pop()
     return {

@@ -26,8 +26,8 @@ import zmq
 
 from common.protocol import DescribeRequest, Kind, ProtocolError, decode
 from tests.processes import Processes, wait_until
-from tests.rogue_publisher import camera_entry, packed, raw, status_dict
 from tests.rtsp_harness import RtspServer
+from tests.wire import camera_entry, packed, raw, status_dict
 
 # Every character that broke the old redaction: '/', '@', ':', a %-escape, '?', '#', ';&=',
 # and non-ASCII. Its pieces between delimiters are distinct, so a partial leak shows too.

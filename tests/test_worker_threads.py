@@ -20,8 +20,8 @@ from common import jpeg
 from common.protocol import FrameHeader, encode_frame
 from tests.fake_node import FakeNode
 from tests.processes import ROOT, NodeProcess, Processes, wait_until
-from tests.rogue_publisher import frame_dict, packed, raw
 from tests.test_web import get
+from tests.wire import frame_dict, packed, raw
 
 CAMERA = "deep"
 # decode() raised RecursionError for such a frame (counted as a decoder bug); once it raises

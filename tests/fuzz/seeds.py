@@ -34,19 +34,9 @@ from common.protocol import (
     encode_pull_request,
     encode_status,
 )
-from tests import rogue_publisher
-from tests.test_protocol import (
-    HOSTILE,
-    JPEG,
-    U64,
-    deep_meta_frame,
-    frame_dict,
-    frame_with_meta_bytes,
-    nested,
-    raw,
-    status_dict,
-    valid_messages,
-)
+from tests import rogue_corpus
+from tests.test_protocol import HOSTILE, valid_messages
+from tests.wire import JPEG, U64, deep_meta_frame, frame_dict, frame_with_meta_bytes, nested, raw, status_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fuzz" / "corpus" / "decode"
@@ -106,9 +96,9 @@ def others(rng: random.Random) -> list[bytes]:
         raw(Kind.FRAME, frame_dict(meta={"t": msgpack.Timestamp(1, 2)}), JPEG),
         *(message for _, message, _ in HOSTILE),
     ]
-    generator = rogue_publisher.Generator(rng, "rogue", "real")
+    generator = rogue_corpus.Generator(rng, "rogue", "real")
     messages += [generator.message(i) for i in range(380)]
-    messages += rogue_publisher.malformed_replies(rng)
+    messages += rogue_corpus.malformed_replies(rng)
     return [m for m in messages if len(m) <= 70_000]
 
 
