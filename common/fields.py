@@ -5,10 +5,12 @@ which message was wrong. common.protocol applies them; docs/protocol.md lists th
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
+U64_MAX = 2**64 - 1
 MAX_STATUS_TEXT = 512
 MAX_META_KEYS = 256
 MAX_META_DEPTH = 16  # levels of maps and lists, 'meta' itself being the first
@@ -43,6 +45,21 @@ def int_in(header: Mapping[str, Any], name: str, lo: int, hi: int, where: str) -
     if not lo <= value <= hi:
         raise ProtocolError(f"{where}: field {name!r}={value} is outside [{lo}, {hi}]")
     return value
+
+
+def ns_field(header: Mapping[str, Any], name: str, where: str) -> int:
+    """A time in ns since the epoch: an int, or a float holding an integer. Times pass 2**53, and
+    msgpack libraries of languages whose numbers are doubles (JavaScript, Lua 5.1) write such a
+    number as a float64: taking it costs its last bits (256 ns today), refusing it costs every
+    frame. Only times are taken this way; counts such as `seq` must be exact."""
+    value = header.get(name)
+    if not isinstance(value, float):
+        return int_in(header, name, 0, U64_MAX, where)
+    if not (math.isfinite(value) and value.is_integer()):
+        raise ProtocolError(f"{where}: field {name!r}={value} is not a whole number of ns")
+    if not 0 <= value <= U64_MAX:
+        raise ProtocolError(f"{where}: field {name!r}={value} is outside [0, {U64_MAX}]")
+    return int(value)
 
 
 def text_field(header: Mapping[str, Any], name: str, where: str, limit: int = MAX_STATUS_TEXT) -> str:

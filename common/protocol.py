@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -26,6 +26,7 @@ from common.fields import (
     endpoint_field,
     field_of,
     int_in,
+    ns_field,
     optional_number,
     shown,
     text_field,
@@ -43,8 +44,11 @@ MAX_DIMENSION = 16384
 MAX_CAMERAS = 1024  # entries of a describe reply
 ENCODING_JPEG = "jpeg"
 _U64_MAX = 2**64 - 1
+MAX_ATTEMPT = 2**31 - 1  # a status's reconnection attempt: fits a signed 32-bit int
+MAX_IGNORED_SHOWN = 8  # problems a decoded describe reply keeps, of its ignored optional fields
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Kind(IntEnum):
@@ -134,6 +138,9 @@ class DescribeReply:
     node: str
     time_ns: int
     cameras: tuple[CameraInfo, ...]
+    # Invalid optional fields of described cameras, ignored as if absent (the first few, then how
+    # many more): for the receiver to report. Not part of the message: equal replies may differ.
+    ignored: tuple[str, ...] = field(default=(), compare=False)
 
 
 Message = Frame | Status | DescribeRequest | DescribeReply | PullRequest
@@ -181,7 +188,7 @@ def encode_status(status: Status) -> bytes:
         "publish_ns": status.publish_ns,
         "last_seq": status.last_seq,
         "reason": redact(status.reason)[:MAX_STATUS_TEXT],  # whoever wrote it, no password leaves
-        "attempt": status.attempt,
+        "attempt": min(status.attempt, MAX_ATTEMPT),
         "retry_in_s": float(status.retry_in_s),
     }
     payload: bytes | memoryview = b""
@@ -304,8 +311,8 @@ def _frame_header(h: Mapping[str, Any]) -> FrameHeader:
     return FrameHeader(
         camera=camera,
         seq=int_in(h, "seq", 0, _U64_MAX, where),
-        capture_ns=int_in(h, "capture_ns", 0, _U64_MAX, where),
-        publish_ns=int_in(h, "publish_ns", 0, _U64_MAX, where),
+        capture_ns=ns_field(h, "capture_ns", where),
+        publish_ns=ns_field(h, "publish_ns", where),
         width=int_in(h, "width", 1, MAX_DIMENSION, where),
         height=int_in(h, "height", 1, MAX_DIMENSION, where),
         encoding=encoding,
@@ -336,10 +343,10 @@ def _status(h: Mapping[str, Any], payload: memoryview) -> Status:
     return Status(
         camera=validate_camera_id(field_of(h, "camera", str, where)),
         state=state,
-        publish_ns=int_in(h, "publish_ns", 0, _U64_MAX, where),
+        publish_ns=ns_field(h, "publish_ns", where),
         last_seq=int_in(h, "last_seq", -1, _U64_MAX, where),
         reason=text_field(h, "reason", where),
-        attempt=int_in(h, "attempt", 0, 2**31, where),
+        attempt=int_in(h, "attempt", 0, MAX_ATTEMPT, where),
         retry_in_s=float(retry),
         frame=frame,
     )
@@ -351,6 +358,7 @@ def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
     if len(cams) > MAX_CAMERAS:
         raise ProtocolError(f"{where}: {len(cams)} cameras is more than {MAX_CAMERAS}")
     infos = []
+    ignored: list[str] = []
     for i, c in enumerate(cams):
         w = f"{where}: cameras[{i}]"
         if not isinstance(c, dict):
@@ -374,14 +382,51 @@ def _describe_reply(h: Mapping[str, Any]) -> DescribeReply:
                 fps=float(fps),
                 state=state,
                 delivery=delivery,
-                reason=text_field(c, "reason", w) if "reason" in c else "",
-                pull_endpoint=endpoint_field(c, "pull_endpoint", w) if c.get("pull_endpoint") else "",
-                published_fps=optional_number(c, "published_fps", 0, 1000, w),
-                reconnects=int_in(c, "reconnects", 0, _U64_MAX, w) if "reconnects" in c else 0,
+                reason=_optional(c, "reason", "", text_field, w, ignored),
+                pull_endpoint=_optional(c, "pull_endpoint", "", _pull_endpoint, w, ignored),
+                published_fps=_optional(c, "published_fps", 0.0, _rate, w, ignored),
+                reconnects=_optional(c, "reconnects", 0, _count, w, ignored),
             )
         )
+    if len(ignored) > MAX_IGNORED_SHOWN:
+        ignored[MAX_IGNORED_SHOWN:] = [f"and {len(ignored) - MAX_IGNORED_SHOWN} more"]
     return DescribeReply(
         node=text_field(h, "node", where, MAX_NODE_NAME),
-        time_ns=int_in(h, "time_ns", 0, _U64_MAX, where),
+        time_ns=ns_field(h, "time_ns", where),
         cameras=tuple(infos),
+        ignored=tuple(ignored),
     )
+
+
+def _optional(
+    entry: Mapping[str, Any],
+    name: str,
+    default: T,
+    read: Callable[[Mapping[str, Any], str, str], T],
+    where: str,
+    ignored: list[str],
+) -> T:
+    """A described camera's optional field only informs (why it is down, how it is doing, where
+    to pull from): an invalid one is ignored as if absent, and noted, so that one bad value does
+    not hide the node's every camera. Required fields, and fields that carry data (a frame's
+    `meta`, a status's `frame`), still make the whole message malformed."""
+    if name not in entry:
+        return default
+    try:
+        return read(entry, name, where)
+    except ProtocolError as exc:
+        ignored.append(str(exc))
+        return default
+
+
+def _pull_endpoint(entry: Mapping[str, Any], name: str, where: str) -> str:
+    """The empty string says "no pull mode", as absence does; any other value is an endpoint."""
+    return "" if entry[name] == "" else endpoint_field(entry, name, where)
+
+
+def _rate(entry: Mapping[str, Any], name: str, where: str) -> float:
+    return optional_number(entry, name, 0, 1000, where)
+
+
+def _count(entry: Mapping[str, Any], name: str, where: str) -> int:
+    return int_in(entry, name, 0, _U64_MAX, where)

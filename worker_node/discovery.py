@@ -49,7 +49,7 @@ def parse_reply(message: bytes | memoryview, node_endpoint: str) -> DescribeRepl
         )
         for c in reply.cameras
     )
-    return DescribeReply(reply.node, reply.time_ns, cams)
+    return dataclasses.replace(reply, cameras=cams)
 
 
 def describe(

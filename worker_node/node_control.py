@@ -143,6 +143,13 @@ class NodeControl:
             if self.last_reply is None or now - self.last_reply > NOT_ANSWERING_S:
                 self.answering_since = now
             self.last_reply = now
+            if reply.ignored:
+                self._bad.warning(
+                    f"ignored-{self.node}",
+                    "node %s: invalid optional fields ignored, its cameras followed without them: %s",
+                    self.node,
+                    "; ".join(reply.ignored),
+                )
             replies.append(reply)
         return replies
 

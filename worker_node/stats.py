@@ -5,6 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+# The most frames a forward jump of `seq` may count as dropped: 2**24, over 4.6 hours at the
+# 1000 frames/s a node may describe (docs/protocol.md 5.2). A bigger jump is a publisher that
+# started over (or a peer's nonsense): one jump to 2**64-1 must not add 1.8e19 to the count.
+MAX_SEQ_GAP = 2**24
+
 
 @dataclass
 class CameraStats:
@@ -26,6 +31,13 @@ class CameraStats:
         self._window_frames += 1
         self.last_age_s = max(0.0, time.time() - capture_ns / 1e9)
         self.last_message = time.monotonic()
+
+    def follow(self, last_seq: int, seq: int) -> None:
+        """Account for a new frame's `seq` after the last accepted one (not a duplicate)."""
+        if last_seq < seq <= last_seq + 1 + MAX_SEQ_GAP:
+            self.dropped += seq - last_seq - 1
+        else:
+            self.restarts += 1  # the publisher started counting again
 
     def roll_window(self) -> None:
         """Compute fps over the window since the last call (called once per status line)."""

@@ -184,10 +184,7 @@ class Subscription:
             last_seq, last_publish_ns = last
             if h.seq == last_seq and h.publish_ns == last_publish_ns:
                 return None  # the same frame again, riding on a status message
-            if h.seq > last_seq:
-                self.stats.dropped += h.seq - last_seq - 1
-            else:
-                self.stats.restarts += 1  # the publisher started counting again
+            self.stats.follow(last_seq, h.seq)
         elif len(self._last) >= 1024:
             self._last.clear()  # a listener hears from many cameras; bound the memory
         self._last[h.camera] = (h.seq, h.publish_ns)
