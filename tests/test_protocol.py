@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 from common.fields import CAMERA_ID_PATTERN, MAX_META_VALUES
 from common.protocol import (
     DELIVERIES,
+    MAX_ATTEMPT,
     MAX_DIMENSION,
     MAX_HEADER_BYTES,
     MAX_HEADER_OBJECTS,
+    MAX_IGNORED_SHOWN,
     STATES,
     CameraInfo,
     DescribeReply,
@@ -49,12 +51,14 @@ from tests.protocol_strategies import deep_or_wide_headers, mutated_messages, va
 from tests.wire import (
     DROP,
     JPEG,
+    T0,
     U64,
     camera_entry,
     deep_meta_frame,
     frame_dict,
     nested,
     raw,
+    reply_dict,
     status_dict,
 )
 
@@ -170,7 +174,7 @@ def statuses(draw: st.DrawFn) -> Status:
         publish_ns=draw(timestamps),
         last_seq=draw(st.integers(-1, U64)),
         reason=draw(texts(512)),
-        attempt=draw(st.integers(0, 2**31)),
+        attempt=draw(st.integers(0, MAX_ATTEMPT)),
         retry_in_s=draw(st.floats(0, 86400)),
         frame=frame,
     )
@@ -472,6 +476,33 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("status bad camera", raw(Kind.STATUS, status_dict(camera="../x")), r"may not contain"),
     ("status last_seq -2", raw(Kind.STATUS, status_dict(last_seq=-2)), r"field 'last_seq'=-2 is outside"),
     ("status attempt -1", raw(Kind.STATUS, status_dict(attempt=-1)), r"field 'attempt'=-1 is outside"),
+    (
+        "status attempt 2**31",
+        raw(Kind.STATUS, status_dict(attempt=2**31)),
+        r"'attempt'=2147483648 is outside \[0, 2147483647\]",
+    ),
+    (
+        "capture_ns NaN",
+        raw(Kind.FRAME, frame_dict(capture_ns=math.nan), JPEG),
+        r"'capture_ns'=nan is not a whole number of ns",
+    ),
+    (
+        "capture_ns 1.5",
+        raw(Kind.FRAME, frame_dict(capture_ns=1.5), JPEG),
+        r"'capture_ns'=1.5 is not a whole number of ns",
+    ),
+    (
+        "publish_ns float 2**64",
+        raw(Kind.FRAME, frame_dict(publish_ns=2.0**64), JPEG),
+        r"'publish_ns'=1.8446744073709552e\+19 is outside",
+    ),
+    ("publish_ns float -1", raw(Kind.STATUS, status_dict(publish_ns=-1.0)), r"'publish_ns'=-1.0 is outside"),
+    (
+        "time_ns inf",
+        raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": math.inf, "cameras": []}),
+        r"'time_ns'=inf is not a whole",
+    ),
+    ("seq float", raw(Kind.FRAME, frame_dict(seq=float(2**60)), JPEG), r"field 'seq' must be int, got float"),
     ("status retry NaN", raw(Kind.STATUS, status_dict(retry_in_s=math.nan)), r"'retry_in_s'=nan is outside"),
     ("status retry 2 days", raw(Kind.STATUS, status_dict(retry_in_s=172800)), r"'retry_in_s'=172800 is outside"),
     ("status retry bool", raw(Kind.STATUS, status_dict(retry_in_s=True)), r"'retry_in_s' must be int or float"),
@@ -546,6 +577,72 @@ def test_header_of_exactly_64_kib_is_accepted() -> None:
 def test_protocol_error_is_a_value_error() -> None:
     assert issubclass(ProtocolError, ValueError)
     assert re.search("bad magic", str(pytest.raises(ValueError, decode, b"XX" + VALID[0][2:]).value))
+
+
+def test_ns_times_may_come_as_floats_holding_whole_numbers() -> None:
+    """Languages whose numbers are doubles write a time above 2**53 as a float64: taken as its
+    integer value (docs/protocol.md 2.4). Counts such as seq are not."""
+    frame = decode(raw(Kind.FRAME, frame_dict(capture_ns=float(T0), publish_ns=float(T0) * 1.5), JPEG))
+    assert isinstance(frame, Frame)
+    assert (frame.header.capture_ns, frame.header.publish_ns) == (T0, int(float(T0) * 1.5))
+    assert type(frame.header.capture_ns) is int
+    status = decode(raw(Kind.STATUS, status_dict(publish_ns=0.0)))
+    assert isinstance(status, Status) and status.publish_ns == 0
+    reply = decode(raw(Kind.DESCRIBE_REPLY, {"node": "n", "time_ns": 2.0**63, "cameras": []}))
+    assert isinstance(reply, DescribeReply) and reply.time_ns == 2**63
+
+
+def test_attempt_is_a_signed_32_bit_int_and_the_encoder_keeps_it_so() -> None:
+    decoded = decode(encode_status(Status("cam1", "source-error", 1, attempt=MAX_ATTEMPT)))
+    assert isinstance(decoded, Status) and decoded.attempt == 2**31 - 1
+    decoded = decode(encode_status(Status("cam1", "source-error", 1, attempt=2**40)))
+    assert isinstance(decoded, Status) and decoded.attempt == MAX_ATTEMPT
+
+
+OPTIONAL_CAMERA_FIELDS = [
+    ("reason", "a\x00b", r"'reason' contains non-printable characters"),
+    ("reason", "x" * 513, r"'reason' is longer than 512"),
+    ("reason", 5, r"'reason' must be str, got int"),
+    ("pull_endpoint", "ftp://x", r"pull_endpoint 'ftp://x' is not a tcp://"),
+    ("pull_endpoint", 0, r"'pull_endpoint' must be str, got int"),
+    ("pull_endpoint", None, r"'pull_endpoint' must be str, got NoneType"),
+    ("published_fps", math.nan, r"'published_fps'=nan is outside \[0, 1000\]"),
+    ("published_fps", "30", r"'published_fps' must be int or float, got str"),
+    ("reconnects", -1, r"'reconnects'=-1 is outside"),
+    ("reconnects", 1.0, r"'reconnects' must be int, got float"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), OPTIONAL_CAMERA_FIELDS)
+def test_an_invalid_optional_camera_field_is_ignored_not_the_node(name: str, value: Any, problem: str) -> None:
+    """One bad informational field must not hide every camera of a node: the camera is kept
+    without it, and the reply says what was ignored for the worker to report."""
+    good = camera_entry("cam2", "tcp://127.0.0.1:5557")
+    reply = decode(raw(Kind.DESCRIBE_REPLY, reply_dict([camera_entry(**{name: value}), good])))
+    assert isinstance(reply, DescribeReply)
+    assert [c.camera for c in reply.cameras] == ["cam1", "cam2"]
+    assert reply.cameras[0] == CameraInfo("cam1", "tcp://127.0.0.1:5556", 1280, 720, 30.0, "streaming", "latest")
+    assert len(reply.ignored) == 1
+    assert re.search(r"^describe reply: cameras\[0\]: .*" + problem, reply.ignored[0]), reply.ignored
+
+
+def test_an_empty_pull_endpoint_means_no_pull_mode() -> None:
+    reply = decode(raw(Kind.DESCRIBE_REPLY, reply_dict([camera_entry(pull_endpoint="")])))
+    assert isinstance(reply, DescribeReply)
+    assert reply.cameras[0].pull_endpoint == "" and reply.ignored == ()
+
+
+def test_ignored_fields_are_reported_in_bounded_words() -> None:
+    cameras = [camera_entry(f"c{i}", reason="\x1b[2J", reconnects=-1) for i in range(100)]
+    reply = decode(raw(Kind.DESCRIBE_REPLY, reply_dict(cameras)))
+    assert isinstance(reply, DescribeReply) and len(reply.cameras) == 100
+    assert len(reply.ignored) == MAX_IGNORED_SHOWN + 1
+    assert reply.ignored[-1] == f"and {200 - MAX_IGNORED_SHOWN} more"
+
+
+def test_required_camera_fields_still_make_the_reply_malformed() -> None:
+    with pytest.raises(ProtocolError, match=r"cameras\[1\]: field 'width'=-1 is outside"):
+        decode(raw(Kind.DESCRIBE_REPLY, reply_dict([camera_entry(), camera_entry("c2", width=-1)])))
 
 
 def test_status_with_a_frame_of_another_camera_is_malformed() -> None:
