@@ -1,0 +1,86 @@
+"""The conformance vectors of docs/protocol-vectors/: each one gets the verdict its manifest
+gives from the reference decoder (common/protocol.py), the committed files are the ones
+make_vectors.py writes, and every kind has vectors it must accept and vectors it must refuse."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from common.protocol import DescribeReply, Kind, ProtocolError, decode
+from tests.processes import ROOT
+
+VECTORS = ROOT / "docs" / "protocol-vectors"
+SPEC = ROOT / "docs" / "protocol.md"
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_vectors", VECTORS / "make_vectors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+make_vectors = load_generator()
+MANIFEST: list[dict[str, Any]] = json.loads((VECTORS / "manifest.json").read_text())["vectors"]
+
+
+def test_the_committed_vectors_are_the_ones_the_generator_writes(tmp_path: Path) -> None:
+    """Each declared verdict is checked against the decoder as it is written (make_vectors.entry)."""
+    make_vectors.write(tmp_path)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    committed = sorted(p.name for p in VECTORS.iterdir() if p.suffix in (".bin", ".json"))
+    assert committed == written, "run: python docs/protocol-vectors/make_vectors.py"
+    changed = [name for name in written if (tmp_path / name).read_bytes() != (VECTORS / name).read_bytes()]
+    assert not changed, f"stale vectors {changed[:5]}: run python docs/protocol-vectors/make_vectors.py"
+
+
+@pytest.mark.parametrize("item", MANIFEST, ids=[item["file"] for item in MANIFEST])
+def test_each_vector_gets_its_verdict_from_the_reference_decoder(item: dict[str, Any]) -> None:
+    message = (VECTORS / item["file"]).read_bytes()
+    assert hashlib.sha256(message).hexdigest() == item["sha256"]
+    if item["expect"] == "invalid":
+        with pytest.raises(ProtocolError) as refused:
+            decode(message)
+        assert str(refused.value) == item["error"]
+        return
+    decoded = decode(message)
+    assert json.loads(json.dumps(make_vectors.decoded_json(decoded, message))) == item["decoded"]
+    ignored = decoded.ignored if isinstance(decoded, DescribeReply) else ()
+    assert len(ignored) == len(item.get("ignored", []))
+
+
+def test_every_kind_has_vectors_to_accept_and_to_refuse() -> None:
+    seen = {
+        (Kind(message[3]), item["expect"])
+        for item in MANIFEST
+        if len(message := read(item)) >= 8 and message[3] in Kind._value2member_map_
+    }
+    assert seen == {(kind, expect) for kind in Kind for expect in ("valid", "invalid")}
+
+
+def read(item: dict[str, Any]) -> bytes:
+    return (VECTORS / item["file"]).read_bytes()
+
+
+def test_the_worked_examples_of_the_spec_are_vectors() -> None:
+    """Section 8's hex dump and section 3.3's nine bytes, as the spec prints them."""
+    text = SPEC.read_text()
+    dump = b"".join(
+        bytes.fromhex(row.replace(" ", "")) for row in re.findall(r"^[0-9a-f]{4}  ((?:[0-9a-f]{2} )+) ", text, re.M)
+    )
+    assert dump == (VECTORS / "frame-spec-example.bin").read_bytes()
+    request = re.search(r"^46 42 01 03 01 00 00 00 80$", text, re.M)
+    assert (
+        request and bytes.fromhex(request.group(0).replace(" ", "")) == (VECTORS / "describe-request.bin").read_bytes()
+    )
