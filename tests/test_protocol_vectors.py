@@ -14,12 +14,26 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import zmq
 
 from common.protocol import DescribeReply, Kind, ProtocolError, decode
-from tests.processes import ROOT
+from tests.processes import ROOT, Processes
+from worker_node.discovery import describe
 
 VECTORS = ROOT / "docs" / "protocol-vectors"
 SPEC = ROOT / "docs" / "protocol.md"
+# What section 1.4 has a `latest` subscriber set (with CONFLATE, as a script may).
+LATEST_SUB_OPTIONS = {
+    "CONFLATE",
+    "MAXMSGSIZE",
+    "HEARTBEAT_IVL",
+    "HEARTBEAT_TIMEOUT",
+    "HEARTBEAT_TTL",
+    "RECONNECT_IVL",
+    "RECONNECT_IVL_MAX",
+    "LINGER",
+    "SUBSCRIBE",
+}
 
 
 def load_generator() -> ModuleType:
@@ -84,3 +98,24 @@ def test_the_worked_examples_of_the_spec_are_vectors() -> None:
     assert (
         request and bytes.fromhex(request.group(0).replace(" ", "")) == (VECTORS / "describe-request.bin").read_bytes()
     )
+
+
+def test_the_reference_subscriber_of_section_9_reads_a_capture_node(nodes: Processes, tmp_path: Path) -> None:
+    """The spec's subscriber, as printed, with every option of 1.4 set, against a real node."""
+    code = re.search(r"## 9\. Reference subscriber.*?```python\n(.*?)```", SPEC.read_text(), re.S)
+    assert code, "section 9 has no python block"
+    options = set(re.findall(r"setsockopt\(zmq\.(\w+)", code.group(1)))
+    assert options >= LATEST_SUB_OPTIONS, f"section 9 leaves out {LATEST_SUB_OPTIONS - options}"
+    script = tmp_path / "subscriber.py"
+    script.write_text(code.group(1))
+    _, control = nodes.capture("--fps", "20")
+    ctx = zmq.Context()
+    try:
+        endpoint = describe(ctx, control, timeout=15).cameras[0].endpoint
+    finally:
+        ctx.destroy(0)
+    subscriber = nodes.start(str(script), [endpoint, "3"])
+    assert subscriber.wait_exit(30) == 0, subscriber.output
+    frames = re.findall(r"^cam1 #(\d+) (\d+)x(\d+) \d+ B jpeg=True age=[\d.]+ ms$", subscriber.output, re.M)
+    assert len(frames) == 3, subscriber.output
+    assert "Traceback" not in subscriber.output
