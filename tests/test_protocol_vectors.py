@@ -83,6 +83,13 @@ def test_every_kind_has_vectors_to_accept_and_to_refuse() -> None:
     assert seen == {(kind, expect) for kind in Kind for expect in ("valid", "invalid")}
 
 
+def test_the_spec_counts_the_vectors_as_they_are() -> None:
+    said = re.search(r"holds (\d+) messages.*?: (\d+) to\s+accept, (\d+) to refuse", SPEC.read_text(), re.S)
+    assert said, "section 11 no longer counts the vectors"
+    valid = sum(item["expect"] == "valid" for item in MANIFEST)
+    assert tuple(map(int, said.groups())) == (len(MANIFEST), valid, len(MANIFEST) - valid)
+
+
 def read(item: dict[str, Any]) -> bytes:
     return (VECTORS / item["file"]).read_bytes()
 

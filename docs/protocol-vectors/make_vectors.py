@@ -732,6 +732,20 @@ def reply_cases() -> list[Vector]:
         ok("describe-reply-every-field", reply([full]), "3.4", "every optional field too"),
         ok("describe-reply-int-fps", one_camera(fps=25, published_fps=0), "3.4", "float fields as ints"),
         ok(
+            "describe-reply-extremes",
+            reply(
+                [
+                    camera_entry(
+                        endpoint="tcp://" + "h" * 250, width=16384, height=16384, fps=1000, published_fps=1000.0
+                    )
+                ],
+                node="n" * 128,
+                time_ns=U64,
+            ),
+            "3.4",
+            "the upper ends: a 256-character endpoint, a 128-character node name, size 16384, 1000 fps",
+        ),
+        ok(
             "describe-reply-unknown-size",
             one_camera(width=0, height=0, fps=0.0, state="connecting"),
             "3.4",
