@@ -1,0 +1,66 @@
+"""The worker's control socket to one node (worker_node/node_control.py): a describe reply with
+invalid optional fields is kept, its cameras followed, and what was ignored is said in one line
+(docs/protocol.md 4.1)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+import zmq
+
+from common.protocol import DescribeReply, DescribeRequest, decode
+from tests.wire import camera_entry, reply
+from worker_node.node_control import NodeControl
+
+
+@pytest.fixture
+def control() -> Iterator[tuple[zmq.Socket, str]]:
+    """A node's control ROUTER, answered by the test."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        yield sock, f"tcp://127.0.0.1:{port}"
+    finally:
+        ctx.destroy(0)
+
+
+def replies_to(node: NodeControl, answer: bytes, router: zmq.Socket) -> list[DescribeReply]:
+    """Ask until the node has the request (the first may go before the connection is up), answer
+    it, and read the replies."""
+    deadline = time.monotonic() + 10
+    while not router.poll(100):
+        assert time.monotonic() < deadline, "the request never came"
+        node.ask()
+    identity, request = router.recv_multipart()
+    assert isinstance(decode(request), DescribeRequest)
+    router.send_multipart([identity, answer])
+    while not node.socket.poll(100):
+        assert time.monotonic() < deadline, "the reply never came"
+    return node.read()
+
+
+def test_invalid_optional_fields_are_ignored_in_one_line(
+    control: tuple[zmq.Socket, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    router, endpoint = control
+    ctx = zmq.Context()
+    node = NodeControl(ctx, endpoint, None)
+    cameras = [camera_entry(published_fps=float("nan"), reason="a\x1b[2Jb"), camera_entry("cam2")]
+    try:
+        with caplog.at_level(logging.WARNING):
+            (got,) = replies_to(node, reply(cameras), router)
+    finally:
+        node.close()
+        ctx.destroy(0)
+    assert [c.camera for c in got.cameras] == ["cam1", "cam2"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"node {endpoint}: invalid optional fields ignored, its cameras followed without them: "
+        "describe reply: cameras[0]: field 'reason' contains non-printable characters; "
+        "describe reply: cameras[0]: field 'published_fps'=nan is outside [0, 1000]"
+    ]
