@@ -48,8 +48,8 @@ def int_in(header: Mapping[str, Any], name: str, lo: int, hi: int, where: str) -
 
 
 def ns_field(header: Mapping[str, Any], name: str, where: str) -> int:
-    """A time in ns since the epoch: an int, or a float holding an integer. Times pass 2**53, and
-    msgpack libraries of languages whose numbers are doubles (JavaScript, Lua 5.1) write such a
+    """A time in ns since the epoch: an int, or a float holding a whole number. Times pass 2**53,
+    and msgpack libraries of languages whose numbers are doubles (JavaScript's) write such a
     number as a float64: taking it costs its last bits (256 ns today), refusing it costs every
     frame. Only times are taken this way; counts such as `seq` must be exact."""
     value = header.get(name)

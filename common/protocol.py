@@ -20,6 +20,7 @@ import msgpack
 from common.fields import (
     MAX_META_VALUES,
     MAX_STATUS_TEXT,
+    U64_MAX,
     ProtocolError,
     checked_jpeg,
     checked_meta,
@@ -43,7 +44,6 @@ MAX_NODE_NAME = 128  # characters of a node name in a describe reply (printable)
 MAX_DIMENSION = 16384
 MAX_CAMERAS = 1024  # entries of a describe reply
 ENCODING_JPEG = "jpeg"
-_U64_MAX = 2**64 - 1
 MAX_ATTEMPT = 2**31 - 1  # a status's reconnection attempt: fits a signed 32-bit int
 MAX_IGNORED_SHOWN = 8  # problems a decoded describe reply keeps, of its ignored optional fields
 
@@ -273,7 +273,7 @@ def _decode(message: bytes | memoryview) -> Message:
         return DescribeRequest()
     if kind == Kind.PULL_REQUEST:
         _no_payload(payload, "pull request")
-        return PullRequest(int_in(header, "after_seq", -1, _U64_MAX, "pull request"))
+        return PullRequest(int_in(header, "after_seq", -1, U64_MAX, "pull request"))
     _no_payload(payload, "describe reply")
     return _describe_reply(header)
 
@@ -310,7 +310,7 @@ def _frame_header(h: Mapping[str, Any]) -> FrameHeader:
     meta = checked_meta(h.get("meta", {}), where)
     return FrameHeader(
         camera=camera,
-        seq=int_in(h, "seq", 0, _U64_MAX, where),
+        seq=int_in(h, "seq", 0, U64_MAX, where),
         capture_ns=ns_field(h, "capture_ns", where),
         publish_ns=ns_field(h, "publish_ns", where),
         width=int_in(h, "width", 1, MAX_DIMENSION, where),
@@ -344,7 +344,7 @@ def _status(h: Mapping[str, Any], payload: memoryview) -> Status:
         camera=validate_camera_id(field_of(h, "camera", str, where)),
         state=state,
         publish_ns=ns_field(h, "publish_ns", where),
-        last_seq=int_in(h, "last_seq", -1, _U64_MAX, where),
+        last_seq=int_in(h, "last_seq", -1, U64_MAX, where),
         reason=text_field(h, "reason", where),
         attempt=int_in(h, "attempt", 0, MAX_ATTEMPT, where),
         retry_in_s=float(retry),
@@ -429,4 +429,4 @@ def _rate(entry: Mapping[str, Any], name: str, where: str) -> float:
 
 
 def _count(entry: Mapping[str, Any], name: str, where: str) -> int:
-    return int_in(entry, name, 0, _U64_MAX, where)
+    return int_in(entry, name, 0, U64_MAX, where)
