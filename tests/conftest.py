@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 
 from tests.processes import Processes
 from tests.rtsp_harness import RtspServer
@@ -17,6 +18,23 @@ def nodes() -> Iterator[Processes]:
         yield procs
     finally:
         procs.cleanup()
+
+
+@pytest.fixture
+def bound() -> Iterator[Callable[[int], tuple[zmq.Socket, str]]]:
+    """`bound(zmq.PUB)`: a socket of that type on a free loopback port, and its endpoint; all
+    closed after the test. The node's end of a test that plays the node."""
+    ctx = zmq.Context()
+
+    def bind(kind: int) -> tuple[zmq.Socket, str]:
+        sock = ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        return sock, f"tcp://127.0.0.1:{sock.bind_to_random_port('tcp://127.0.0.1')}"
+
+    try:
+        yield bind
+    finally:
+        ctx.destroy(0)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 import zmq
@@ -14,19 +14,6 @@ import zmq
 from common.protocol import DescribeReply, DescribeRequest, decode
 from tests.wire import camera_entry, reply
 from worker_node.node_control import NodeControl
-
-
-@pytest.fixture
-def control() -> Iterator[tuple[zmq.Socket, str]]:
-    """A node's control ROUTER, answered by the test."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 0)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    try:
-        yield sock, f"tcp://127.0.0.1:{port}"
-    finally:
-        ctx.destroy(0)
 
 
 def replies_to(node: NodeControl, answer: bytes, router: zmq.Socket) -> list[DescribeReply]:
@@ -45,9 +32,9 @@ def replies_to(node: NodeControl, answer: bytes, router: zmq.Socket) -> list[Des
 
 
 def test_invalid_optional_fields_are_ignored_in_one_line(
-    control: tuple[zmq.Socket, str], caplog: pytest.LogCaptureFixture
+    bound: Callable[[int], tuple[zmq.Socket, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    router, endpoint = control
+    router, endpoint = bound(zmq.ROUTER)  # the node's control socket, answered by the test
     ctx = zmq.Context()
     node = NodeControl(ctx, endpoint, None)
     cameras = [camera_entry(published_fps=float("nan"), reason="a\x1b[2Jb"), camera_entry("cam2")]

@@ -4,7 +4,7 @@ jump no publisher could make counts as a restart (docs/protocol.md 5.2, 5.4)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 import zmq
@@ -13,6 +13,8 @@ from common.protocol import FrameHeader, encode_frame
 from tests.wire import JPEG, T0, U64
 from worker_node.stats import MAX_SEQ_GAP, CameraStats
 from worker_node.subscription import Subscription
+
+Bind = Callable[[int], tuple[zmq.Socket, str]]
 
 
 @pytest.mark.parametrize(
@@ -36,19 +38,6 @@ def test_gaps_count_drops_and_impossible_jumps_count_restarts(
     assert (stats.dropped, stats.restarts) == (dropped, restarts)
 
 
-@pytest.fixture
-def node() -> Iterator[tuple[zmq.Socket, str]]:
-    """A node's stream socket for latest delivery: a PUB."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    try:
-        yield sock, f"tcp://127.0.0.1:{port}"
-    finally:
-        ctx.destroy(0)
-
-
 def deliver(publisher: zmq.Socket, sub: Subscription, message: bytes) -> int:
     """Send until the subscription takes the frame (the first may go before it is connected);
     one frame at a time, so the worker's newest-frame socket replaces none. Returns its seq."""
@@ -62,8 +51,8 @@ def deliver(publisher: zmq.Socket, sub: Subscription, message: bytes) -> int:
     raise AssertionError("the subscription received nothing for 10 s")
 
 
-def test_a_subscription_counts_a_jump_to_the_last_seq_as_a_restart(node: tuple[zmq.Socket, str]) -> None:
-    publisher, endpoint = node
+def test_a_subscription_counts_a_jump_to_the_last_seq_as_a_restart(bound: Bind) -> None:
+    publisher, endpoint = bound(zmq.PUB)  # the node's end, latest delivery
     ctx = zmq.Context()
     sub = Subscription(ctx, endpoint, "cam1")
     try:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,20 @@ def status(payload: bytes = b"", **changes: Any) -> bytes:
 
 def reply(cameras: object = (), **changes: Any) -> bytes:
     return raw(Kind.DESCRIBE_REPLY, reply_dict(list(cameras) if isinstance(cameras, tuple) else cameras, **changes))
+
+
+def missing(prefix: str, build: Callable[..., bytes], names: tuple[str, ...], section: str) -> list[Vector]:
+    """One vector per required field, left out of an otherwise valid message."""
+    return [
+        bad(
+            f"{prefix}-no-{name.replace('_', '-')}",
+            build(**{name: DROP}),
+            section,
+            "a required field is missing",
+            rf"missing field '{name}'",
+        )
+        for name in names
+    ]
 
 
 def one_camera(**changes: Any) -> bytes:
@@ -473,17 +488,9 @@ def frame_cases() -> list[Vector]:
         bad("frame-height-0", frame(height=0), "3.1", "height is 1 to 16384", r"'height'=0 is outside"),
         bad("frame-height-16385", frame(height=16385), "3.1", "height is 1 to 16384", r"'height'=16385 is outside"),
     ]
-    for name in ("camera", "seq", "capture_ns", "publish_ns", "width", "height", "encoding"):
-        slug = name.replace("_", "-")
-        cases.append(
-            bad(
-                f"frame-no-{slug}",
-                frame(**{name: DROP}),
-                "3.1",
-                "a required field is missing",
-                rf"missing field '{name}'",
-            )
-        )
+    cases += missing(
+        "frame", frame, ("camera", "seq", "capture_ns", "publish_ns", "width", "height", "encoding"), "3.1"
+    )
     return cases + camera_id_cases()
 
 
@@ -656,17 +663,8 @@ def status_cases() -> list[Vector]:
             r"'frame' must be a map",
         ),
     ]
-    for name in ("camera", "state", "publish_ns", "last_seq", "reason", "attempt", "retry_in_s"):
-        slug = name.replace("_", "-")
-        cases.append(
-            bad(
-                f"status-no-{slug}",
-                status(**{name: DROP}),
-                "3.2",
-                "a required field is missing",
-                rf"missing field '{name}'",
-            )
-        )
+    names = ("camera", "state", "publish_ns", "last_seq", "reason", "attempt", "retry_in_s")
+    cases += missing("status", status, names, "3.2")
     return cases
 
 
@@ -877,26 +875,9 @@ def reply_cases() -> list[Vector]:
             r"cameras\[1\]: field 'width'=-1",
         ),
     ]
-    for name in ("camera", "endpoint", "width", "height", "fps", "state", "delivery"):
-        cases.append(
-            bad(
-                f"describe-reply-no-{name}",
-                one_camera(**{name: DROP}),
-                "3.4",
-                "a required field is missing",
-                rf"missing field '{name}'",
-            )
-        )
-    for name in ("node", "time_ns"):
-        cases.append(
-            bad(
-                f"describe-reply-no-{name.replace('_', '-')}",
-                reply(**{name: DROP}),
-                "3.4",
-                "a required field is missing",
-                rf"missing field '{name}'",
-            )
-        )
+    names = ("camera", "endpoint", "width", "height", "fps", "state", "delivery")
+    cases += missing("describe-reply", one_camera, names, "3.4")
+    cases += missing("describe-reply", reply, ("node", "time_ns"), "3.4")
     return cases
 
 
