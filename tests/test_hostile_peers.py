@@ -72,7 +72,7 @@ class Attack:
             "tests/rogue_publisher.py",
             ["--count", str(COUNT), "--warm-up", str(WARM_UP), "--real", REAL, *rogue_args],
         )
-        self.rogue_control = self.rogue.wait_for(r"rogue control (\S+)").group(1)
+        self.rogue_control = self.rogue.wait_for(r"rogue control (\S+)", 60).group(1)  # it plans 100,000 messages first
         self.metrics_port = free_port()
         self.phases: list[Phase] = []
 
