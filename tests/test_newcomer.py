@@ -231,7 +231,7 @@ def worker_script() -> list[str]:
     put the current directory on sys.path."""
     script = Path(sys.executable).parent / "worker-node"
     if not script.exists():
-        pytest.skip("no worker-node script next to this Python")
+        pytest.fail(f"no worker-node script next to {sys.executable}: install the project (make test does)")
     return [str(script)]
 
 
@@ -489,3 +489,17 @@ def test_process_suffix_mistake(sessions: list[Session], tmp_path: Path) -> None
     assert "ERROR worker_node: suffix '': the output stream id is wrong: camera id 'cam1/' is invalid" in (
         worker.output
     ), worker.output
+
+
+def test_save_a_camera_the_node_does_not_have(sessions: list[Session], tmp_path: Path) -> None:
+    """`worker-node save --camera door` against a node whose camera is `cam1`: it waited in
+    silence, which looked like a hang. Now it says once what the node has, and keeps waiting."""
+    node = capture_node(sessions, "--width", "160", "--height", "120")
+    control = node.wait_for(r"control endpoint (\S+)").group(1)
+    save = Session([*worker_script(), "save", "--node", control, "--camera", "door", "--out", str(tmp_path)])
+    sessions.append(save)
+    line = save.wait_for(r"WARNING .*camera door: .*", timeout=DEADLINE_S).group(0)
+    assert f"camera door: no node describes it: {control} has cam1; waiting for it to appear" in line
+    save.send(signal.SIGINT)
+    save.assert_clean_end(save.wait_exit(DEADLINE_S))
+    assert save.output.count("no node describes it") == 1
