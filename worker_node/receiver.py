@@ -235,7 +235,7 @@ class FrameReceiver:
             if (
                 current.status.state == "stale"
                 and self._answering_for(node) >= REOPEN_AFTER_S
-                and self._policy.may_open(node)  # reopening is rationed like opening
+                and self._policy.may_reopen(node)  # rationed, from a budget of its own
             ):
                 self._reopen(current)  # the node answers, its stream does not (a refused key?)
             return
@@ -301,10 +301,16 @@ class FrameReceiver:
 
     def _mark_stale(self) -> None:
         for sub in self.subscriptions.values():
-            if sub.mark_stale_if_silent(self._stale_after):
-                log.warning("camera %s: stale, %s", sub.name, sub.status.reason)
+            if sub.mark_stale_if_silent(
+                self._stale_after
+            ):  # budgeted per node: a node can describe 1024 silent cameras
+                node = f"node {self._owner.get(sub.name, sub.endpoint)}"
+                self._changes.warning(node, "camera %s: stale, %s", sub.name, sub.status.reason)
 
     def close(self) -> None:
+        for sub in self.subscriptions.values():
+            if isinstance(sub.socket, LatestSocket):
+                sub.socket.begin_close()  # all at once: one pump round trip for hundreds of streams
         for sub in list(self.subscriptions.values()):
             self._remove(sub)
         for control in self.nodes.values():
