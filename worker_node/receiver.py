@@ -113,9 +113,7 @@ class FrameReceiver:
                 if control.node in self.nodes:  # not removed by a reply handled before
                     self._on_replies(control)
             elif (sub := self._by_socket.get(sock)) is not None:
-                frame = self._drain(sub)
-                if frame is not None:
-                    frames.append((sub, frame))
+                frames.extend((sub, frame) for frame in self._drain(sub))
             elif (linked := self._links.get(sock)) is not None:
                 linked.on_link_events()
         self._mark_stale()
@@ -127,18 +125,20 @@ class FrameReceiver:
         """Every node asked, answering or not (and why not): for `web` and `top`."""
         return [control.health() for control in self.nodes.values()]
 
-    def _drain(self, sub: Subscription) -> Frame | None:
-        """Everything pending on a conflated stream; the next frame of an every-frame one."""
-        newest = None
+    def _drain(self, sub: Subscription) -> list[Frame]:
+        """Everything pending on a conflated stream: its newest frame, or a listener's newest
+        frame of each camera (capture nodes behind NAT share one listening socket); the next
+        frame of an every-frame stream."""
+        newest: dict[str, Frame] = {}
         for _ in range(MAX_READS_PER_STREAM):  # bounded: a flooding peer cannot starve the other cameras
             if not sub.socket.poll(0, zmq.POLLIN):
                 break
             frame = sub.receive()
             if frame is not None:
-                newest = frame
+                newest[frame.header.camera if sub.listen else ""] = frame
                 if sub.every_frame:
                     break
-        return newest
+        return list(newest.values())
 
     def _ask_nodes(self) -> None:
         for control in list(self.nodes.values()):
