@@ -26,6 +26,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -49,11 +50,14 @@ def run(argv: list[str]) -> None:
 
 @dataclass
 class Image:
-    """What the final stage of the Dockerfile makes: a root file system and a run configuration."""
+    """What the final stage of the Dockerfile makes: a layer over the host's / (`layer`, a
+    directory for overlayfs) and a run configuration."""
 
+    layer: Path = Path()
     env: dict[str, str] = field(default_factory=lambda: {"PATH": DEFAULT_PATH})
     user: str = "root"
     workdir: str = "/"
+    entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     healthcheck: list[str] = field(default_factory=list)
     stopsignal: str = "SIGTERM"
@@ -82,21 +86,28 @@ def exec_form(text: str) -> list[str]:
 
 
 class RootFs:
-    """An overlay of the host's / (changes kept in a tmpfs) with /proc, /dev and /sys inside."""
+    """An overlay of the host's / (under the given lower layers; changes kept in a tmpfs) with
+    /proc, /dev and /sys inside."""
 
-    def __init__(self, where: Path) -> None:
+    def __init__(self, where: Path, layers: tuple[Path, ...] = ()) -> None:
         self.base = where
         where.mkdir(parents=True)
-        run(["mount", "-t", "tmpfs", "-o", "size=512m", "framebus-test-image", str(where)])
+        run(["mount", "-t", "tmpfs", "-o", "size=512m,mode=755", "framebus-test-root", str(where)])
         run(["mount", "--make-rprivate", str(where)])
         for part in ("upper", "work", "root"):
             (where / part).mkdir()
+        self.upper = where / "upper"
         self.path = where / "root"
-        options = f"lowerdir=/,upperdir={where / 'upper'},workdir={where / 'work'}"
+        lower = ":".join([*map(str, layers), "/"])
+        options = f"lowerdir={lower},upperdir={self.upper},workdir={where / 'work'}"
         run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.path)])
         for special in ("proc", "dev", "sys"):
             run(["mount", "--rbind", f"/{special}", str(self.path / special)])
             run(["mount", "--make-rslave", str(self.path / special)])
+
+    def unmount_root(self) -> None:
+        """Keep only the changes (the upper layer), e.g. to use them as an image layer."""
+        run(["umount", "-R", str(self.path)])
 
     def inside(self, path: str) -> Path:
         return self.path / path.lstrip("/")
@@ -121,44 +132,71 @@ class RootFs:
             subprocess.run(["umount", "-R", "-l", str(self.base)], capture_output=True)
 
 
-def build_image(dockerfile: Path, context: Path, root: RootFs) -> Image:
-    """Apply the final stage to root, as `docker build` would on a base image."""
-    image = Image()
-    for keyword, args in instructions(dockerfile):
-        if keyword == "ENV":
-            for pair in shlex.split(args):
-                name, _, value = pair.partition("=")
-                image.env[name] = expand(value, image.env)
-        elif keyword == "COPY":
-            *sources, target = shlex.split(args)
-            if sources[0] == "--from=build" and sources[1:] == [VENV_PATH]:
-                root.inside(target).parent.mkdir(parents=True, exist_ok=True)
-                root.inside(target).symlink_to(sys.prefix)  # the venv these tests run in
-                continue
-            if sources[0].startswith("--"):
-                raise ValueError(f"COPY {args}: this stand-in knows only COPY --from=build {VENV_PATH}")
-            for source in sources:
-                inside = root.inside(target)
-                inside.parent.mkdir(parents=True, exist_ok=True)
-                copy = shutil.copytree if (context / source).is_dir() else shutil.copy2
-                copy(context / source, inside / Path(source).name if target.endswith("/") else inside)
-        elif keyword == "RUN":
-            run(["chroot", str(root.path), "/bin/sh", "-c", args])
-        elif keyword == "USER":
-            image.user = args
-        elif keyword == "WORKDIR":
-            image.workdir = args
-            root.inside(args).mkdir(parents=True, exist_ok=True)
-        elif keyword == "CMD":
-            image.cmd = exec_form(args)
-        elif keyword == "HEALTHCHECK":
-            image.healthcheck = exec_form(re.sub(r"^(--\S+\s+)*CMD\s+", "", args))
-        elif keyword == "STOPSIGNAL":
-            image.stopsignal = args
-        elif keyword not in ("EXPOSE", "VOLUME", "ARG", "LABEL"):
-            raise ValueError(f"{keyword} {args}: not known to this stand-in for an engine")
-    _open_path_to_python(root)
-    return image
+def build_image(dockerfile: Path, context: Path, where: Path) -> tuple[Image, RootFs]:
+    """Apply the final stage of the Dockerfile to an overlay of the host's /, as `docker build`
+    would on a base image; the image's layer is the overlay's upper directory."""
+    root = RootFs(where)
+    image = Image(layer=root.upper)
+    try:
+        for keyword, args in instructions(dockerfile):
+            _apply(keyword, args, image, root, context)
+        _open_path_to_python(root)
+    finally:
+        root.unmount_root()
+    return image, root
+
+
+def _apply(keyword: str, args: str, image: Image, root: RootFs, context: Path) -> None:
+    if keyword == "ENV":
+        for pair in shlex.split(args):
+            name, _, value = pair.partition("=")
+            image.env[name] = expand(value, image.env)
+    elif keyword == "COPY":
+        *sources, target = shlex.split(args)
+        if sources[0] == "--from=build" and sources[1:] == [VENV_PATH]:
+            root.inside(target).parent.mkdir(parents=True, exist_ok=True)
+            root.inside(target).symlink_to(sys.prefix)  # the venv these tests run in
+            return
+        if sources[0].startswith("--"):
+            raise ValueError(f"COPY {args}: this stand-in knows only COPY --from=build {VENV_PATH}")
+        for source in sources:
+            inside = root.inside(target)
+            inside.parent.mkdir(parents=True, exist_ok=True)
+            copy = shutil.copytree if (context / source).is_dir() else shutil.copy2
+            copy(context / source, inside / Path(source).name if target.endswith("/") else inside)
+    elif keyword == "RUN":
+        run(["chroot", str(root.path), "/bin/sh", "-c", args])
+    elif keyword == "USER":
+        image.user = args
+    elif keyword == "WORKDIR":
+        image.workdir = args
+        root.inside(args).mkdir(parents=True, exist_ok=True)
+    elif keyword in ("CMD", "ENTRYPOINT"):
+        setattr(image, keyword.lower(), exec_form(args))
+    elif keyword == "HEALTHCHECK":
+        image.healthcheck = exec_form(re.sub(r"^(--\S+\s+)*CMD\s+", "", args))
+    elif keyword == "STOPSIGNAL":
+        image.stopsignal = args
+    elif keyword not in ("EXPOSE", "VOLUME", "ARG", "LABEL"):
+        raise ValueError(f"{keyword} {args}: not known to this stand-in for an engine")
+
+
+class Images:
+    """Images built once for all the tests that run them (`docker build` with a cache)."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.built: dict[Path, tuple[Image, RootFs]] = {}
+
+    def get(self, dockerfile: Path, context: Path) -> Image:
+        key = dockerfile.resolve()
+        if key not in self.built:
+            self.built[key] = build_image(dockerfile, context, self.where / f"image{len(self.built)}")
+        return self.built[key][0]
+
+    def close(self) -> None:
+        for _image, root in self.built.values():
+            root.close()
 
 
 def _open_path_to_python(root: RootFs) -> None:
@@ -202,23 +240,56 @@ class Service:
             env.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
         return env
 
-    def argv(self, command: list[str]) -> list[str]:
-        """command run in this service's container (as `docker exec` would)."""
+    def argv(self, command: list[str], pid_1: bool = False) -> list[str]:
+        """command run in this service's container: as its PID 1, in a PID namespace of its own
+        (a PID 1 ignores signals it has no handler for), or beside it, as `docker exec` does."""
         uid, gid = user_ids(self.root, str(self.spec.get("user", self.image.user)))
         env = [f"{k}={v}" for k, v in self.environment().items()]
         workdir = str(self.spec.get("working_dir", self.image.workdir))
         chroot = ["chroot", f"--userspec={uid}:{gid}", f"--groups={gid}", str(self.root.path)]
-        return self.host.command([*chroot, "env", "-i", "-C", workdir, *env, *command])
+        pid_namespace = ["unshare", "--pid", "--fork", "--kill-child", f"--mount-proc={self.root.path}/proc"]
+        return self.host.command(
+            [*(pid_namespace if pid_1 else []), *chroot, "env", "-i", "-C", workdir, *env, *command]
+        )
 
     def command(self) -> list[str]:
+        """ENTRYPOINT + CMD, or the service's command in place of CMD."""
         given = self.spec.get("command")
         if given is None:
-            return self.image.cmd
-        return shlex.split(given) if isinstance(given, str) else [str(x) for x in given]  # type: ignore[union-attr]
+            return [*self.image.entrypoint, *self.image.cmd]
+        command = shlex.split(given) if isinstance(given, str) else [str(x) for x in given]  # type: ignore[union-attr]
+        return [*self.image.entrypoint, *command]
+
+    def pid_1(self) -> int:
+        """The host's pid of the container's PID 1, once it runs the container's command (before,
+        it is still our chroot and env on their way there)."""
+        assert self.process is not None
+        unshare = self.process.proc.pid
+
+        def running() -> int:
+            if self.process.proc.poll() is not None:  # type: ignore[union-attr]
+                raise AssertionError(f"service {self.name} exited:\n{self.process.output}")  # type: ignore[union-attr]
+            try:
+                child = int(Path(f"/proc/{unshare}/task/{unshare}/children").read_text().split()[0])
+                argv0 = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0].decode()
+            except (OSError, IndexError, ValueError):
+                return 0
+            return child if Path(argv0).name not in ("unshare", "chroot", "env") else 0
+
+        return int(wait_until(running, 30, f"service {self.name}'s command to start"))  # type: ignore[arg-type]
+
+    def stop(self, timeout: float) -> int:
+        """`docker stop`: the image's STOPSIGNAL to the container's PID 1, then its exit status."""
+        assert self.process is not None
+        os.kill(self.pid_1(), signal.Signals[self.image.stopsignal])
+        return self.process.wait_exit(timeout)
 
 
 class ComposeHosts:
-    def __init__(self, compose_file: Path, dockerfile: Path, workdir: Path, project_dir: Path | None = None) -> None:
+    def __init__(
+        self, compose_file: Path, images: Images, dockerfile: Path, workdir: Path, project_dir: Path | None = None
+    ) -> None:
+        self.images = images
         self.file = compose_file
         self.project_dir = project_dir or compose_file.parent  # relative paths start here, as in compose
         self.spec = yaml.safe_load(compose_file.read_text())
@@ -244,10 +315,10 @@ class ComposeHosts:
             dockerfile = context / build.get("dockerfile", "Dockerfile")  # type: ignore[union-attr]
             if dockerfile.resolve() != self.dockerfile.resolve():
                 raise ValueError(f"service {name}: builds {dockerfile}, not {self.dockerfile}")
-            root = RootFs(self.workdir / f"container-{name}")
+            image = self.images.get(dockerfile, context)
+            root = RootFs(self.workdir / f"container-{name}", (image.layer,))
             self.roots.append(root)
-            self.services[name] = service = Service(name, spec, hosts[name], root, Image())
-            service.image = image = build_image(dockerfile, context, root)
+            self.services[name] = service = Service(name, spec, hosts[name], root, image)
             root.inside("/etc/hosts").write_text(hosts_file)
             root.inside("/etc/hostname").write_text(f"{name}\n")
             for volume in spec.get("volumes", []):  # type: ignore[union-attr]
@@ -299,7 +370,8 @@ class ComposeHosts:
 
     def start(self, name: str) -> NodeProcess:
         service = self.services[name]
-        service.process = self.processes.start_argv(service.argv(service.command()))
+        service.process = self.processes.start_argv(service.argv(service.command(), pid_1=True))
+        service.pid_1()  # started, as `docker run -d` returns
         return service.process
 
     def health(self, name: str) -> tuple[int, str]:

@@ -5,7 +5,6 @@ volumes, environment and healthcheck in a network-namespace host named like it
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.compose_hosts import ComposeHosts
+from tests.compose_hosts import ComposeHosts, Images
 from tests.processes import wait_until
 from tests.test_end_to_end import saved_files
 
@@ -23,9 +22,19 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 IMAGE_UID = 10001  # the Dockerfile's user
 
 
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
+    """deploy/Dockerfile's image, built once for this module's tests."""
+    built = Images(tmp_path_factory.mktemp("images"))
+    try:
+        yield built
+    finally:
+        built.close()
+
+
 @pytest.fixture
-def compose(tmp_path: Path) -> Iterator[ComposeHosts]:
-    with ComposeHosts(DEPLOY / "compose.yaml", DOCKERFILE, tmp_path) as hosts:
+def compose(images: Images, tmp_path: Path) -> Iterator[ComposeHosts]:
+    with ComposeHosts(DEPLOY / "compose.yaml", images, DOCKERFILE, tmp_path) as hosts:
         yield hosts
 
 
@@ -42,11 +51,9 @@ def test_compose_services_save_frames_from_the_edge_by_its_name(compose: Compose
     edge = compose.wait_healthy("edge")
     assert edge == "healthy: streaming cam1, cam2", edge
     for name in reversed(compose.order()):
-        process = compose.service(name).process
-        assert process is not None
-        grace = float(str(compose.service(name).spec.get("stop_grace_period", "10s")).removesuffix("s"))
-        process.stop(signal.SIGTERM, timeout=grace)
-        assert process.proc.returncode == 0, process.output
+        service = compose.service(name)
+        grace = float(str(service.spec.get("stop_grace_period", "10s")).removesuffix("s"))
+        assert service.stop(grace) == 0, service.process.output  # type: ignore[union-attr]
 
 
 def test_a_saver_reaches_the_edge_by_service_name_only(compose: ComposeHosts) -> None:
@@ -89,7 +96,7 @@ def broken(spec: dict[str, Any], where: Path, what: str) -> None:
         ("metrics elsewhere", r"unhealthy: no metrics at http://127\.0\.0\.1:9100"),
     ],
 )
-def test_a_broken_service_fails_with_its_own_words(tmp_path: Path, what: str, said: str) -> None:
+def test_a_broken_service_fails_with_its_own_words(images: Images, tmp_path: Path, what: str, said: str) -> None:
     """What a broken compose file looks like here: one line that says what is wrong (the
     service's own, or the engine's for a volume), soon, not a timeout of the whole test."""
     spec = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
@@ -97,7 +104,7 @@ def test_a_broken_service_fails_with_its_own_words(tmp_path: Path, what: str, sa
     copy = tmp_path / "compose.yaml"
     copy.write_text(yaml.safe_dump(spec))
     with pytest.raises((AssertionError, ValueError)) as failure:
-        with ComposeHosts(copy, DOCKERFILE, tmp_path, project_dir=DEPLOY) as hosts:
+        with ComposeHosts(copy, images, DOCKERFILE, tmp_path, project_dir=DEPLOY) as hosts:
             hosts.start("edge")
             hosts.wait_healthy("edge", timeout=20)
     assert re.search(said, str(failure.value)), failure.value
@@ -114,13 +121,13 @@ services:
 """
 
 
-def test_the_image_default_command_admits_only_allowed_workers(tmp_path: Path) -> None:
+def test_the_image_default_command_admits_only_allowed_workers(images: Images, tmp_path: Path) -> None:
     """`docker run framebus` with no command: a capture node on every address, over CURVE with
     keys it made in its volume at first start; a worker gets frames once the edge admits its
     key (docs/containers.md's steps), and not before."""
     spec = tmp_path / "run.yaml"
     spec.write_text(IMAGE_RUN.format(root=ROOT))
-    with ComposeHosts(spec, DOCKERFILE, tmp_path) as hosts:
+    with ComposeHosts(spec, images, DOCKERFILE, tmp_path) as hosts:
         edge = hosts.start("edge")
         public = edge.wait_for(r"node public key (\S+)").group(1)
         assert hosts.wait_healthy("edge") == "healthy: streaming cam1"
@@ -144,6 +151,13 @@ def test_the_image_default_command_admits_only_allowed_workers(tmp_path: Path) -
         admitted = hosts.processes.start_argv(hosts.service("viewer").argv(save))
         wait_until(lambda: saved_files(frames).get("cam1"), 60, "frames saved once the key is allowed")
         admitted.stop()
-        edge.stop()
+        assert hosts.service("edge").stop(timeout=10) == 0
         restarted = hosts.start("edge")  # the volume keeps the keys: the same node key after a restart
         assert restarted.wait_for(r"node public key (\S+)").group(1) == public
+
+
+def test_a_container_stopped_while_it_starts_stops_at_once(compose: ComposeHosts) -> None:
+    """`docker stop` right after `docker run`: the container's PID 1 passes SIGTERM on even
+    before the node has its handlers (a bare PID 1 would ignore it until SIGKILL, 10 s on)."""
+    compose.start("edge")
+    assert compose.service("edge").stop(timeout=5) in (0, 143)  # 143: ended by SIGTERM before handling it
