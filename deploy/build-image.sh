@@ -12,8 +12,18 @@ tag=${1:-localhost/framebus}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/podman/containers.conf}
 base=${BASE:-localhost/framebus-base:bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+mkdir -p build
+need() {
+    command -v "$1" >/dev/null || {
+        echo "build-image: $1 is missing: apt-get install podman runc debootstrap (or run make test-deps)" >&2
+        exit 2
+    }
+}
+need podman
+need runc
 
 if [ -z "${BASE:-}" ] && ! podman image exists "$base"; then
+    need debootstrap
     rootfs=build/image-base
     rm -rf "$rootfs"
     echo "build-image: making the base image with debootstrap from $mirror" >&2
