@@ -31,7 +31,7 @@ if [ -z "${BASE:-}" ] && ! podman image exists "$base"; then
         || { echo "build-image: debootstrap failed; the end of build/debootstrap.log:" >&2; tail -5 build/debootstrap.log >&2; exit 1; }
     if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
         cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
-        chroot "$rootfs" update-ca-certificates >/dev/null
+        chroot "$rootfs" update-ca-certificates >/dev/null 2>&1  # its one warning is about the bundle itself
     fi
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"
     # What slim images leave out: package lists and caches, documentation, translations.

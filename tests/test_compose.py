@@ -83,6 +83,8 @@ def broken(spec: dict[str, Any], where: Path, what: str) -> None:
         edge["volumes"] = ["./config/capture-edge1.toml:/etc/framebus/node.toml:ro"]
     elif what == "config missing":  # Docker makes a directory in its place, then cannot mount it on a file
         edge["volumes"] = [f"{where / 'no-such-node.toml'}:/etc/framebus/node.toml:ro"]
+    elif what == "frames in a host directory":  # Docker makes it, owned by root: not the image's user's
+        spec["services"]["saver"]["volumes"] = [f"{where / 'frames'}:/data"]
     else:  # metrics served where the healthcheck does not look
         edge["command"][4] = "9200"
 
@@ -94,6 +96,7 @@ def broken(spec: dict[str, Any], where: Path, what: str) -> None:
         ("wrong config", r"/etc/framebus/node\.toml: node\.key: .*keys/edge1\.key_secret"),
         ("config missing", r"no-such-node\.toml on /etc/framebus/node\.toml: a directory onto a file"),
         ("metrics elsewhere", r"unhealthy: no metrics at http://127\.0\.0\.1:9100"),
+        ("frames in a host directory", r"(?s)saver exited with 2:.*cannot save to /data: no permission"),
     ],
 )
 def test_a_broken_service_fails_with_its_own_words(images: Images, tmp_path: Path, what: str, said: str) -> None:
@@ -105,8 +108,9 @@ def test_a_broken_service_fails_with_its_own_words(images: Images, tmp_path: Pat
     copy.write_text(yaml.safe_dump(spec))
     with pytest.raises((AssertionError, ValueError)) as failure:
         with ComposeHosts(copy, images, DOCKERFILE, tmp_path, project_dir=DEPLOY) as hosts:
-            hosts.start("edge")
-            hosts.wait_healthy("edge", timeout=20)
+            for name in ("edge", "saver"):
+                hosts.start(name)
+                hosts.wait_healthy(name, timeout=20)
     assert re.search(said, str(failure.value)), failure.value
 
 
