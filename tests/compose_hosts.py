@@ -101,9 +101,9 @@ class RootFs:
         lower = ":".join([*map(str, layers), "/"])
         options = f"lowerdir={lower},upperdir={self.upper},workdir={where / 'work'}"
         run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.path)])
-        for special in ("proc", "dev", "sys"):
-            run(["mount", "--rbind", f"/{special}", str(self.path / special)])
-            run(["mount", "--make-rslave", str(self.path / special)])
+        for special in ("/proc", "/dev", "/sys", *_mounts_under_python()):
+            run(["mount", "--rbind", special, str(self.inside(special))])
+            run(["mount", "--make-rslave", str(self.inside(special))])
 
     def unmount_root(self) -> None:
         """Keep only the changes (the upper layer), e.g. to use them as an image layer."""
@@ -199,11 +199,30 @@ class Images:
             root.close()
 
 
+def _python_paths() -> list[Path]:
+    """Where the Python running the tests, its venv and the code it imports live."""
+    return [Path(sys.prefix), Path(sys.executable).resolve(), *(Path(p) for p in sys.path if p)]
+
+
+def _mounts_under_python() -> list[str]:
+    """File systems other than / that hold _python_paths (an overlay of / does not show them)."""
+    mounts = set()
+    for path in _python_paths():
+        while not os.path.ismount(path):
+            path = path.parent
+        if path != Path("/") and not str(path).startswith(("/proc", "/dev", "/sys")):
+            mounts.add(str(path))
+    return sorted(mounts)
+
+
 def _open_path_to_python(root: RootFs) -> None:
     """The host's Python stands in for the image's, and may live under a directory the image's
     user cannot enter (/root here): open the way to it, in the overlay only."""
-    for target in (Path(sys.prefix), Path(sys.executable).resolve(), *map(Path, filter(None, sys.path))):
+    bound = [Path(m) for m in _mounts_under_python()]  # the host's own directories: leave them be
+    for target in _python_paths():
         for directory in target.parents:
+            if any(directory == m or m in directory.parents for m in bound):
+                continue
             inside = root.inside(str(directory))
             if inside.is_dir() and not inside.stat().st_mode & 0o001:
                 inside.chmod(inside.stat().st_mode | 0o001)

@@ -16,6 +16,8 @@ from tests.compose_hosts import ComposeHosts, Images
 from tests.processes import wait_until
 from tests.test_end_to_end import saved_files
 
+# The first test builds the image (~20 s: apt-get for tini) before it runs three services.
+pytestmark = pytest.mark.timeout(600)
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
