@@ -17,7 +17,7 @@ import pytest
 from tests.processes import wait_until
 from tests.test_end_to_end import saved_files
 
-# The first build makes the base image with debootstrap and installs the wheels: ~7 min here.
+# The first build makes the base image with debootstrap and installs the wheels: 12 min here.
 pytestmark = pytest.mark.timeout(1800)
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
