@@ -79,6 +79,8 @@ class FrameReceiver:
         self._log = RateLimitedLog(log, interval=30.0)
         self._changes = LogBudget(log)  # (un)subscriptions: a node describing endless new ids would flood the log
         self._to_follow: dict[str, deque[tuple[str, CameraInfo]]] = {}  # node -> described cameras to follow
+        self._described: dict[str, list[str]] = {}  # node -> the camera ids of its last reply
+        self._missing_told: set[str] = set()  # wanted cameras no node describes, already said
 
     def _add_node(self, control: NodeControl) -> None:
         self.nodes[control.node] = control
@@ -173,6 +175,25 @@ class FrameReceiver:
                 for cam in reply.cameras
                 if cam.camera in described and (not self._wanted or cam.camera in self._wanted)
             )
+            self._described[node] = [cam.camera for cam in reply.cameras]
+        self._tell_missing()
+
+    def _tell_missing(self) -> None:
+        """A --camera that no answering node describes (a typo, or the wrong node) is said once,
+        with what the nodes do have: waiting for it in silence looked like a hang."""
+        if not self._wanted or not self._described:
+            return
+        everywhere = {camera for cameras in self._described.values() for camera in cameras}
+        self._missing_told &= self._wanted - everywhere  # found since: say it again if it goes
+        for camera in sorted(self._wanted - everywhere - self._missing_told):
+            self._missing_told.add(camera)
+            has = "; ".join(
+                f"{node} has {', '.join(cameras[:10]) or 'no cameras'}{' ...' if len(cameras) > 10 else ''}"
+                for node, cameras in self._described.items()
+            )
+            silent = len(self.nodes) - len(self._described)
+            waiting = f" ({silent} node(s) not answering yet)" if silent > 0 else ""
+            log.warning("camera %s: no node describes it: %s%s; waiting for it to appear", camera, has, waiting)
 
     def _follow_some(self) -> None:
         """At most FOLLOWS_PER_POLL described cameras, taken in turn from each node."""
