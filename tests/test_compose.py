@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.compose_hosts import ComposeHosts, Images
+from tests.compose_hosts import ComposeHosts
+from tests.image_stand_in import Images
 from tests.processes import wait_until
 from tests.test_end_to_end import saved_files
 
