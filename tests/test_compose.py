@@ -168,3 +168,49 @@ def test_a_container_stopped_while_it_starts_stops_at_once(compose: ComposeHosts
     before the node has its handlers (a bare PID 1 would ignore it until SIGKILL, 10 s on)."""
     compose.start("edge")
     assert compose.service("edge").stop(timeout=5) in (0, 143)  # 143: ended by SIGTERM before handling it
+
+
+DEAD_CAMERA = """
+[node]
+control = "tcp://0.0.0.0:5555"
+key = "/data/keys/node.key_secret"
+allow = "/data/allowed"
+
+[[camera]]
+id = "door"
+source = "rtsp://127.0.0.1:9/nobody-serves-this"
+open_timeout = 1.0
+"""
+
+
+def test_the_healthcheck_says_unhealthy_while_no_camera_streams(images: Images, tmp_path: Path) -> None:
+    """Healthy means a camera streaming, not a process alive: a node whose only camera is
+    unreachable is unhealthy, and says which camera and why."""
+    config = tmp_path / "node.toml"
+    config.write_text(DEAD_CAMERA)
+    spec = tmp_path / "run.yaml"
+    spec.write_text(
+        IMAGE_RUN.format(root=ROOT).replace(
+            'volumes: ["edge-data:/data"]', f'volumes: ["edge-data:/data", "{config}:/etc/framebus/node.toml:ro"]'
+        )
+    )
+    with ComposeHosts(spec, images, DOCKERFILE, tmp_path) as hosts:
+        edge = hosts.start("edge")
+        edge.wait_for(r"camera door: cannot open", timeout=60)
+        code, said = hosts.health("edge")
+        assert code == 1 and re.fullmatch(r"unhealthy: no camera streaming \(door \S+\)", said), said
+
+
+def test_the_default_command_says_when_its_volume_is_not_its_users(images: Images, tmp_path: Path) -> None:
+    """A host directory on /data that uid 10001 cannot write: one line that says what to do."""
+    data = tmp_path / "root-owned"
+    data.mkdir(mode=0o755)
+    spec = tmp_path / "run.yaml"
+    spec.write_text(IMAGE_RUN.format(root=ROOT).replace('"edge-data:/data"', f'"{data}:/data"'))
+    with ComposeHosts(spec, images, DOCKERFILE, tmp_path) as hosts:
+        edge = hosts.start("edge")
+        assert edge.wait_exit(30) == 2
+    assert edge.output == (
+        "framebus-edge: /data is not writable by uid 10001: chown 10001 the host directory mounted there, "
+        "or use a named volume"
+    )
