@@ -27,10 +27,10 @@ import pytest
 
 from common.protocol import Frame, FrameHeader
 from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
-from tests.rogue_publisher import BIG_IDS, FLOOD, HOSTILE_IDS, LONG_ID
-from tests.rogue_publisher import JPEG as ROGUE_JPEG
+from tests.rogue_corpus import BIG_IDS, FLOOD, HOSTILE_IDS, LONG_ID
 from tests.test_metrics import free_port, scrape
 from tests.test_web import get as http_get
+from tests.wire import JPEG as ROGUE_JPEG
 from worker_node.follow import BURST, PER_SECOND
 from worker_node.save import SavePolicy, SaveSink, file_name
 
