@@ -17,6 +17,7 @@ from common.keys import KeyFileError, load_key_pair, read_allow_list, secret_fil
 from common.protocol import DELIVERIES, MAX_NODE_NAME, ProtocolError, validate_camera_id
 from common.security import CurveFiles, ExposureError, check_exposure
 from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
+from common.stream import endpoint_after
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
 MAX_CONFIG_BYTES = 1 << 20  # a config with hundreds of cameras is tens of KiB
@@ -234,27 +235,20 @@ def default_frame_endpoint(control: str, index: int, camera_id: str, where: str,
     """The control port + 1 + index, or the next port up whose frame and pull endpoints are
     not `claimed` (by cameras that keep theirs over a reload)."""
     parsed = checked_endpoint(control, f"{where}: node.control", bind=True)
-    if parsed.scheme != "tcp":
-        return f"{control}-{camera_id.replace('/', '_')}"
-    if not parsed.port:  # any free port for the control: any free port for frames too
-        return str(parsed.with_port(None))
-    port = parsed.port + 1 + index
+    offset = 1 + index
     while True:
-        if port > 65535:
-            raise ConfigError(f"{where}.bind: control port + {port - parsed.port} is past 65535; set bind explicitly")
-        if not {str(parsed.with_port(port)), default_pull_endpoint(str(parsed.with_port(port)))} & set(claimed):
-            return str(parsed.with_port(port))
-        port += 1
+        placed = endpoint_after(parsed, offset, camera_id.replace("/", "_"))
+        if placed is None:
+            raise ConfigError(f"{where}.bind: control port + {offset} is past 65535; set bind explicitly")
+        if placed.port is None or not {str(placed), default_pull_endpoint(str(placed))} & set(claimed):
+            return str(placed)
+        offset += 1
 
 
 def default_pull_endpoint(bind: str) -> str:
+    """The frame port + 1000 (any free port past 65535), or the ipc path + '-pull'."""
     parsed = checked_endpoint(bind, "bind", bind=True)
-    if parsed.scheme != "tcp":
-        return f"{bind}-pull"
-    if parsed.port is None:
-        return bind
-    port = parsed.port + 1000
-    return str(parsed.with_port(port if port <= 65535 else None))  # too high: any free port
+    return str(endpoint_after(parsed, 1000, "pull") or parsed.with_port(None))
 
 
 def read_config_text(path: Path) -> str:
