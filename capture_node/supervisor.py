@@ -15,6 +15,8 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+import msgspec
+
 from capture_node import camera_process
 from capture_node.camera import COUNTERS, CameraState, backoff_delay
 from capture_node.camera_process import BindFailed, Bound, Report, Stop
@@ -61,7 +63,7 @@ class CameraSupervisor:
         """Start the camera process; raises ConfigError if its endpoint cannot be bound."""
         self.endpoint, self.pull_endpoint = self._spawn()
         # Restarts must come back on the same ports, also when the config said "any port".
-        self.config = dataclasses.replace(self.config, bind=self.endpoint, pull_bind=self.pull_endpoint)
+        self.config = msgspec.structs.replace(self.config, bind=self.endpoint, pull_bind=self.pull_endpoint)
         self._thread.start()
 
     def _spawn(self) -> tuple[str, str]:
