@@ -26,7 +26,7 @@ MAX_INT32 = 2**31 - 1
 class CameraConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One [[camera]] table."""
 
-    id: Annotated[str, Meta(description="camera id: [A-Za-z0-9_.-] and '/', up to 64 characters")]
+    id: Annotated[str, Meta(description="camera id: segments of [A-Za-z0-9._-] joined by '/', up to 64 characters")]
     source: Annotated[
         str,
         Meta(
