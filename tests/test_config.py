@@ -451,6 +451,8 @@ _BY_TYPE: dict[str, st.SearchStrategy[Any]] = {
     "float": st.floats() | st.integers(min_value=-5, max_value=5000) | st.sampled_from([10**400, -(10**400)]),
     "bool": st.booleans(),
 }
+
+
 def _kind(annotation: Any) -> str:
     """'str', 'int', 'float', 'bool' or another name, Annotated[...] seen through."""
     base = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
