@@ -23,6 +23,11 @@ DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
 MAX_INT32 = 2**31 - 1
 
 
+def seconds(low: float, high: float, description: str) -> Meta:
+    """A duration field's bounds and meaning."""
+    return Meta(ge=low, le=high, description=description, extra={"unit": "seconds"})
+
+
 class CameraConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One [[camera]] table."""
 
@@ -73,21 +78,11 @@ class CameraConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         int, Meta(ge=1, le=100000, description="every-frame delivery: frames queued per subscriber")
     ] = DEFAULT_QUEUE_FRAMES
     transport: Annotated[Literal["tcp", "udp"], Meta(description="RTSP transport")] = "tcp"
-    open_timeout: Annotated[
-        float, Meta(ge=0.1, le=120, description="an open taking longer counts as failed", extra={"unit": "seconds"})
-    ] = 5.0
+    open_timeout: Annotated[float, seconds(0.1, 120, "an open taking longer counts as failed")] = 5.0
     read_timeout: Annotated[
-        float,
-        Meta(
-            ge=0.1,
-            le=120,
-            description="without a frame for this long the stream counts as dead (raise it for slow cameras)",
-            extra={"unit": "seconds"},
-        ),
+        float, seconds(0.1, 120, "without a frame for this long the stream counts as dead (raise it for slow cameras)")
     ] = 3.0
-    reconnect_max: Annotated[
-        float, Meta(ge=0.1, le=3600, description="cap of the exponential reconnect backoff", extra={"unit": "seconds"})
-    ] = 3.0
+    reconnect_max: Annotated[float, seconds(0.1, 3600, "cap of the exponential reconnect backoff")] = 3.0
 
 
 class NodeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -98,13 +93,7 @@ class NodeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     )
     control: Annotated[str, Meta(description="describe endpoint; cameras' endpoints follow its port")] = DEFAULT_CONTROL
     status_interval: Annotated[
-        float,
-        Meta(
-            ge=0.05,
-            le=3600,
-            description="send a status message when no frame went out for this long",
-            extra={"unit": "seconds"},
-        ),
+        float, seconds(0.05, 3600, "send a status message when no frame went out for this long")
     ] = 1.0
     key: Annotated[
         str, Meta(description="this node's CURVE secret key file (framebus-keys generate); relative to this file")

@@ -105,30 +105,30 @@ def test_frames_go_out_encoded_in_sequence(ctx: zmq.Context) -> None:
     assert camera.state().published >= 5 and camera.state().state == State.STREAMING
 
 
+def status_of(ctx: zmq.Context, config: CameraConfig, opener: object, state: State) -> tuple[Camera, Status]:
+    """The camera's first status of `state`, read by a subscriber; the camera is stopped."""
+    camera = start(ctx, config, opener)
+    sub = subscriber(ctx, camera.endpoint)
+    try:
+        status = receive_until(sub, Status, state)
+    finally:
+        camera.stop()
+    assert isinstance(status, Status)
+    return camera, status
+
+
 def test_a_source_that_cannot_open_is_told_in_status(ctx: zmq.Context) -> None:
     def refuse(_config: CameraConfig) -> Source:
         raise SourceError("cannot open rtsp://10.0.0.7/x: connection refused\x1b[2J")
 
-    camera = start(ctx, cam_config(reconnect_max=5.0), refuse)
-    sub = subscriber(ctx, camera.endpoint)
-    try:
-        status = receive_until(sub, Status, State.SOURCE_ERROR)
-    finally:
-        camera.stop()
-    assert isinstance(status, Status)
+    _camera, status = status_of(ctx, cam_config(reconnect_max=5.0), refuse, State.SOURCE_ERROR)
     assert status.reason == "cannot open rtsp://10.0.0.7/x: connection refused [2J"  # no control characters
     assert status.attempt >= 1 and 0 < status.retry_in_s <= 6.0
     assert status.last_seq == -1 and status.frame is None
 
 
 def test_a_file_that_ends_says_so_with_its_last_frame(ctx: zmq.Context) -> None:
-    camera = start(ctx, cam_config(), lambda _config: FakeSource(frames=3, is_file=True))
-    sub = subscriber(ctx, camera.endpoint)
-    try:
-        ended = receive_until(sub, Status, State.ENDED)
-    finally:
-        camera.stop()
-    assert isinstance(ended, Status)
+    camera, ended = status_of(ctx, cam_config(), lambda _config: FakeSource(frames=3, is_file=True), State.ENDED)
     assert ended.reason == "end of video file"
     assert ended.frame is not None and ended.frame.header.seq == ended.last_seq  # rides along under conflation
     assert camera.state().published == ended.last_seq + 1
