@@ -66,6 +66,9 @@ def backoff_delay(attempt: int, cap: float) -> float:
 
 
 class Camera:
+    """Grab, pace and encode one source. What goes out, and what is said when nothing does, is
+    its StreamPublisher's; `opener` makes the source (tests pass a fake one)."""
+
     def __init__(
         self,
         ctx: zmq.Context,
