@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from common.endpoint import Endpoint
@@ -20,6 +21,8 @@ from common.words import Delivery, State
 
 MAX_REASON = 500  # characters of a status reason
 MAX_RETRY_S = 86400.0
+_NO_META: Mapping[str, Any] = MappingProxyType({})
+_NEVER = threading.Event()  # the stop flag of a caller that has none (conflated sends never wait)
 
 
 def printable(text: str, limit: int = MAX_REASON) -> str:
@@ -47,10 +50,10 @@ class StreamPublisher:
         self._socket = socket
         self._status_interval = status_interval
         self._tap = tap
-        self._lock = threading.Lock()  # guards what info() reads
         self._seq = 0
-        self._size = (0, 0)
-        self._state: State = State.CONNECTING  # as last told: describe shows it
+        # What describe shows, as last told: one tuple, replaced whole (info() reads it from
+        # another thread without a lock; a lock per frame was measurable).
+        self._described: tuple[tuple[int, int], State] = ((0, 0), State.CONNECTING)
         self._told = State.STREAMING  # a first status goes out at once unless a frame does
         self._last_frame: Frame | None = None
         self._last_sent = time.monotonic()
@@ -82,16 +85,17 @@ class StreamPublisher:
         """Send one frame with the next sequence number. False if it did not go out (stopped
         while every-frame delivery waited for a subscriber). Raises ProtocolError if `meta`
         cannot be encoded."""
-        header = FrameHeader(self.camera, self._seq, capture_ns, time.time_ns(), size[0], size[1], meta=meta or {})
+        header = FrameHeader(
+            self.camera, self._seq, capture_ns, time.time_ns(), size[0], size[1], meta=meta or _NO_META
+        )
         message = encode_frame(header, jpeg)
         if self._tap is not None:
             self._tap.offer_frame(header.seq, message)
-        if not self._socket.send(message, stop or threading.Event()):
+        if not self._socket.send(message, stop or _NEVER):
             return False
-        with self._lock:
-            self._seq += 1
-            self._size = size
-            self._state = State.STREAMING
+        self._seq += 1
+        if self._described != (size, State.STREAMING):
+            self._described = (size, State.STREAMING)
         self._told = State.STREAMING
         self._last_frame = Frame(header, memoryview(jpeg))
         self._last_sent = time.monotonic()
@@ -115,15 +119,13 @@ class StreamPublisher:
         self._socket.try_send(message)
         if self._tap is not None:
             self._tap.offer_status(message)
-        with self._lock:
-            self._state = state
+        self._described = (self._described[0], state)
         self._told = state
         self._last_sent = time.monotonic()
 
     def info(self, fps: float = 0.0, reason: str = "") -> CameraInfo:
         """The stream's describe entry, as its last message told it."""
-        with self._lock:
-            (width, height), state = self._size, self._state
+        (width, height), state = self._described
         return CameraInfo(self.camera, self.endpoint, width, height, fps, state, self.delivery, reason)
 
     def close(self) -> None:
