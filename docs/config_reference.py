@@ -20,7 +20,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
 
-from capture_node.config import bounds, schema_fields
+from capture_node.config_errors import bounds, schema_fields
 from capture_node.schema import CameraConfig, NodeSettings
 
 PAGE = Path(__file__).resolve().parent / "config.md"
