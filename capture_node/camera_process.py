@@ -31,17 +31,13 @@ REPORT_S = 0.25
 
 @dataclass(frozen=True)
 class Bound:
-    """The camera's sockets are bound, here (a port asked as '*' is now a number)."""
-
-    endpoint: str
+    endpoint: str  # as bound: a port asked as '*' is a number now
     pull_endpoint: str
 
 
 @dataclass(frozen=True)
 class BindFailed:
-    """The camera could not start; the process exits after sending this."""
-
-    reason: str
+    reason: str  # why the camera cannot start; the process exits after sending this
 
 
 @dataclass(frozen=True)
