@@ -50,6 +50,11 @@ lint: $(VENV)/.installed-test
 test-deps:
 	bash deploy/install-test-deps.sh
 
+# The container image, with podman (docs/containers.md); tests/test_container_image.py builds it too.
+.PHONY: image
+image:
+	bash deploy/build-image.sh
+
 test: test-deps lint
 	$(BIN)/pytest -q
 

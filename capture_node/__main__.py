@@ -1,6 +1,7 @@
-import sys
+"""`python -m capture_node`. Spawned camera processes import this module too (as __mp_main__):
+they must not run the node, so everything happens under the __main__ check."""
 
-from capture_node.cli import main
+if __name__ == "__main__":
+    from common.entry import capture_node
 
-if __name__ == "__main__":  # also imported by spawned camera processes
-    sys.exit(main())
+    capture_node()

@@ -70,6 +70,8 @@ class OpenCVSource:
         is_file = isinstance(target, str) and "://" not in target
         if is_file and not Path(str(target)).exists():
             raise SourceError(f"video file {config.source!r} does not exist")
+        if isinstance(target, int) and not os.path.exists(f"/dev/video{target}"):  # OpenCV would only add noise
+            raise SourceError(f"cannot open {target}: {explain_failure(config)}")
         options = ffmpeg_options(config)
         # Read at open, per process: each camera runs in its own process, so no other camera
         # sees this camera's transport or timeouts.

@@ -6,17 +6,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import zmq
 
 from common.protocol import CameraInfo, DescribeReply, DescribeRequest, ProtocolError, decode, encode_describe_reply
-from common.ratelimit import RateLimitedLog
+from common.ratelimit import RateLimitedLog, TokenBucket
 from common.security import CurveServer, RevocationCheck
 from common.sockets import bind_control, bound_endpoint, rebuild
 from common.threads import WatchedThread
 
 log = logging.getLogger("framebus.control")
+
+# A describe answer costs ~0.1-0.3 ms of CPU (a few thousand a second fill a core of an edge
+# box); a worker asks every few seconds. So each connection gets a small budget, and all of them
+# together a larger one that keeps a flood from many connections to a few percent of a core.
+PER_PEER_BURST, PER_PEER_PER_S = 16, 8.0
+ALL_PEERS_BURST, ALL_PEERS_PER_S = 256, 200.0
+MAX_PEERS_TRACKED = 1024  # budgets of the most recent connections (ROUTER identities)
 
 
 class ControlServer:
@@ -36,6 +44,8 @@ class ControlServer:
         self._cameras = cameras
         self._stop = threading.Event()
         self._bad = RateLimitedLog(log)
+        self._peers: OrderedDict[bytes, TokenBucket] = OrderedDict()
+        self._all_peers = TokenBucket(ALL_PEERS_BURST, ALL_PEERS_PER_S)
         self._thread = WatchedThread(self._serve, "control")  # its death stops the process, and says why
 
     def start(self) -> None:
@@ -59,7 +69,26 @@ class ControlServer:
         finally:
             self._sock.close(0)
 
+    def _within_budget(self, identity: bytes) -> bool:
+        bucket = self._peers.pop(identity, None) or TokenBucket(PER_PEER_BURST, PER_PEER_PER_S)
+        self._peers[identity] = bucket  # most recent last
+        if len(self._peers) > MAX_PEERS_TRACKED:
+            self._peers.popitem(last=False)
+        if not bucket.take():
+            self._bad.warning(
+                "rate", "control: a peer asks more than %g times a second; the rest ignored", PER_PEER_PER_S
+            )
+            return False
+        if not self._all_peers.take():
+            self._bad.warning(
+                "rate-all", "control: asked more than %g times a second in all; the rest ignored", ALL_PEERS_PER_S
+            )
+            return False
+        return True
+
     def _handle(self, parts: list[zmq.Frame]) -> None:
+        if not self._within_budget(parts[0].bytes):  # before decoding: every message costs
+            return
         if len(parts) != 2:
             self._bad.warning("shape", "control: ignored a request of %d parts (expected 1)", len(parts) - 1)
             return

@@ -92,7 +92,8 @@ class LatestSocket:
         self._ready = _Flag()  # set while a message waits
         self._fd = self._ready.fileno()
         self._released = threading.Event()  # the pump closed the SUB socket
-        self.closed = False
+        self.closed = False  # asked to close (the pump may not have yet)
+        self._ready_closed = False
         _PUMP.add(self)
 
     def fileno(self) -> int:
@@ -164,17 +165,25 @@ class LatestSocket:
     def send(self, data: object, flags: int = 0) -> None:
         raise zmq.ZMQError(zmq.ENOTSUP)  # as a SUB socket does
 
-    def close(self, linger: int | None = None) -> None:
-        """The pump closes the SUB socket (it owns it); returns once it has."""
-        if self.closed:
-            return
+    def begin_close(self) -> None:
+        """Ask the pump to close the SUB socket, without waiting: closing hundreds of streams
+        asks for all first, so that they cost one pump round trip, not one each."""
         with self._lock:
+            if self.closed:
+                return
             self.closed = True
             self._newest.clear()
         _PUMP.remove(self)
+
+    def close(self, linger: int | None = None) -> None:
+        """The pump closes the SUB socket (it owns it); returns once it has."""
+        if self._ready_closed:
+            return
+        self.begin_close()
         if not self._released.wait(CLOSE_TIMEOUT_S):
             log.error("the frame pump did not release a socket within %.0f s", CLOSE_TIMEOUT_S)
         self._ready.close()
+        self._ready_closed = True
 
 
 class _Pump:

@@ -1,4 +1,5 @@
-"""Log a recurring problem without flooding the log (a rogue peer can send 10k bad messages/s)."""
+"""Rate limits for what peers make us do: log lines (a rogue peer can send 10k bad messages/s),
+sockets opened, requests answered."""
 
 from __future__ import annotations
 
@@ -47,19 +48,43 @@ class LogBudget:
         self._windows: dict[str, tuple[float, int]] = {}  # key -> (window start, lines in it)
 
     def info(self, key: str, message: str, *args: object) -> None:
+        self.log(logging.INFO, key, message, *args)
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        self.log(logging.WARNING, key, message, *args)
+
+    def log(self, level: int, key: str, message: str, *args: object) -> None:
         now = time.monotonic()
         if len(self._windows) >= MAX_KEYS and key not in self._windows:
             self._windows.clear()
         start, used = self._windows.get(key, (now, 0))
         if now - start >= self._interval:
             if used > self._count:
-                self._logger.info("%s: %d more such lines were not logged", key, used - self._count)
+                self._logger.log(level, "%s: %d more such lines were not logged", key, used - self._count)
             start, used = now, 0
         used += 1
         self._windows[key] = (start, used)
         if used <= self._count:
-            self._logger.info(message, *args)
+            self._logger.log(level, message, *args)
         elif used == self._count + 1:
-            self._logger.info(
-                "%s: more than %d such lines in %.0f s; counting them instead", key, self._count, self._interval
+            self._logger.log(
+                level, "%s: more than %d such lines in %.0f s; counting them instead", key, self._count, self._interval
             )
+
+
+class TokenBucket:
+    """`burst` at once, then `per_second`: the classic shape for work a peer can ask for."""
+
+    def __init__(self, burst: float, per_second: float) -> None:
+        self.burst, self.per_second = float(burst), per_second
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True

@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class _WireWord(str, Enum):
+class _WireWord(str, Enum):  # noqa: UP042 (enum.StrEnum needs Python 3.11)
     def __str__(self) -> str:  # "streaming", not "State.STREAMING", on every Python version
         return str(self.value)
 

@@ -511,6 +511,7 @@ class Rogue:
             camera_entry(f"churn{self.rounds}.{self.flood_sent}-{i}", churn, state="ended", fps=0, width=0, height=0)
             for i in range(self.args.churn)
         ]
+        cameras += [camera_entry(f"many-{i}", self.endpoints[LONG_ID]) for i in range(self.args.many)]
         header = packed({"node": "rogue-node", "time_ns": time.time_ns(), "cameras": cameras})
         return raw(Kind.DESCRIBE_REPLY, header)  # by hand: encode_describe_reply would refuse > 64 KiB
 
@@ -678,6 +679,13 @@ def main() -> None:
     parser.add_argument("--near-max", type=int, default=NEAR_MAX_COUNT, metavar="N", help="messages just under 32 MiB")
     parser.add_argument("--bad-endpoint", action="store_true")
     parser.add_argument("--churn", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--many",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also describe N cameras whose ids stay (their streams stay silent)",
+    )
     parser.add_argument(
         "--churn-endpoint",
         default="tcp",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from capture_node import config
+from capture_node.cli import build_parser as capture_parser
 from common.keys import generate_key_pair
 from worker_node.cli import build_parser
 
@@ -46,3 +47,33 @@ def test_systemd_units_verify(unit: str, tmp_path: Path) -> None:
     result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True, text=True)
     problems = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert result.returncode == 0 and not problems, problems
+
+
+def exec_start(unit: str, instance: str) -> list[str]:
+    """The unit's command line as systemd runs it for an instance (%i, %d filled in)."""
+    line = next(x for x in (DEPLOY / "systemd" / unit).read_text().splitlines() if x.startswith("ExecStart="))
+    command = line.partition("=")[2].replace("%i", instance).replace("%d", "/run/credentials/unit")
+    return shlex.split(command)
+
+
+def test_capture_unit_command_is_one_the_cli_takes() -> None:
+    argv = exec_start("framebus-capture@.service", "edge1")
+    assert argv[0] == "/opt/framebus/venv/bin/capture-node"
+    args = capture_parser().parse_args(argv[1:])
+    assert (args.config, args.key) == (
+        Path("/etc/framebus/capture-edge1.toml"),
+        "/run/credentials/unit/node.key_secret",
+    )
+
+
+def test_worker_unit_command_is_one_the_cli_takes() -> None:
+    """`sh -c 'exec worker-node $WORKER_ARGS --key …'` with an example environment file."""
+    shell = exec_start("framebus-worker@.service", "frames")
+    assert shell[:2] == ["/bin/sh", "-c"]
+    env = next(
+        x for x in (DEPLOY / "config" / "worker-frames.env").read_text().splitlines() if x.startswith("WORKER_ARGS=")
+    )
+    argv = shlex.split(shell[2].replace("$WORKER_ARGS", env.partition("=")[2]))
+    assert argv[:2] == ["exec", "/opt/framebus/venv/bin/worker-node"]
+    args = build_parser().parse_args(argv[2:])
+    assert args.command == "save" and args.key == Path("/run/credentials/unit/worker.key_secret")

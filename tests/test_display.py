@@ -4,6 +4,7 @@ read back with screenshots)."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,12 +84,28 @@ def test_mosaic_shows_each_camera_live_marks_a_stale_one_and_quits_on_q(
     display.wait_for(r"window 'framebus-test' open", timeout=30)
     x, y = window_position(screen)
 
+    seen: list[str] = []
+
     def both_shown() -> list[np.ndarray]:
         shot = grab(screen, x, y)
-        colours = [dominant(picture(shot, i)) for i in range(len(CAMERAS))]
-        return [shot] if colours == ["red", "green"] else []
+        seen[:] = [dominant(picture(shot, i)) for i in range(len(CAMERAS))]
+        if seen != ["red", "green"]:
+            cv2.imwrite(str(tmp_path / "last-shot.png"), shot.astype(np.uint8))
+        return [shot] if seen == ["red", "green"] else []
 
-    first: np.ndarray = wait_until(both_shown, 30, "each tile showing its camera's picture")[0]  # type: ignore[index]
+    try:
+        first: np.ndarray = wait_until(both_shown, 30, "each tile showing its camera's picture")[0]  # type: ignore[index]
+    except AssertionError as e:
+        windows = subprocess.run(
+            ["xwininfo", "-root", "-tree"], env={"DISPLAY": screen.display, "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=20,
+        ).stdout  # fmt: skip
+        display.send(signal.SIGTERM)
+        display.wait_exit(10)
+        raise AssertionError(
+            f"{e}: tiles last seen as {seen} at window ({x}, {y}) (shot: {tmp_path / 'last-shot.png'});"
+            f"\nX windows:\n{windows}\ndisplay said:\n{display.output}"
+        ) from None
 
     def both_changed() -> bool:
         shot = grab(screen, x, y)

@@ -72,7 +72,7 @@ class Attack:
             "tests/rogue_publisher.py",
             ["--count", str(COUNT), "--warm-up", str(WARM_UP), "--real", REAL, *rogue_args],
         )
-        self.rogue_control = self.rogue.wait_for(r"rogue control (\S+)").group(1)
+        self.rogue_control = self.rogue.wait_for(r"rogue control (\S+)", 60).group(1)  # it builds its corpus first
         self.metrics_port = free_port()
         self.phases: list[Phase] = []
 
@@ -384,6 +384,25 @@ def test_a_node_describing_ever_new_cameras_does_not_exhaust_the_worker(
     survive_rounds(worker, attack, 4)
     attack.real_keeps_arriving(lambda: len(saved_real_capture_times(out)))
     assert worker.stop() < 2.0 and worker.proc.returncode == 0, worker.output
+
+
+def test_the_web_viewer_shows_at_most_256_cameras_and_says_so(nodes: Processes) -> None:
+    """400 cameras described for good, none of which ever streams: the viewer follows them as
+    the per-node socket ration allows, shows 256 (the real camera among them) and says why not
+    more. Remaking the silent ones' sockets has a budget of its own, so it cannot hold back the
+    cameras still to follow (it did, and the viewer never reached its bound)."""
+    attack = Attack(nodes, "--many", "400")  # a describe reply holds 64 KiB: ~500 such cameras
+    worker = attack.worker("web", "--listen", "127.0.0.1:0")
+    url = worker.wait_for(r"web viewer on (http://\S+)").group(1)
+    worker.wait_for(
+        r"WARNING worker_node\.web: 256 cameras shown already: camera \S+ is not \(see --camera to choose\)", 90
+    )  # new sockets are rationed per node (64, then 8 a second): 256 cameras take ~25 s
+    survive_rounds(worker, attack, 3)
+    shown = web_cameras(url)
+    assert len(shown) == 256 and REAL in shown, len(shown)
+    stopped_in = worker.stop()
+    assert stopped_in < 2.0 and worker.proc.returncode == 0, f"{stopped_in:.2f} s\n{worker.output[-3000:]}"
+    assert worker.output.count(": stale, ") <= 32, "the silent cameras' stale lines are budgeted per node"
 
 
 def test_a_node_cannot_take_over_another_nodes_camera(nodes: Processes, tmp_path: Path) -> None:

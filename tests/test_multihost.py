@@ -157,53 +157,69 @@ def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, networ
     assert derived.output.count("320x240") == 10
 
 
-# Reconnecting after an outage takes up to ~1.1 s whatever the mode: a connection attempt made
-# while the link is down waits for ARP (probes 1 s apart, EHOSTUNREACH after ~2.6 s), then
-# libzmq retries after RECONNECT_IVL_MAX (0.5 s). Measured 0.04-1.23 s, subscribe and pull alike.
+# Reconnecting after an outage waits for the kernel, whatever the mode: a connection attempt
+# made while the link is down waits for ARP (probes 1 s apart, EHOSTUNREACH after ~3 s), then
+# libzmq retries after RECONNECT_IVL_MAX (0.5 s). So the first frame comes 0-1.1 s after the link
+# returns, in subscribe and pull mode alike: that part is the network stack's, not framebus's.
 RESUME_WITHIN_S = 2.0
-PULL_ASKS_WITHIN_S = 0.5  # from the new connection to the first frame in pull mode (was up to 2 s)
+ASKS_WITHIN_S = 0.2  # pull mode: from the new connection to the first frame (was up to 2 s)
+PULL_BEHIND_SUBSCRIBE_S = 0.3  # pull resumes no later than subscribe, give or take jitter
 
 
-@pytest.mark.parametrize("mode", ["subscribe", "pull", "pull-receiver"])
-def test_partition_heals_with_fresh_frames_and_no_stale_ones(nodes: Processes, network: Network, mode: str) -> None:
-    """After a 30 s outage the first fresh frame comes as soon as the connection is made again, in
+def test_partition_heals_with_fresh_frames_and_no_stale_ones(nodes: Processes, network: Network) -> None:
+    """After a 20 s outage the first fresh frame comes as soon as the connection is made again, in
     pull mode too: a pull request lost with the old connection is sent again the moment a new one
-    is up (it waited for a 2 s retry before), by RemoteCapture and by FrameReceiver alike."""
+    is up (it waited for a 2 s retry before), by RemoteCapture and by FrameReceiver alike. The
+    three consumers share one worker host, so one link and one ARP entry: pull and subscribe
+    wait for the same kernel, and pull must not add to it."""
     edge, worker = network.add_host("edge"), network.add_host("worker")
     start_capture(nodes, edge, "--width", "640", "--height", "360")
-    probe = start_probe(nodes, worker, edge, pull=mode != "subscribe", receiver=mode == "pull-receiver")
+    probes = {
+        "subscribe": start_probe(nodes, worker, edge),
+        "pull": start_probe(nodes, worker, edge, pull=True),
+        "pull-receiver": start_probe(nodes, worker, edge, pull=True, receiver=True),
+    }
     rss_before = tree_rss_kb(edge.namespace), tree_rss_kb(worker.namespace)
 
+    before = {mode: len(probe.lines) for mode, probe in probes.items()}
     down_ns = time.time_ns()
     worker.link_down()
-    probe.wait_for(r"^status stale", timeout=10, start=len(probe.lines))
-    hold(30)  # the outage
+    for mode, probe in probes.items():
+        probe.wait_for(r"^status stale", timeout=10, start=before[mode])
+    hold(20)  # the outage
     rss_during = tree_rss_kb(edge.namespace), tree_rss_kb(worker.namespace)
-    seen = len(probe.lines)
+    seen = {mode: len(probe.lines) for mode, probe in probes.items()}
     up_ns = time.time_ns()
     worker.link_up()
-    probe.wait_for(r"^frame ", timeout=5, start=seen)
+    for mode, probe in probes.items():
+        probe.wait_for(r"^frame ", timeout=5, start=seen[mode])
 
-    after = [f for f in frames_of(probe) if f[2] > up_ns]
-    first_delay = (after[0][2] - up_ns) / 1e9
-    stale = [f for f in after if f[1] < up_ns - 1_000_000_000]
-    asked = ""
-    if mode != "subscribe":  # the stream's connection (not the control endpoint's) made again
-        handshakes = [
-            int(line.split()[1])
-            for line in probe.lines
-            if line.startswith("link ") and "HANDSHAKE_SUCCEEDED" in line and ":5555:" not in line
-        ]
-        connected_ns = min(t for t in handshakes if t > up_ns)
-        asked_delay = (after[0][2] - connected_ns) / 1e9
-        asked = f" ({asked_delay:.3f} s after its connection was made again)"
-        assert asked_delay < PULL_ASKS_WITHIN_S
-    print(
-        f"{mode}: partition of 30 s: first fresh frame {first_delay:.2f} s after the link returned{asked};"
-        f" RSS kB edge/worker {rss_before} -> {rss_during}"
-    )
-    assert first_delay < RESUME_WITHIN_S
-    assert not stale, f"frames from before the partition handed over as new: {stale[:3]} (link down at {down_ns})"
+    resumed_s: dict[str, float] = {}
+    report = []
+    for mode, probe in probes.items():
+        after = [f for f in frames_of(probe) if f[2] > up_ns]
+        resumed_s[mode] = (after[0][2] - up_ns) / 1e9
+        stale = [f for f in after if f[1] < up_ns - 1_000_000_000]
+        assert not stale, (
+            f"{mode}: frames from before the partition handed over as new: {stale[:3]} (link down at {down_ns})"
+        )
+        line = f"{mode} {resumed_s[mode]:.3f} s"
+        if mode != "subscribe":  # the stream's connection (not the control endpoint's) made again
+            handshakes = [
+                int(line.split()[1])
+                for line in probe.lines
+                if line.startswith("link ") and "HANDSHAKE_SUCCEEDED" in line and ":5555:" not in line
+            ]
+            connected_ns = min(t for t in handshakes if t > up_ns)
+            asked_s = (after[0][2] - connected_ns) / 1e9
+            line += f" (connected at {(connected_ns - up_ns) / 1e9:.3f} s, first frame {asked_s * 1000:.1f} ms later)"
+            assert asked_s < ASKS_WITHIN_S, line
+        report.append(line)
+    print(f"partition of 20 s: first fresh frame after the link returned: {'; '.join(report)};"
+          f" RSS kB edge/worker {rss_before} -> {rss_during}")  # fmt: skip
+    for delay in resumed_s.values():
+        assert delay < RESUME_WITHIN_S, report
+        assert delay < resumed_s["subscribe"] + PULL_BEHIND_SUBSCRIBE_S, report
     assert rss_during[0] < rss_before[0] + 20_000 and rss_during[1] < rss_before[1] + 20_000
 
 

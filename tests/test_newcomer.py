@@ -231,7 +231,7 @@ def worker_script() -> list[str]:
     put the current directory on sys.path."""
     script = Path(sys.executable).parent / "worker-node"
     if not script.exists():
-        pytest.skip("no worker-node script next to this Python")
+        pytest.fail(f"no worker-node script next to {sys.executable}: install the project (make test does)")
     return [str(script)]
 
 
@@ -405,7 +405,10 @@ def test_web_client_cannot_fill_the_log_with_tracebacks(sessions: list[Session])
     ("source", "expected"),
     [
         ("DIR", "cannot open {source}: it is a directory, not a video file"),
-        ("57", "cannot open 57: no video device 57 (/dev/video57 does not exist; `ls /dev/video*` lists them)"),
+        (
+            "N",
+            "cannot open {source}: no video device {source} (/dev/video{source} does not exist; `ls /dev/video*` lists them)",
+        ),
     ],
     ids=["directory", "missing-device"],
 )
@@ -414,8 +417,8 @@ def test_camera_source_that_cannot_be(sessions: list[Session], tmp_path: Path, s
     exist came with 8 lines of OpenCV's own output, one of them an ERROR, before the node's line."""
     if source == "DIR":
         source = str(tmp_path)
-    elif Path(f"/dev/video{source}").exists():
-        pytest.skip(f"/dev/video{source} exists here")
+    else:  # a device number this machine does not have
+        source = str(next(n for n in range(57, 1000) if not Path(f"/dev/video{n}").exists()))
     node = capture_node(sessions, "--source", source)
     line = node.wait_for(r"camera cam1: cannot open .*; retry 1", timeout=DEADLINE_S).group(0)
     node.send(signal.SIGINT)
@@ -489,3 +492,17 @@ def test_process_suffix_mistake(sessions: list[Session], tmp_path: Path) -> None
     assert "ERROR worker_node: suffix '': the output stream id is wrong: camera id 'cam1/' is invalid" in (
         worker.output
     ), worker.output
+
+
+def test_save_a_camera_the_node_does_not_have(sessions: list[Session], tmp_path: Path) -> None:
+    """`worker-node save --camera door` against a node whose camera is `cam1`: it waited in
+    silence, which looked like a hang. Now it says once what the node has, and keeps waiting."""
+    node = capture_node(sessions, "--width", "160", "--height", "120")
+    control = node.wait_for(r"control endpoint (\S+)").group(1)
+    save = Session([*worker_script(), "save", "--node", control, "--camera", "door", "--out", str(tmp_path)])
+    sessions.append(save)
+    line = save.wait_for(r"WARNING .*camera door: .*", timeout=DEADLINE_S).group(0)
+    assert f"camera door: no node describes it: {control} has cam1; waiting for it to appear" in line
+    save.send(signal.SIGINT)
+    save.assert_clean_end(save.wait_exit(DEADLINE_S))
+    assert save.output.count("no node describes it") == 1

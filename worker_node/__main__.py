@@ -1,6 +1,7 @@
-import sys
+"""`python -m worker_node`. Spawned processes import this module too (as __mp_main__):
+they must not run the worker, so everything happens under the __main__ check."""
 
-from worker_node.cli import main
+if __name__ == "__main__":
+    from common.entry import worker_node
 
-if __name__ == "__main__":  # also imported by spawned camera processes
-    sys.exit(main())
+    worker_node()

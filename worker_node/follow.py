@@ -19,10 +19,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Collection
-from dataclasses import dataclass, field
 
 from common.endpoint import Endpoint, EndpointError, ip_literal, parse_endpoint, parse_host, same_host
-from common.ratelimit import RateLimitedLog
+from common.ratelimit import RateLimitedLog, TokenBucket
 
 log = logging.getLogger("worker_node.follow")
 
@@ -62,21 +61,6 @@ class _Lookup:
             self.done.set()
 
 
-@dataclass
-class _Bucket:
-    tokens: float = BURST
-    updated: float = field(default_factory=time.monotonic)
-
-    def take(self, burst: int, per_second: float) -> bool:
-        now = time.monotonic()
-        self.tokens = min(float(burst), self.tokens + (now - self.updated) * per_second)
-        self.updated = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 class FollowPolicy:
     """The rule above, for one worker. Node endpoints are those the user gave (--node)."""
 
@@ -85,7 +69,8 @@ class FollowPolicy:
         self._burst = burst
         self._per_second = per_second
         self._lookups: dict[str, _Lookup] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}  # node -> new sockets
+        self._reopen_buckets: dict[str, TokenBucket] = {}  # node -> sockets remade for silent streams
         self._refused: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lines: dict[str, list[float]] = {}
         self._log = RateLimitedLog(log, interval=60.0)
@@ -120,15 +105,20 @@ class FollowPolicy:
 
     def may_open(self, node: str) -> bool:
         """Spend one of the node's tokens on a new socket; False (logged, rate-limited): later."""
-        bucket = self._buckets.setdefault(node, _Bucket(float(self._burst)))
-        if bucket.take(self._burst, self._per_second):
+        return self._take(self._buckets, node, "new", "describes new streams faster than %g a second")
+
+    def may_reopen(self, node: str) -> bool:
+        """The same for remaking a silent stream's socket, from a budget of its own: stale
+        streams that never recover must not use up the sockets for cameras still to follow."""
+        return self._take(self._reopen_buckets, node, "reopen", "has silent streams; remaking at most %g a second")
+
+    def _take(self, buckets: dict[str, TokenBucket], node: str, kind: str, why: str) -> bool:
+        bucket = buckets.get(node)
+        if bucket is None:
+            bucket = buckets[node] = TokenBucket(self._burst, self._per_second)
+        if bucket.take():
             return True
-        self._log.warning(
-            f"rate-{node}",
-            "node %s describes new streams faster than %g a second; the rest are followed in later rounds",
-            node,
-            self._per_second,
-        )
+        self._log.warning(f"rate-{kind}-{node}", f"node %s {why}; the rest in later rounds", node, self._per_second)
         return False
 
     def _unless_allowed(self, target: Endpoint, why: str) -> str | None:

@@ -79,6 +79,8 @@ class FrameReceiver:
         self._log = RateLimitedLog(log, interval=30.0)
         self._changes = LogBudget(log)  # (un)subscriptions: a node describing endless new ids would flood the log
         self._to_follow: dict[str, deque[tuple[str, CameraInfo]]] = {}  # node -> described cameras to follow
+        self._described: dict[str, list[str]] = {}  # node -> the camera ids of its last reply
+        self._missing_told: set[str] = set()  # wanted cameras no node describes, already said
 
     def _add_node(self, control: NodeControl) -> None:
         self.nodes[control.node] = control
@@ -111,9 +113,7 @@ class FrameReceiver:
                 if control.node in self.nodes:  # not removed by a reply handled before
                     self._on_replies(control)
             elif (sub := self._by_socket.get(sock)) is not None:
-                frame = self._drain(sub)
-                if frame is not None:
-                    frames.append((sub, frame))
+                frames.extend((sub, frame) for frame in self._drain(sub))
             elif (linked := self._links.get(sock)) is not None:
                 linked.on_link_events()
         self._mark_stale()
@@ -125,18 +125,20 @@ class FrameReceiver:
         """Every node asked, answering or not (and why not): for `web` and `top`."""
         return [control.health() for control in self.nodes.values()]
 
-    def _drain(self, sub: Subscription) -> Frame | None:
-        """Everything pending on a conflated stream; the next frame of an every-frame one."""
-        newest = None
+    def _drain(self, sub: Subscription) -> list[Frame]:
+        """Everything pending on a conflated stream: its newest frame, or a listener's newest
+        frame of each camera (capture nodes behind NAT share one listening socket); the next
+        frame of an every-frame stream."""
+        newest: dict[str, Frame] = {}
         for _ in range(MAX_READS_PER_STREAM):  # bounded: a flooding peer cannot starve the other cameras
             if not sub.socket.poll(0, zmq.POLLIN):
                 break
             frame = sub.receive()
             if frame is not None:
-                newest = frame
+                newest[frame.header.camera if sub.listen else ""] = frame
                 if sub.every_frame:
                     break
-        return newest
+        return list(newest.values())
 
     def _ask_nodes(self) -> None:
         for control in list(self.nodes.values()):
@@ -173,6 +175,25 @@ class FrameReceiver:
                 for cam in reply.cameras
                 if cam.camera in described and (not self._wanted or cam.camera in self._wanted)
             )
+            self._described[node] = [cam.camera for cam in reply.cameras]
+        self._tell_missing()
+
+    def _tell_missing(self) -> None:
+        """A --camera that no answering node describes (a typo, or the wrong node) is said once,
+        with what the nodes do have: waiting for it in silence looked like a hang."""
+        if not self._wanted or not self._described:
+            return
+        everywhere = {camera for cameras in self._described.values() for camera in cameras}
+        self._missing_told &= self._wanted - everywhere  # found since: say it again if it goes
+        for camera in sorted(self._wanted - everywhere - self._missing_told):
+            self._missing_told.add(camera)
+            has = "; ".join(
+                f"{node} has {', '.join(cameras[:10]) or 'no cameras'}{' ...' if len(cameras) > 10 else ''}"
+                for node, cameras in self._described.items()
+            )
+            silent = len(self.nodes) - len(self._described)
+            waiting = f" ({silent} node(s) not answering yet)" if silent > 0 else ""
+            log.warning("camera %s: no node describes it: %s%s; waiting for it to appear", camera, has, waiting)
 
     def _follow_some(self) -> None:
         """At most FOLLOWS_PER_POLL described cameras, taken in turn from each node."""
@@ -214,7 +235,7 @@ class FrameReceiver:
             if (
                 current.status.state == "stale"
                 and self._answering_for(node) >= REOPEN_AFTER_S
-                and self._policy.may_open(node)  # reopening is rationed like opening
+                and self._policy.may_reopen(node)  # rationed, from a budget of its own
             ):
                 self._reopen(current)  # the node answers, its stream does not (a refused key?)
             return
@@ -280,10 +301,16 @@ class FrameReceiver:
 
     def _mark_stale(self) -> None:
         for sub in self.subscriptions.values():
-            if sub.mark_stale_if_silent(self._stale_after):
-                log.warning("camera %s: stale, %s", sub.name, sub.status.reason)
+            if sub.mark_stale_if_silent(
+                self._stale_after
+            ):  # budgeted per node: a node can describe 1024 silent cameras
+                node = f"node {self._owner.get(sub.name, sub.endpoint)}"
+                self._changes.warning(node, "camera %s: stale, %s", sub.name, sub.status.reason)
 
     def close(self) -> None:
+        for sub in self.subscriptions.values():
+            if isinstance(sub.socket, LatestSocket):
+                sub.socket.begin_close()  # all at once: one pump round trip for hundreds of streams
         for sub in list(self.subscriptions.values()):
             self._remove(sub)
         for control in self.nodes.values():

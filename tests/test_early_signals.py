@@ -1,0 +1,51 @@
+"""A stop request in a node's first instants, while it still imports OpenCV and NumPy (about
+0.5 s here, seconds on a loaded Pi): it used to print a KeyboardInterrupt traceback (Ctrl-C) or
+die by -15 (SIGTERM, e.g. systemd stopping a unit that just started). Now it ends quietly with
+status 0, as a stop request to a running node does. The signal is sent the moment the process
+maps a library that only the node's imports load: mid-import, whatever the machine's speed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+COMMANDS = {
+    "capture-node": ["-m", "capture_node", "--insecure", "--control", "tcp://127.0.0.1:*"],
+    "worker-node": ["-m", "worker_node", "save", "--node", "tcp://127.0.0.1:9", "--out", "{tmp}"],
+}
+MID_IMPORT = ("numpy", "cv2", "zmq")  # loaded only by the node's own imports, after the entry point
+
+
+def wait_mid_import(pid: int, deadline_s: float = 30.0) -> str:
+    """Poll /proc/PID/maps (no event exists for "now importing") until a node library shows."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            break
+        for library in MID_IMPORT:
+            if f"/{library}/" in maps or f"/{library}." in maps:
+                return library
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} never mapped any of {MID_IMPORT}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_stop_request_during_start_up_ends_quietly(command: str, sig: signal.Signals, tmp_path: Path) -> None:
+    argv = [sys.executable, *(a.format(tmp=tmp_path) for a in COMMANDS[command])]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        library = wait_mid_import(proc.pid)
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, f"{command}: {sig.name} while loading {library}: status {proc.returncode}\n{output}"
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
