@@ -1,6 +1,7 @@
 """One camera: a grab thread (source -> newest frame) and a publish thread (encode -> socket).
 
-Data path: source.read() -> FrameSlot -> encode once -> FramePublisher. Encoding happens once
+Data path: source.read() -> FrameSlot -> encode once -> StreamPublisher (sequence numbers, status,
+pull server) -> FramePublisher. Encoding happens once
 per published frame whatever the number of subscribers. A Camera runs inside its own process
 (see camera_process.py), so that a capture stuck in native code can be killed.
 """
@@ -11,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,12 +23,13 @@ from capture_node.frame_slot import FrameSlot
 from capture_node.pull_server import PullServer
 from capture_node.sources import Source, open_source
 from common import jpeg
-from common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
 from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
 from common.redact import redact
 from common.security import CurveServer
 from common.sockets import StreamOptions
+from common.stream import StreamPublisher, printable
+from common.words import Delivery, State
 
 log = logging.getLogger("capture_node.camera")
 
@@ -37,7 +40,7 @@ PUBLISH_JOIN_S = 2.0  # stop() waits this long for it (it wakes every PUBLISH_WA
 
 @dataclass(frozen=True)
 class CameraState:
-    state: str = "connecting"
+    state: State = State.CONNECTING
     reason: str = ""
     attempt: int = 0
     retry_in_s: float = 0.0
@@ -62,29 +65,34 @@ def backoff_delay(attempt: int, cap: float) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
-def printable(text: str, limit: int = 500) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)[:limit]
-
-
 class Camera:
+    """Grab, pace and encode one source. What goes out, and what is said when nothing does, is
+    its StreamPublisher's; `opener` makes the source (tests pass a fake one)."""
+
     def __init__(
-        self, ctx: zmq.Context, config: CameraConfig, status_interval: float, security: CurveServer | None = None
+        self,
+        ctx: zmq.Context,
+        config: CameraConfig,
+        status_interval: float,
+        security: CurveServer | None = None,
+        opener: Callable[[CameraConfig], Source] = open_source,
     ) -> None:
         self.config = config
-        self._status_interval = status_interval
-        self._every_frame = config.delivery == "every-frame"
+        self._open = opener
+        self._every_frame = config.delivery == Delivery.EVERY_FRAME
         options = StreamOptions(
             self._every_frame, config.socket_buffer, config.queue_frames, notsent_lowat=config.notsent_lowat
         )
         # bind errors surface here
-        self._publisher = FramePublisher(ctx, config.bind, options, config.connect, security)
-        self.endpoint = self._publisher.endpoint
+        self._socket = FramePublisher(ctx, config.bind, options, config.connect, security)
+        self.endpoint = self._socket.endpoint
         try:
             self._pull = PullServer(ctx, config.pull_bind, config.id, security)
         except zmq.ZMQError:
-            self._publisher.close()
+            self._socket.close()
             raise
         self.pull_endpoint = self._pull.endpoint
+        self._stream = StreamPublisher(config.id, self._socket, status_interval, tap=self._pull)
         self._slot = FrameSlot(lossless=self._every_frame)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -119,13 +127,6 @@ class Camera:
             log.warning("camera %s: publish thread did not stop within %.1f s", self.config.id, PUBLISH_JOIN_S)
         self._grab_thread.join(timeout)
 
-    def info(self) -> CameraInfo:
-        s = self.state()
-        fps = self.config.fps or s.source_fps
-        return CameraInfo(
-            self.config.id, self.endpoint, s.width, s.height, fps, s.state, self.config.delivery, s.reason
-        )
-
     def state(self) -> CameraState:
         """The state with the counters folded in (read a few times a second, not per frame)."""
         with self._lock:
@@ -158,13 +159,13 @@ class Camera:
         while not self._stop.is_set():
             self._native_since = time.monotonic()
             try:
-                source = open_source(self.config)
+                source = self._open(self.config)
             except Exception as exc:  # any failure to open is retried, forever; the node keeps running
                 self._native_since = None
                 attempt += 1
                 delay = backoff_delay(attempt, self.config.reconnect_max)
                 reason = printable(redact(str(exc)))
-                self._set_state(state="source-error", reason=reason, attempt=attempt, retry_in_s=delay)
+                self._set_state(state=State.SOURCE_ERROR, reason=reason, attempt=attempt, retry_in_s=delay)
                 self._count("open_errors")
                 self._log.warning(f"open-{cam}", "camera %s: %s; retry %d in %.1f s", cam, reason, attempt, delay)
                 self._stop.wait(delay)
@@ -173,7 +174,7 @@ class Camera:
             info = source.info
             self._last_grab = time.monotonic()
             self._set_state(
-                state="streaming",
+                state=State.STREAMING,
                 reason="",
                 attempt=0,
                 retry_in_s=0.0,
@@ -193,20 +194,20 @@ class Camera:
                 outcome = self._read_until_done(source)
             finally:
                 source.close()
-            if outcome == "ended":
-                self._set_state(state="ended", reason="end of video file")
+            if outcome == State.ENDED:
+                self._set_state(state=State.ENDED, reason="end of video file")
                 log.info("camera %s: end of video file", cam)
                 return
-            if outcome != "stopped":
+            if outcome != State.STOPPED:
                 attempt = max(attempt, 0) + 1
                 delay = backoff_delay(attempt, self.config.reconnect_max)
-                self._set_state(state="reconnecting", reason=outcome, attempt=attempt, retry_in_s=delay)
+                self._set_state(state=State.RECONNECTING, reason=outcome, attempt=attempt, retry_in_s=delay)
                 self._count("reconnects")
                 log.warning("camera %s: %s; reconnecting in %.1f s", cam, outcome, delay)
                 self._stop.wait(delay)
 
-    def _read_until_done(self, source: Source) -> str:
-        """Read frames into the slot. Returns 'stopped', 'ended' or why the stream failed.
+    def _read_until_done(self, source: Source) -> State | str:
+        """Read frames into the slot. Returns State.STOPPED, State.ENDED or why the stream failed.
 
         A killed server makes read() fail at once; a frozen one makes it block a whole read
         timeout and then return a stale frame, for up to 3 timeouts. Both end the capture:
@@ -229,7 +230,7 @@ class Camera:
                     return "stream stopped delivering frames"
                 if self.config.loop and source.rewind():
                     continue
-                return "ended"
+                return State.ENDED
             if not info.is_file and took >= self.config.read_timeout * 0.9:
                 return f"no frame for {took:.1f} s (frozen stream)"
             self._last_grab = time.monotonic()
@@ -238,7 +239,7 @@ class Camera:
             self._count("grabbed")
             if not self._slot.put(image, time.time_ns()):
                 break
-        return "stopped"
+        return State.STOPPED
 
     # ------------------------------------------------------------------ publish thread
 
@@ -248,29 +249,23 @@ class Camera:
         except Exception:
             log.exception("camera %s: publish thread failed", self.config.id)
         finally:
-            self._publisher.close()
+            self._stream.close()
 
     def _publish_frames(self) -> None:
-        last_sent = time.monotonic()
-        last_frame: Frame | None = None
-        told_state = "streaming"
+        stream = self._stream
         next_due = 0.0
-        seq = 0
         while not self._stop.is_set():
             # In short waits: stop() joins this thread before the socket's context is destroyed.
-            if self._every_frame and not self._publisher.wait_for_subscriber(PUBLISH_WAIT_S):
+            if self._every_frame and not self._socket.wait_for_subscriber(PUBLISH_WAIT_S):
                 continue
-            wait = max(0.0, self._status_interval - (time.monotonic() - last_sent))
-            grabbed = self._slot.take(timeout=wait)
+            grabbed = self._slot.take(timeout=stream.status_wait())
             if grabbed is None:
                 if self._stop.is_set():
                     break
                 self._check_stalled()
-                state = self.state().state
-                if state != told_state or time.monotonic() - last_sent >= self._status_interval:
-                    self._send_status(last_frame)  # nothing goes out: say why
-                    told_state = state
-                    last_sent = time.monotonic()
+                s = self.state()
+                if stream.status_due(s.state):  # nothing goes out: say why
+                    stream.send_status(s.state, s.reason, s.attempt, s.retry_in_s)
                 continue
             interval = self._publish_interval()
             if interval:
@@ -280,23 +275,18 @@ class Camera:
                         break
                     grabbed = self._slot.take(timeout=0) or grabbed  # a newer one may have come
                 next_due = max(next_due + interval, time.monotonic() - interval)
-            frame = self._encode(grabbed.image, grabbed.capture_ns, seq)
-            if frame is None:
+            data = self._encode(grabbed.image)
+            if data is None:
                 continue
-            message = encode_frame(frame.header, frame.jpeg)
-            self._pull.offer_frame(frame.header.seq, message)
-            if self._publisher.send(message, self._stop):
-                seq += 1
+            height, width = grabbed.image.shape[:2]
+            if stream.send_frame(data, (width, height), grabbed.capture_ns, self._stop):
                 self._count("published")
-                last_frame = frame
-                last_sent = time.monotonic()
-                told_state = "streaming"
 
     def _check_stalled(self) -> None:
         """A frozen stream blocks read() in the grab thread: notice it from here, in time."""
         silent = time.monotonic() - self._last_grab
-        if self.state().state == "streaming" and silent >= self.config.read_timeout:
-            self._set_state(state="reconnecting", reason=f"no frame for {silent:.1f} s", attempt=1, retry_in_s=0.0)
+        if self.state().state == State.STREAMING and silent >= self.config.read_timeout:
+            self._set_state(state=State.RECONNECTING, reason=f"no frame for {silent:.1f} s", attempt=1, retry_in_s=0.0)
             log.warning("camera %s: no frame for %.1f s; waiting for the capture to give up", self.config.id, silent)
 
     def _publish_interval(self) -> float:
@@ -307,31 +297,13 @@ class Camera:
             return 1.0 / target
         return 0.0
 
-    def _encode(self, image: np.ndarray, capture_ns: int, seq: int) -> Frame | None:
+    def _encode(self, image: np.ndarray) -> bytes | None:
         started = time.perf_counter()
         try:
             data = jpeg.encode_bgr(image, self.config.quality)
-            self._count("encode_seconds", time.perf_counter() - started)
         except Exception as exc:
             self._count("encode_errors")
             self._log.warning(f"encode-{self.config.id}", "camera %s: cannot encode frame: %s", self.config.id, exc)
             return None
-        height, width = image.shape[:2]
-        header = FrameHeader(self.config.id, seq, capture_ns, time.time_ns(), width, height)
-        return Frame(header, memoryview(data))
-
-    def _send_status(self, last_frame: Frame | None) -> None:
-        s = self.state()
-        status = Status(
-            camera=self.config.id,
-            state=s.state,
-            publish_ns=time.time_ns(),
-            last_seq=last_frame.header.seq if last_frame else -1,
-            reason=printable(s.reason),
-            attempt=s.attempt,
-            retry_in_s=min(s.retry_in_s, 86400.0),
-            frame=None if self._every_frame else last_frame,
-        )
-        message = encode_status(status)
-        self._publisher.try_send(message)
-        self._pull.offer_status(message)
+        self._count("encode_seconds", time.perf_counter() - started)
+        return data

@@ -5,21 +5,21 @@ also gives each camera its own FFmpeg options (OPENCV_FFMPEG_CAPTURE_OPTIONS is 
 its own native output (read into redacted, rate-limited log lines naming the camera, see
 common/native_output.py) and its own name in `ps`: `framebus-camera ID`.
 
-Messages to the supervisor, over a multiprocessing pipe:
-  ("bound", (endpoint, pull endpoint)) | ("bind-failed", reason) once, then ("report", CameraState, stuck_for)
-  every REPORT_S. The supervisor sends "stop".
+Messages over the multiprocessing pipe (dataclasses below): to the supervisor, Bound or
+BindFailed once, then a Report every REPORT_S; to the camera process, Stop.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 import setproctitle
 import zmq
 
-from capture_node.camera import Camera
+from capture_node.camera import Camera, CameraState
 from capture_node.config import CameraConfig
 from common.keys import KeyFileError
 from common.logs import setup_logging
@@ -27,6 +27,28 @@ from common.native_output import NativeOutput
 from common.security import CurveFiles
 
 REPORT_S = 0.25
+
+
+@dataclass(frozen=True)
+class Bound:
+    endpoint: str  # as bound: a port asked as '*' is a number now
+    pull_endpoint: str
+
+
+@dataclass(frozen=True)
+class BindFailed:
+    reason: str  # why the camera cannot start; the process exits after sending this
+
+
+@dataclass(frozen=True)
+class Report:
+    state: CameraState
+    stuck_for: float  # seconds inside one open() or read(), 0 when not in one
+
+
+@dataclass(frozen=True)
+class Stop:
+    """From the supervisor: stop the camera and exit."""
 
 
 def run(
@@ -48,18 +70,18 @@ def run(
         camera = Camera(ctx, config, status_interval, security)
     except Exception as exc:  # a port taken, an address not here: the node says it in one line
         known = isinstance(exc, (zmq.ZMQError, KeyFileError))
-        conn.send(("bind-failed", str(exc) if known else f"cannot start: {type(exc).__name__}: {exc}"))
+        conn.send(BindFailed(str(exc) if known else f"cannot start: {type(exc).__name__}: {exc}"))
         if security is not None:
             security.close()
         ctx.destroy(0)
         native.stop()
         return
-    conn.send(("bound", (camera.endpoint, camera.pull_endpoint)))
+    conn.send(Bound(camera.endpoint, camera.pull_endpoint))
     camera.start()
     try:
         while not stop.is_set():
-            conn.send(("report", camera.state(), camera.stuck_for()))
-            if conn.poll(REPORT_S) and conn.recv() == "stop":
+            conn.send(Report(camera.state(), camera.stuck_for()))
+            if conn.poll(REPORT_S) and isinstance(conn.recv(), Stop):
                 break
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the node is gone: so are we

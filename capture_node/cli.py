@@ -13,13 +13,14 @@ from typing import Any
 
 from capture_node import config as node_config
 from capture_node import metrics
-from capture_node.config import CameraConfig, ConfigError, NodeConfig
+from capture_node.config import ConfigError, NodeConfig
 from capture_node.node import CaptureNode
 from common import threads
 from common.bind_error import bind_error
 from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.logs import setup_logging
 from common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
+from common.words import Delivery
 
 log = logging.getLogger("capture_node")
 
@@ -36,59 +37,75 @@ _CAMERA_FLAGS = (
     "as_fast_as_possible",
     "every_frame",
 )
+_EXAMPLES = """Examples:
+  capture-node                                  # built-in test picture as cam1
+  capture-node --source rtsp://user:pw@10.0.0.7/stream1 --camera-id door
+  capture-node --config node.toml               # several cameras; SIGHUP reloads"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="capture-node",
         description="Read cameras, JPEG-encode frames and publish the newest one over ZeroMQ.",
-        epilog="Examples:\n  capture-node                                  # built-in test picture as cam1\n"
-        "  capture-node --source rtsp://user:pw@10.0.0.7/stream1 --camera-id door\n"
-        "  capture-node --config node.toml               # several cameras; SIGHUP reloads",
+        epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help="TOML file with a [node] table and [[camera]] tables")
+    add_node_flags(p)
+    add_security_flags(p.add_argument_group("security (see docs/security.md)"))
+    add_camera_flags(p.add_argument_group("single camera (instead of --config)"))
+    add_process_flags(p)
+    return p
+
+
+def add_node_flags(p: argparse._ActionsContainer) -> None:
     p.add_argument(
         "--control", type=endpoint_arg(bind=True), help=f"describe endpoint (default {node_config.DEFAULT_CONTROL})"
     )
     p.add_argument("--name", help="node name shown to workers")
-    sec = p.add_argument_group("security (see docs/security.md)")
-    sec.add_argument("--key", help="this node's CURVE secret key file (made by `framebus-keys generate`)")
-    sec.add_argument("--allow", help="directory of the public keys of the workers admitted (re-read on change)")
-    sec.add_argument(
+
+
+def add_security_flags(p: argparse._ActionsContainer) -> None:
+    p.add_argument("--key", help="this node's CURVE secret key file (made by `framebus-keys generate`)")
+    p.add_argument("--allow", help="directory of the public keys of the workers admitted (re-read on change)")
+    p.add_argument(
         "--insecure",
         action="store_true",
         help="without keys, allow binding addresses other hosts can reach (plaintext, anyone may connect)",
     )
-    cam = p.add_argument_group("single camera (instead of --config)")
-    cam.add_argument("--source", help="'test' (default), a video file, a URL (rtsp://, http://) or a device index")
-    cam.add_argument("--camera-id", help="camera id (default cam1)")
-    cam.add_argument("--bind", type=endpoint_arg(bind=True), help="frame endpoint (default: control port + 1)")
-    cam.add_argument(
+
+
+def add_camera_flags(p: argparse._ActionsContainer) -> None:
+    p.add_argument("--source", help="'test' (default), a video file, a URL (rtsp://, http://) or a device index")
+    p.add_argument("--camera-id", help="camera id (default cam1)")
+    p.add_argument("--bind", type=endpoint_arg(bind=True), help="frame endpoint (default: control port + 1)")
+    p.add_argument(
         "--connect",
         type=endpoint_arg(),
         action="append",
         metavar="ENDPOINT",
         help="also push frames to a worker listening there (for a node behind NAT; repeatable)",
     )
-    cam.add_argument("--fps", type=float, help="publish rate (default: the source's)")
-    cam.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
-    cam.add_argument("--width", type=int, help="test picture width (default 1280)")
-    cam.add_argument("--height", type=int, help="test picture height (default 720)")
-    cam.add_argument("--loop", action="store_true", help="restart a video file at its end")
-    cam.add_argument("--as-fast-as-possible", action="store_true", help="read a video file without pacing it")
-    cam.add_argument(
+    p.add_argument("--fps", type=float, help="publish rate (default: the source's)")
+    p.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
+    p.add_argument("--width", type=int, help="test picture width (default 1280)")
+    p.add_argument("--height", type=int, help="test picture height (default 720)")
+    p.add_argument("--loop", action="store_true", help="restart a video file at its end")
+    p.add_argument("--as-fast-as-possible", action="store_true", help="read a video file without pacing it")
+    p.add_argument(
         "--every-frame",
         action="store_true",
         help="lossless delivery: subscribers get every frame and slow the source down (for files)",
     )
+
+
+def add_process_flags(p: argparse._ActionsContainer) -> None:
     p.add_argument(
         "--metrics-port", type=arg_type(parse_metrics_address), default=None, metavar="[HOST:]PORT", help=METRICS_HELP
     )
     p.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="what to log (default INFO)"
     )
-    return p
 
 
 def config_from_args(args: argparse.Namespace, running: NodeConfig | None = None) -> NodeConfig:
@@ -98,13 +115,11 @@ def config_from_args(args: argparse.Namespace, running: NodeConfig | None = None
         if given:
             raise ConfigError(f"{given[0]} cannot be combined with --config: put it in the config file")
         return node_config.load(args.config, node_overrides(args), running)
-    values = {f: getattr(args, f) for f in _CAMERA_FLAGS if _given(getattr(args, f))}
-    values["id"] = values.pop("camera_id", "cam1")
-    values["connect"] = tuple(values.get("connect", ()))
-    if values.pop("every_frame", False):
-        values["delivery"] = "every-frame"
-    cfg = NodeConfig(cameras=(CameraConfig(**values),), **node_overrides(args))
-    return node_config.validate(cfg, "command line")
+    camera = {f: getattr(args, f) for f in _CAMERA_FLAGS if _given(getattr(args, f))}
+    camera["id"] = camera.pop("camera_id", "cam1")
+    if camera.pop("every_frame", False):
+        camera["delivery"] = Delivery.EVERY_FRAME.value
+    return node_config.from_dict({"node": node_overrides(args), "camera": [camera]}, "command line")
 
 
 def _given(value: object) -> bool:

@@ -3,14 +3,15 @@ started and stopped together."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 
+import msgspec
 import zmq
 
 from capture_node.config import CameraConfig, ConfigError, NodeConfig
+from capture_node.exposure import curve_files
 from capture_node.supervisor import CameraSupervisor
 from common.control import ControlServer
 from common.keys import KeyFileError
@@ -37,17 +38,18 @@ class CaptureNode:
         self._wanted: dict[str, CameraConfig] = {}  # as configured (a bound port may differ)
         self._control: ControlServer | None = None
         self._security: CurveServer | None = None
+        self._curve = curve_files(config)  # keys are loaded once, at start
 
     def start(self) -> None:
         try:
-            if self.config.curve is not None:
+            if self._curve is not None:
                 try:
-                    self._security = self.config.curve.server(self._ctx)
+                    self._security = self._curve.server(self._ctx)
                 except KeyFileError as exc:
                     raise ConfigError(str(exc)) from None
             try:
                 self._control = ControlServer(
-                    self._ctx, self.config.control, self.config.name, self.camera_infos, self._security
+                    self._ctx, self.config.node.control, self.config.node.name, self.camera_infos, self._security
                 )
             except zmq.ZMQError as exc:
                 raise ConfigError(f"control endpoint: {exc}") from None
@@ -78,7 +80,7 @@ class CaptureNode:
         return errors
 
     def _add(self, cam: CameraConfig) -> None:
-        camera = CameraSupervisor(cam, self.config.status_interval, self._log_level, self.config.curve)
+        camera = CameraSupervisor(cam, self.config.node.status_interval, self._log_level, self._curve)
         camera.start()
         with self._lock:
             self._cameras[cam.id] = camera
@@ -106,19 +108,20 @@ class CaptureNode:
             log.info("reload: no config file to reload (started from the command line)")
             return
         with self._lock:
-            running = dataclasses.replace(self.config, cameras=tuple(self._wanted.values()))
+            running = msgspec.structs.replace(self.config, cameras=tuple(self._wanted.values()))
         try:
             new = self._reload_from(running)
         except ConfigError as exc:
             log.error("reload: %s; keeping the running configuration", exc)
             return
         fixed = ("control", "name", "key", "allow", "insecure")  # bound or loaded once, at start
-        changed = [f"node.{f}" for f in fixed if getattr(new, f) != getattr(self.config, f)]
+        changed = [f"node.{f}" for f in fixed if getattr(new.node, f) != getattr(self.config.node, f)]
         if changed:
             log.warning("reload: %s: takes effect when the node restarts", ", ".join(changed))
-            new = dataclasses.replace(new, **{f: getattr(self.config, f) for f in fixed})
+            kept = msgspec.structs.replace(new.node, **{f: getattr(self.config.node, f) for f in fixed})
+            new = msgspec.structs.replace(new, node=kept)
         wanted = {c.id: c for c in new.cameras}
-        all_changed = new.status_interval != self.config.status_interval
+        all_changed = new.node.status_interval != self.config.node.status_interval
         gone = {
             cam_id: camera
             for cam_id, camera in self.cameras().items()

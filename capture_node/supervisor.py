@@ -15,11 +15,15 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+import msgspec
+
 from capture_node import camera_process
 from capture_node.camera import COUNTERS, CameraState, backoff_delay
+from capture_node.camera_process import BindFailed, Bound, Report, Stop
 from capture_node.config import CameraConfig, ConfigError
 from common.protocol import CameraInfo
 from common.security import CurveFiles
+from common.words import State
 
 log = logging.getLogger("capture_node.supervisor")
 
@@ -59,7 +63,7 @@ class CameraSupervisor:
         """Start the camera process; raises ConfigError if its endpoint cannot be bound."""
         self.endpoint, self.pull_endpoint = self._spawn()
         # Restarts must come back on the same ports, also when the config said "any port".
-        self.config = dataclasses.replace(self.config, bind=self.endpoint, pull_bind=self.pull_endpoint)
+        self.config = msgspec.structs.replace(self.config, bind=self.endpoint, pull_bind=self.pull_endpoint)
         self._thread.start()
 
     def _spawn(self) -> tuple[str, str]:
@@ -91,14 +95,15 @@ class CameraSupervisor:
             process.kill()
             raise ConfigError(f"camera {cam}: its process did not start within {START_TIMEOUT_S:.0f} s")
         try:
-            kind, value = conn.recv()
+            message = conn.recv()
         except EOFError:
             process.join(2)
             raise ConfigError(f"camera {cam}: its process exited at start (exit code {process.exitcode})") from None
-        if kind == "bind-failed":
-            raise ConfigError(f"camera {cam}: {value}")
-        endpoint, pull_endpoint = value
-        return str(endpoint), str(pull_endpoint)
+        if isinstance(message, BindFailed):
+            raise ConfigError(f"camera {cam}: {message.reason}")
+        if not isinstance(message, Bound):
+            raise ConfigError(f"camera {cam}: its process said {type(message).__name__} before it was bound")
+        return message.endpoint, message.pull_endpoint
 
     def state(self) -> CameraState:
         """The camera's state, its counters summed over restarts of its process."""
@@ -148,7 +153,9 @@ class CameraSupervisor:
             delay = backoff_delay(attempt, self.config.reconnect_max)
             log.error("camera %s: %s; restarting its capture in %.1f s", self.config.id, problem, delay)
             with self._lock:
-                self._state = dataclasses.replace(self._state, state="reconnecting", reason=problem, attempt=attempt)
+                self._state = dataclasses.replace(
+                    self._state, state=State.RECONNECTING, reason=problem, attempt=attempt
+                )
             if self._stop.wait(delay):
                 break
             try:
@@ -163,20 +170,20 @@ class CameraSupervisor:
         last_report = time.monotonic()
         limit = watchdog_limit(self.config)
         while not self._stop.is_set():
+            report = None
             try:
-                ready = self._conn.poll(0.5)
-                if ready:
-                    kind, state, stuck_for = self._conn.recv()
+                if self._conn.poll(0.5):
+                    report = self._conn.recv()
             except (EOFError, OSError):
                 return f"camera process exited (exit code {self._process.exitcode})"
             now = time.monotonic()
-            if ready:
+            if isinstance(report, Report):
                 last_report = now
                 with self._lock:
-                    self._state = state
-                    self._latest_counts = state
-                if stuck_for > limit:
-                    return f"capture made no progress for {stuck_for:.0f} s (hung in open/read)"
+                    self._state = report.state
+                    self._latest_counts = report.state
+                if report.stuck_for > limit:
+                    return f"capture made no progress for {report.stuck_for:.0f} s (hung in open/read)"
             elif now - last_report > SILENCE_LIMIT_S:
                 return f"camera process sent no report for {now - last_report:.0f} s"
         return ""
@@ -192,7 +199,7 @@ class CameraSupervisor:
         self._stop.set()
         if self._conn is not None:
             try:
-                self._conn.send("stop")
+                self._conn.send(Stop())
             except OSError:
                 pass
 

@@ -35,6 +35,7 @@ from common.fields import (
 )
 from common.msgpack_shape import ShapeError, check_size
 from common.redact import redact
+from common.words import Delivery, State
 
 MAGIC = b"FB"
 VERSION = 1
@@ -126,7 +127,7 @@ class CameraInfo:
     height: int
     fps: float
     state: str
-    delivery: str  # "latest" (conflated) or "every-frame" (lossless, back-pressured)
+    delivery: str  # a Delivery: conflated, or lossless and back-pressured
     reason: str = ""  # why the camera is not streaming (redacted), empty when it is
     pull_endpoint: str = ""  # where pull requests are answered; empty: no pull mode
     published_fps: float = 0.0  # frames published per second, lately
@@ -145,8 +146,8 @@ class DescribeReply:
 
 Message = Frame | Status | DescribeRequest | DescribeReply | PullRequest
 
-STATES = ("streaming", "connecting", "reconnecting", "source-error", "ended", "stopped")
-DELIVERIES = ("latest", "every-frame")
+STATES = tuple(s.value for s in State)
+DELIVERIES = tuple(d.value for d in Delivery)
 
 
 # ----------------------------------------------------------------------------- encoding

@@ -23,7 +23,7 @@ class FramePublisher:
         connect: tuple[str, ...] = (),
         security: CurveServer | None = None,
     ) -> None:
-        self._every_frame = options.every_frame
+        self.every_frame = options.every_frame
         self._revoked = RevocationCheck(security)
         self._make = lambda address: bind_frame_publisher(ctx, address, options, security)
         self._connect = connect
@@ -50,7 +50,7 @@ class FramePublisher:
 
     def has_subscribers(self) -> bool:
         """Only known for every-frame delivery (XPUB reports (un)subscriptions); else True."""
-        if not self._every_frame:
+        if not self.every_frame:
             return True
         while self._sock.poll(0, zmq.POLLIN):
             event = self._sock.recv()
@@ -70,7 +70,7 @@ class FramePublisher:
         """Send one frame. Every-frame delivery waits while a subscriber's queue is full or
         no subscriber is connected (the frame goes to the next one); False only if stopped."""
         self._drop_revoked_peers()
-        if not self._every_frame:
+        if not self.every_frame:
             self._sock.send(message)  # a copy is cheaper than zero-copy's hand-off for ~100 KB (profiled)
             return True
         while not stop.is_set():

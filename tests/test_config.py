@@ -3,16 +3,17 @@ name the file, the field and the problem."""
 
 from __future__ import annotations
 
-import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from capture_node import config
-from capture_node.config import CameraConfig, ConfigError, NodeConfig
+from capture_node.config import CameraConfig, ConfigError, NodeConfig, NodeSettings
 from common.endpoint import parse_endpoint
 
 VALID = """\
@@ -76,9 +77,9 @@ def expect_error(path: Path, *fragments: str) -> str:
 def test_valid_file_loads(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, VALID))
     assert isinstance(cfg, NodeConfig)
-    assert cfg.name == "edge-1"
-    assert cfg.control == "tcp://127.0.0.1:5555"
-    assert cfg.status_interval == 2.0 and isinstance(cfg.status_interval, float)
+    assert cfg.node.name == "edge-1"
+    assert cfg.node.control == "tcp://127.0.0.1:5555"
+    assert cfg.node.status_interval == 2.0 and isinstance(cfg.node.status_interval, float)
     front, back = cfg.cameras
     assert front == CameraConfig(
         id="front",
@@ -100,8 +101,8 @@ def test_valid_file_loads(tmp_path: Path) -> None:
 
 def test_node_table_is_optional(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, camera_toml({"id": "a"})))
-    assert cfg.name == "capture-node"
-    assert cfg.control == config.DEFAULT_CONTROL
+    assert cfg.node.name == "capture-node"
+    assert cfg.node.control == config.DEFAULT_CONTROL
     assert cfg.cameras[0].bind == "tcp://127.0.0.1:5556"
 
 
@@ -379,7 +380,7 @@ def test_status_interval_out_of_range(tmp_path: Path, interval: float) -> None:
 @pytest.mark.parametrize("interval", [0.05, 3600])
 def test_status_interval_bounds_are_inclusive(tmp_path: Path, interval: float) -> None:
     text = node_toml(status_interval=interval) + camera_toml({"id": "a"})
-    assert config.load(write(tmp_path, text)).status_interval == interval
+    assert config.load(write(tmp_path, text)).node.status_interval == interval
 
 
 def test_control_port_plus_index_past_65535(tmp_path: Path) -> None:
@@ -392,7 +393,7 @@ def test_validate_directly() -> None:
     checked = config.validate(cfg, "cli")
     assert checked.cameras[0].bind == "tcp://127.0.0.1:5556"
     with pytest.raises(ConfigError, match=r"^cli: camera\[0\]\.quality"):
-        config.validate(dataclasses.replace(cfg, cameras=(CameraConfig(id="a", quality=0),)), "cli")
+        config.validate(msgspec.structs.replace(cfg, cameras=(CameraConfig(id="a", quality=0),)), "cli")
 
 
 # ----------------------------------------------------------------------------- property
@@ -450,8 +451,16 @@ _BY_TYPE: dict[str, st.SearchStrategy[Any]] = {
     "float": st.floats() | st.integers(min_value=-5, max_value=5000) | st.sampled_from([10**400, -(10**400)]),
     "bool": st.booleans(),
 }
-_CAMERA_TYPES = {f.name: str(f.type) for f in dataclasses.fields(CameraConfig)}
-_NODE_TYPES = {f.name: str(f.type) for f in dataclasses.fields(NodeConfig)}
+
+
+def _kind(annotation: Any) -> str:
+    """'str', 'int', 'float', 'bool' or another name, Annotated[...] seen through."""
+    base = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+    return getattr(base, "__name__", str(base))
+
+
+_CAMERA_TYPES = {f.encode_name: _kind(f.type) for f in msgspec.structs.fields(CameraConfig)}
+_NODE_TYPES = {f.encode_name: _kind(f.type) for f in msgspec.structs.fields(NodeSettings)}
 
 
 def _value_for(kind: str) -> st.SearchStrategy[Any]:
@@ -517,7 +526,7 @@ def test_from_dict_returns_config_or_raises_config_error(data: dict[str, Any]) -
     for cam in cfg.cameras:
         assert isinstance(cam, CameraConfig)
         assert cam.bind
-        assert cfg.insecure or parse_endpoint(cam.bind, bind=True).is_loopback
+        assert cfg.node.insecure or parse_endpoint(cam.bind, bind=True).is_loopback
         assert 0 <= cam.fps <= 1000
         assert 1 <= cam.quality <= 100
         assert 16 <= cam.width <= 16384 and 16 <= cam.height <= 16384

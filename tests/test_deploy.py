@@ -27,7 +27,7 @@ def test_example_node_configs_load(name: str, tmp_path: Path) -> None:
     (tmp_path / "allowed-edge1").mkdir()
     loaded = config.load(copy)
     assert loaded.cameras
-    assert loaded.curve is not None or loaded.insecure
+    assert loaded.node.key or loaded.node.insecure
 
 
 @pytest.mark.parametrize("name", ["worker-frames.env", "worker-wan.env"])

@@ -16,6 +16,7 @@ import zmq.auth
 
 from capture_node import config
 from capture_node.config import ConfigError
+from capture_node.exposure import curve_files
 from common import keys_cli
 from common.keys import (
     KeyFileError,
@@ -148,8 +149,8 @@ def test_config_key_paths_are_relative_to_the_config_file(tmp_path: Path) -> Non
     generate_key_pair(tmp_path / "keys", "node")
     (tmp_path / "allowed").mkdir()
     path = node_toml(tmp_path, 'control = "tcp://0.0.0.0:5555"\nkey = "keys/node.key_secret"\nallow = "allowed"')
-    cfg = config.load(path)
-    assert cfg.curve is not None and cfg.curve.key == tmp_path / "keys/node.key_secret"
+    curve = curve_files(config.load(path))
+    assert curve is not None and curve.key == tmp_path / "keys/node.key_secret"
 
 
 @pytest.mark.parametrize(
@@ -179,11 +180,11 @@ def test_without_keys_every_exposed_endpoint_needs_insecure(tmp_path: Path) -> N
         data = {"camera": [{"id": "cam1", field: value}]}
         with pytest.raises(ConfigError, match=rf"camera\[0\]\.{field}: .* can be reached from other hosts"):
             config.from_dict(data, "x.toml")
-        assert config.from_dict({**data, "node": {"insecure": True}}, "x.toml").insecure
+        assert config.from_dict({**data, "node": {"insecure": True}}, "x.toml").node.insecure
     with pytest.raises(ConfigError, match=r"camera\[0\]\.connect: tcp://10\.0\.0\.9:6000"):
         config.from_dict({"camera": [{"id": "cam1", "connect": ["tcp://10.0.0.9:6000"]}]}, "x.toml")
     local = {"camera": [{"id": "a", "bind": "tcp://127.0.0.2:7000"}, {"id": "b", "bind": "ipc:///tmp/fb-b"}]}
-    assert not config.from_dict(local, "x.toml").insecure
+    assert not config.from_dict(local, "x.toml").node.insecure
 
 
 def test_worker_access_pairs_server_keys_with_nodes(tmp_path: Path) -> None:

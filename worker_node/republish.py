@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from common.control import ControlServer
 from common.endpoint import SCHEMES, parse_endpoint
-from common.protocol import CameraInfo, Frame, FrameHeader, ProtocolError, Status, encode_frame, encode_status
+from common.protocol import STATES, CameraInfo, FrameHeader, ProtocolError
 from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
 from common.security import CurveServer
 from common.sockets import StreamOptions
+from common.stream import StreamPublisher, endpoint_after
+from common.words import State
 from worker_node.subscription import CameraStatus
 
 log = logging.getLogger("worker_node.republish")
@@ -38,41 +38,27 @@ def stream_endpoint(control: str, index: int) -> str:
     """Derived streams follow the control endpoint: port + 1 + index, or any free port for '*'
     (and past 65535). `control` was checked by ProcessOptions."""
     parsed = parse_endpoint(control, "control", bind=True, schemes=SCHEMES)
-    if parsed.scheme != "tcp":
-        return f"{control}-{index + 1}"  # ipc:// and inproc:// names
-    port = None if parsed.port is None else parsed.port + 1 + index
-    return str(parsed.with_port(port if port is not None and port <= 65535 else None))
+    placed = endpoint_after(parsed, 1 + index, str(index + 1))
+    return str(placed or parsed.with_port(None))
 
 
-def published_state(upstream: CameraStatus) -> tuple[str, str]:
+def published_state(upstream: CameraStatus) -> tuple[State, str]:
     """The protocol's states for the source camera's state (the worker's own 'stale' is not one)."""
-    if upstream.state == "stale":
-        return "reconnecting", f"source camera: {upstream.reason}"
-    return upstream.state, upstream.reason
-
-
-@dataclass
-class _Stream:
-    camera: str
-    publisher: FramePublisher
-    seq: int = 0
-    width: int = 0
-    height: int = 0
-    last_sent: float = 0.0
-    last_frame: Frame | None = None
-    state: str = "connecting"
+    if upstream.state not in STATES:  # the worker's own "stale"
+        return State.RECONNECTING, f"source camera: {upstream.reason}"
+    return State(upstream.state), upstream.reason
 
 
 class DerivedStreams:
     """Owned by the processing thread (publishers are single-thread); describe is answered
-    from the control thread, which reads under a lock."""
+    from the control thread (StreamPublisher.info is thread-safe)."""
 
     def __init__(self, ctx: zmq.Context, control: str, node_name: str, security: CurveServer | None = None) -> None:
         self._ctx = ctx
         self._security = security
         self._requested = control
         self._lock = threading.Lock()
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, StreamPublisher] = {}
         self._log = RateLimitedLog(log)
         self._control = ControlServer(ctx, control, node_name, self.infos, security)
         self.endpoint = self._control.endpoint
@@ -80,71 +66,45 @@ class DerivedStreams:
 
     def infos(self) -> list[CameraInfo]:
         with self._lock:
-            return [
-                CameraInfo(s.camera, s.publisher.endpoint, s.width, s.height, 0.0, s.state, "latest")
-                for s in self._streams.values()
-            ]
+            streams = list(self._streams.values())
+        return [s.info() for s in streams]
 
-    def stream(self, camera: str) -> _Stream:
+    def stream(self, camera: str) -> StreamPublisher:
         """The derived stream `camera`, bound on first use (its endpoint is logged)."""
         found = self._streams.get(camera)
         if found is not None:
             return found
         endpoint = stream_endpoint(self._requested, len(self._streams))
-        publisher = FramePublisher(self._ctx, endpoint, StreamOptions(), security=self._security)
-        created = _Stream(camera, publisher)
+        socket = FramePublisher(self._ctx, endpoint, StreamOptions(), security=self._security)
+        created = StreamPublisher(camera, socket, STATUS_INTERVAL_S)
         with self._lock:
             self._streams[camera] = created
-        log.info("stream %s: frames on %s", camera, publisher.endpoint)
+        log.info("stream %s: frames on %s", camera, created.endpoint)
         return created
 
     def publish(
         self, camera: str, source: FrameHeader, jpeg: bytes | memoryview, size: tuple[int, int], meta: Mapping[str, Any]
     ) -> bool:
-        """One derived frame; False (logged) if its header cannot be encoded."""
-        s = self.stream(camera)
-        header = FrameHeader(camera, s.seq, source.capture_ns, time.time_ns(), size[0], size[1], meta=meta)
+        """One derived frame, with the source frame's capture time; False (logged) if its header
+        cannot be encoded."""
         try:
-            message = encode_frame(header, jpeg)
+            return self.stream(camera).send_frame(jpeg, size, source.capture_ns, meta=meta)  # conflated: never waits
         except ProtocolError as exc:
             self._log.warning(f"encode-{camera}", "stream %s: frame not published: %s", camera, exc)
             return False
-        s.publisher.send(message, threading.Event())  # conflated PUB: never waits
-        with self._lock:
-            s.seq += 1
-            s.width, s.height, s.state = size[0], size[1], "streaming"
-        s.last_sent = time.monotonic()
-        s.last_frame = Frame(header, memoryview(jpeg))
-        return True
 
     def send_status(self, camera: str, upstream: CameraStatus) -> None:
-        """A status message if nothing went out for STATUS_INTERVAL_S; carries the last frame."""
+        """A status message when the state changed or nothing went out for STATUS_INTERVAL_S."""
         s = self.stream(camera)
-        if time.monotonic() - s.last_sent < STATUS_INTERVAL_S:
-            return
         state, reason = published_state(upstream)
-        last = s.last_frame
-        if state == "streaming":
-            quiet = time.monotonic() - s.last_sent if last else 0.0
+        if state == State.STREAMING:  # the camera streams, the handler has not said anything lately
             state, reason = (
-                ("streaming", f"no output from the handler for {quiet:.1f} s")
-                if last
-                else ("connecting", "waiting for the handler's first output")
+                (State.STREAMING, f"no output from the handler for {s.quiet_for():.1f} s")
+                if s.last_frame
+                else (State.CONNECTING, "waiting for the handler's first output")
             )
-        status = Status(
-            camera=camera,
-            state=state,
-            publish_ns=time.time_ns(),
-            last_seq=last.header.seq if last else -1,
-            reason="".join(c if c.isprintable() else " " for c in reason)[:500],
-            attempt=upstream.attempt,
-            retry_in_s=min(max(upstream.retry_in_s, 0.0), 86400.0),
-            frame=last,
-        )
-        s.publisher.try_send(encode_status(status))
-        with self._lock:
-            s.state = state
-        s.last_sent = time.monotonic()
+        if s.status_due(state):
+            s.send_status(state, reason, upstream.attempt, upstream.retry_in_s)
 
     def close(self) -> None:
         self._control.stop()
@@ -152,4 +112,4 @@ class DerivedStreams:
             streams = list(self._streams.values())
             self._streams.clear()
         for s in streams:
-            s.publisher.close()
+            s.close()
