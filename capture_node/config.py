@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-import tomllib
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,11 @@ from common.keys import KeyFileError, load_key_pair, read_allow_list, secret_fil
 from common.protocol import DELIVERIES, MAX_NODE_NAME, ProtocolError, validate_camera_id
 from common.security import CurveFiles, ExposureError, check_exposure
 from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (Ubuntu 22.04, JetPack 6): the same parser, from PyPI
+    import tomli as tomllib
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
 MAX_CONFIG_BYTES = 1 << 20  # a config with hundreds of cameras is tens of KiB
