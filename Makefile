@@ -1,15 +1,15 @@
-# framebus: `make demo` to try it, `make test` to check it. Needs Python 3.11+ and pip only.
+# framebus: `make demo` to try it, `make test` to check it. Needs Python 3.10+ and pip only.
 PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
+VENV   ?= .venv
+BIN     = $(VENV)/bin
 
 # The interpreter is checked before anything is made with it, and a venv made by an unsupported
 # one (an earlier try) is made again rather than reused. Both one-liners run on any Python.
 version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-supported  = $(shell $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo yes)
-ifneq ($(filter-out clean test-deps,$(or $(MAKECMDGOALS),venv)),)
+supported  = $(shell $(1) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null && echo yes)
+ifneq ($(filter-out clean test-deps test-all,$(or $(MAKECMDGOALS),venv)),)
   ifneq ($(call supported,$(PYTHON)),yes)
-    $(error framebus needs Python 3.11 or newer, and $(PYTHON) is $(or $(call version_of,$(PYTHON)),not found): give another, e.g. make PYTHON=python3.11)
+    $(error framebus needs Python 3.10 or newer, and $(PYTHON) is $(or $(call version_of,$(PYTHON)),not found): give another, e.g. make PYTHON=python3.12)
   endif
   ifneq ($(wildcard $(BIN)/python),)
     ifneq ($(call supported,$(BIN)/python),yes)
@@ -19,7 +19,7 @@ ifneq ($(filter-out clean test-deps,$(or $(MAKECMDGOALS),venv)),)
   endif
 endif
 
-.PHONY: demo test test-deps lint bench clean
+.PHONY: demo test test-deps test-all pytest lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,11 +50,36 @@ lint: $(VENV)/.installed-test
 test-deps:
 	bash deploy/install-test-deps.sh
 
-test: test-deps lint
-	$(BIN)/pytest -q
+test: test-deps lint pytest
+
+pytest: $(VENV)/.installed-test
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Every supported Python, as CI runs it (.ci/run): lint once, then the suite in a venv of each
+# version (.venv-3.10, ...): all of it on the first, and on the others all but the tests marked
+# one_python (tests/conftest.py: long, and not about the interpreter) and with 10 s of fuzzing
+# instead of 60, so that the four runs fit CI's 90 minutes. Every version runs even when one
+# fails; the last line says which failed.
+PYTHONS    := 3.10 3.11 3.12 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Python 3.x: python3.x on the PATH if it runs (pyenv's shim of a version not selected does
+# not), else pyenv's build of it.
+python_of = $(firstword $(foreach p,python$(1) $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)),$(if $(filter $(1),$(call version_of,$(p))),$(p))))
+versions  = $(foreach v,$(PYTHONS),$(v)=$(or $(call python_of,$(v)),$(error no Python $(v) here: neither python$(v) on the PATH nor $(PYENV_ROOT)/versions/$(v).*: install it (pyenv install $(v)))))
+
+test-all: test-deps
+	@set -- $(versions); failed=""; first=yes; \
+	for pair; do v=$${pair%%=*}; py=$${pair#*=}; \
+	  if [ $$first = yes ]; then args=""; fuzz=60; $(MAKE) --no-print-directory lint VENV=.venv-$$v PYTHON=$$py || failed="$$failed $$v(lint)"; \
+	  else args='-m "not one_python"'; fuzz=10; fi; first=no; \
+	  echo "== Python $$v ($$py): pytest -q $$args, FRAMEBUS_FUZZ_SECONDS=$$fuzz"; start=$$(date +%s); \
+	  FRAMEBUS_FUZZ_SECONDS=$$fuzz $(MAKE) --no-print-directory pytest VENV=.venv-$$v PYTHON=$$py PYTEST_ARGS="$$args" || failed="$$failed $$v"; \
+	  echo "== Python $$v: $$(( $$(date +%s) - start )) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-all: failed on Python$$failed"; exit 1; fi; echo "test-all: passed on Python $(PYTHONS)"
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(PYTHONS:%=.venv-%) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 # Benchmarks (benchmarks/, docs/benchmarks.md). framebus is installed only if it is not yet, and
 # the bench extra's packages by name rather than as '.[bench]': pip then leaves the venv's OpenCV
@@ -64,7 +89,7 @@ SOAK_MINUTES ?= 30
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -I -c 'import importlib.metadata as m; m.version("framebus")' 2>/dev/null || $(BIN)/pip install -q -e .
-	$(BIN)/pip install -q $$($(BIN)/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))')
+	$(BIN)/pip install -q $$($(BIN)/python -c 'import sys; toml = __import__("tomllib" if sys.version_info >= (3, 11) else "tomli"); print(" ".join(toml.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))')
 	touch $@
 
 bench: $(VENV)/.installed-bench   # every scenario, < 10 min; writes bench-results/results.{json,md}
