@@ -1,15 +1,15 @@
-# framebus: `make demo` to try it, `make test` to check it. Needs Python 3.11+ and pip only.
+# framebus: `make demo` to try it, `make test` to check it. Needs Python 3.10+ and pip only.
 PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
+VENV   ?= .venv
+BIN     = $(VENV)/bin
 
 # The interpreter is checked before anything is made with it, and a venv made by an unsupported
 # one (an earlier try) is made again rather than reused. Both one-liners run on any Python.
 version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-supported  = $(shell $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo yes)
-ifneq ($(filter-out clean test-deps,$(or $(MAKECMDGOALS),venv)),)
+supported  = $(shell $(1) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null && echo yes)
+ifneq ($(filter-out clean test-deps test-all,$(or $(MAKECMDGOALS),venv)),)
   ifneq ($(call supported,$(PYTHON)),yes)
-    $(error framebus needs Python 3.11 or newer, and $(PYTHON) is $(or $(call version_of,$(PYTHON)),not found): give another, e.g. make PYTHON=python3.11)
+    $(error framebus needs Python 3.10 or newer, and $(PYTHON) is $(or $(call version_of,$(PYTHON)),not found): give another, e.g. make PYTHON=python3.12)
   endif
   ifneq ($(wildcard $(BIN)/python),)
     ifneq ($(call supported,$(BIN)/python),yes)
@@ -19,7 +19,7 @@ ifneq ($(filter-out clean test-deps,$(or $(MAKECMDGOALS),venv)),)
   endif
 endif
 
-.PHONY: demo test test-deps lint bench clean
+.PHONY: demo test test-deps test-all pytest lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,11 +55,38 @@ test-deps:
 image:
 	bash deploy/build-image.sh
 
-test: test-deps lint
-	$(BIN)/pytest -q
+test: test-deps lint pytest
+
+pytest: $(VENV)/.installed-test
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Every supported Python, as CI runs it (.ci/run): `make test` (lint and the whole suite) on
+# $(PYTHON), then on each other version, in a venv of its own (.venv-3.10, ...), the tests of
+# the code whose behaviour could differ between versions (tests/conftest.py, EVERY_PYTHON; the
+# rest is marked one_python) with 10 s of fuzzing: four whole runs would not fit CI's 90 minutes.
+# Every version runs even when one fails; the last line says which failed.
+PYTHONS    := 3.10 3.11 3.12 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Python 3.x: python3.x on the PATH if it runs (pyenv's shim of a version not selected does
+# not), else pyenv's build of it.
+python_of = $(firstword $(foreach p,python$(1) $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)),$(if $(filter $(1),$(call version_of,$(p))),$(p))))
+versions  = $(foreach v,$(PYTHONS),$(v)=$(or $(call python_of,$(v)),$(error no Python $(v) here: neither python$(v) on the PATH nor $(PYENV_ROOT)/versions/$(v).*: install it (pyenv install $(v)))))
+
+test-all: test
+	@set -- $(versions); failed=""; \
+	full=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	for pair; do v=$${pair%%=*}; py=$${pair#*=}; \
+	  if [ "$$v" = "$$full" ]; then continue; fi; \
+	  echo "== Python $$v ($$py): pytest -q -m 'not one_python', FRAMEBUS_FUZZ_SECONDS=10"; start=$$(date +%s); \
+	  FRAMEBUS_FUZZ_SECONDS=10 $(MAKE) --no-print-directory pytest VENV=.venv-$$v PYTHON=$$py PYTEST_ARGS='-m "not one_python"' \
+	    || failed="$$failed $$v"; \
+	  echo "== Python $$v: $$(( $$(date +%s) - start )) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-all: failed on Python$$failed"; exit 1; fi; \
+	echo "test-all: passed: everything on Python $$full, the version-dependent tests on the others"
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(PYTHONS:%=.venv-%) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 # Benchmarks (benchmarks/, docs/benchmarks.md). framebus is installed only if it is not yet, and
 # the bench extra's packages by name rather than as '.[bench]': pip then leaves the venv's OpenCV
@@ -69,7 +96,7 @@ SOAK_MINUTES ?= 30
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -I -c 'import importlib.metadata as m; m.version("framebus")' 2>/dev/null || $(BIN)/pip install -q -e .
-	$(BIN)/pip install -q $$($(BIN)/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))')
+	$(BIN)/pip install -q $$($(BIN)/python -c 'import sys; toml = __import__("tomllib" if sys.version_info >= (3, 11) else "tomli"); print(" ".join(toml.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))')
 	touch $@
 
 bench: $(VENV)/.installed-bench   # every scenario, < 10 min; writes bench-results/results.{json,md}

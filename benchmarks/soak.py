@@ -262,7 +262,7 @@ def soak(minutes: float, out: Path, systems: list[str], interval_s: float) -> di
                 key = f"{d.system} consumer ({d.modes[i]})"
                 ages[key] = round(float(np.median(last.ages_ms())), 1) if len(last) else None
     return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": f"make soak SOAK_MINUTES={minutes:g}"
         + ("" if set(systems) == set(SYSTEMS) else f' SOAK_ARGS="--systems {",".join(systems)}"'),
         "minutes": round(elapsed / 60, 1),

@@ -29,7 +29,7 @@ DONE = re.compile(r"#(\d+)\s+DONE\s+cov: (\d+) ft: (\d+) corp: (\d+)/(\S+) .*exe
 
 def checkout_state() -> tuple[list[str], list[str]]:
     """The kept corpus and any crash files in the checkout: neither may change."""
-    stray = [str(p) for p in ROOT.glob("**/crash-*") if ".venv" not in p.parts]
+    stray = [str(p) for p in ROOT.glob("**/crash-*") if not any(part.startswith(".venv") for part in p.parts)]
     return sorted(os.listdir(CORPUS)), stray
 
 

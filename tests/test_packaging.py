@@ -19,7 +19,7 @@ from tests.processes import ROOT
 SOURCES = ("pyproject.toml", "README.md", "capture_node", "common", "worker_node")
 BUILD_WARNING = re.compile(r"[Ww]arning:|setuptools|!!")  # pip's own "WARNING: ..." lines are the machine's pip.conf
 PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-OLD_PYTHONS = sorted(PYENV_ROOT.glob("versions/3.8*/bin/python3"))
+OLD_PYTHONS = sorted(PYENV_ROOT.glob("versions/3.9.*/bin/python3"))  # the newest unsupported one
 
 
 def source_copy(tmp_path: Path) -> Path:
@@ -78,7 +78,7 @@ def make(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def old_python() -> Path:
     if not OLD_PYTHONS:
         pytest.fail(
-            f"no Python 3.8 under {PYENV_ROOT}/versions to try make with: `pyenv install 3.8` (this kind of machine has it)"
+            f"no Python 3.9 under {PYENV_ROOT}/versions to try make with: `pyenv install 3.9` (this kind of machine has it)"
         )
     return OLD_PYTHONS[0]
 
@@ -90,8 +90,8 @@ def test_make_refuses_an_unsupported_python_in_one_line(tmp_path: Path, old_pyth
         assert done.returncode == 2
         assert done.stdout == ""
         assert done.stderr.splitlines() == [
-            f"Makefile:12: *** framebus needs Python 3.11 or newer, and {old_python} is 3.8: "
-            "give another, e.g. make PYTHON=python3.11.  Stop."
+            f"Makefile:12: *** framebus needs Python 3.10 or newer, and {old_python} is 3.9: "
+            "give another, e.g. make PYTHON=python3.12.  Stop."
         ]
         assert not (tmp_path / ".venv").exists(), "nothing is made with an unsupported Python"
     missing = make(tmp_path, "demo", "PYTHON=python3.99")
@@ -105,7 +105,7 @@ def test_a_venv_made_by_an_unsupported_python_is_made_again(tmp_path: Path, old_
     good = Path(sys.executable).resolve()
     done = make(tmp_path, ".venv/bin/python", f"PYTHON={good}")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == f".venv was made by Python 3.8: making it again with {good}"
+    assert done.stdout.splitlines()[0] == f".venv was made by Python 3.9: making it again with {good}"
     version = subprocess.run(
         [str(tmp_path / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
         capture_output=True,
