@@ -8,10 +8,11 @@ from prometheus_client import start_http_server
 
 from common.endpoint import EndpointError, ListenAddress, parse_listen
 from common.security import http_exposure_warning
+from common.words import State
 
 log = logging.getLogger("framebus.metrics")
 
-STATES = ("streaming", "connecting", "reconnecting", "source-error", "ended", "stopped", "stale")
+STATES = tuple(state.value for state in State)  # a camera_state series each (a worker adds its own)
 METRICS_HELP = "serve Prometheus metrics: PORT (on 127.0.0.1) or HOST:PORT (0.0.0.0:PORT for other hosts); default: off"
 
 

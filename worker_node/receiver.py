@@ -17,18 +17,16 @@ import zmq
 from common.latest import LatestSocket
 from common.protocol import CameraInfo, Frame
 from common.ratelimit import LogBudget, RateLimitedLog
-from worker_node import metrics
+from common.words import Delivery
 from worker_node.access import Access
 from worker_node.discovery import ClockOffset
 from worker_node.follow import FollowPolicy
-from worker_node.metrics import FRAME_AGE
 from worker_node.node_control import NodeControl, NodeHealth
-from worker_node.subscription import STALE_AFTER_S, Subscription
+from worker_node.subscription import STALE, STALE_AFTER_S, Subscription
 
 log = logging.getLogger("worker_node.receiver")
 
 REDISCOVER_S = 2.0
-MAX_READS_PER_STREAM = 64  # messages read from one camera's socket per poll
 FOLLOWS_PER_POLL = 16  # described cameras subscribed to (or checked) per poll
 # A stream still silent this long after its node answers again is made anew (libzmq gave up on
 # it: a key refused, yet). Sooner would cut a connection that is being made again anyway.
@@ -68,7 +66,6 @@ class FrameReceiver:
             self._add_node(NodeControl(ctx, node, self._access.client(node)))
         if wake_fd is not None:
             self._poller.register(wake_fd, zmq.POLLIN)
-        metrics.track(self)
         for endpoint in listen:  # capture nodes behind NAT connect to these
             security, limit = self._access.client(), self._access.max_message_bytes
             self._add(Subscription(ctx, endpoint, listen=True, security=security, max_message_bytes=limit))
@@ -111,7 +108,7 @@ class FrameReceiver:
                 if control.node in self.nodes:  # not removed by a reply handled before
                     self._on_replies(control)
             elif (sub := self._by_socket.get(sock)) is not None:
-                frame = self._drain(sub)
+                frame = sub.newest()
                 if frame is not None:
                     frames.append((sub, frame))
             elif (linked := self._links.get(sock)) is not None:
@@ -124,19 +121,6 @@ class FrameReceiver:
     def node_health(self) -> list[NodeHealth]:
         """Every node asked, answering or not (and why not): for `web` and `top`."""
         return [control.health() for control in self.nodes.values()]
-
-    def _drain(self, sub: Subscription) -> Frame | None:
-        """Everything pending on a conflated stream; the next frame of an every-frame one."""
-        newest = None
-        for _ in range(MAX_READS_PER_STREAM):  # bounded: a flooding peer cannot starve the other cameras
-            if not sub.socket.poll(0, zmq.POLLIN):
-                break
-            frame = sub.receive()
-            if frame is not None:
-                newest = frame
-                if sub.every_frame:
-                    break
-        return newest
 
     def _ask_nodes(self) -> None:
         for control in list(self.nodes.values()):
@@ -207,12 +191,12 @@ class FrameReceiver:
         """Subscribe to a described camera, or keep (and if silent, reopen) the subscription."""
         pull = self._pull and bool(cam.pull_endpoint)
         endpoint = cam.pull_endpoint if pull else cam.endpoint
-        every_frame = cam.delivery == "every-frame"
+        every_frame = cam.delivery == Delivery.EVERY_FRAME
         current = self.subscriptions.get(cam.camera)
         if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
             self.camera_info[cam.camera] = cam
             if (
-                current.status.state == "stale"
+                current.status.state == STALE
                 and self._answering_for(node) >= REOPEN_AFTER_S
                 and self._policy.may_open(node)  # reopening is rationed like opening
             ):
@@ -245,7 +229,6 @@ class FrameReceiver:
         sub = self.subscriptions.get(camera)
         if sub is not None:
             self._remove(sub)
-            FRAME_AGE.remove(camera)  # a label per camera ever seen would grow without bound
         self._owner.pop(camera, None)
         self.camera_info.pop(camera, None)
 
