@@ -108,7 +108,7 @@ class Driver:
         self._window_s = window_s
         self._duration = duration
         self._open_source = open_source
-        self._waker = Waker()  # stop() from another thread ends a blocked poll
+        self._waker: Waker | None = None  # stop() from another thread ends a blocked poll
         self._stopping = False
         self._receiver: FrameSource | None = None
 
@@ -118,24 +118,27 @@ class Driver:
         return list(receiver.subscriptions.values()) if receiver is not None else []
 
     def stop(self) -> None:
-        """From any thread: run() returns soon after."""
+        """From any thread, before run() or during it: run() returns soon after."""
         self._stopping = True
-        self._waker.wake()
+        waker = self._waker  # made by run() before it first looks at _stopping
+        if waker is not None:
+            waker.wake()
 
     def run(self, signals: ShutdownSignals | None = None) -> None:
         """Blocks until the end of the run; closes every sink, the receiver and the context."""
+        waker = self._waker = Waker()
         ctx = zmq.Context()
         started: list[Sink] = []
         try:
             receiver = self._open_source(ctx, self._options)
             self._receiver = receiver
-            receiver.add_wake_fd(self._waker.fileno())
+            receiver.add_wake_fd(waker.fileno())
             if signals is not None:
                 receiver.add_wake_fd(signals.fd)
             for sink in self._sinks:
                 started.append(sink)
                 sink.start(receiver)
-            self._loop(receiver, signals)
+            self._loop(receiver, waker, signals)
         finally:
             try:
                 for sink in started:
@@ -145,11 +148,11 @@ class Driver:
                     self._receiver.close()
                     self._receiver = None
                 ctx.destroy(0)
-                self._waker.close()
+                waker.close()
                 if signals is not None:
                     signals.drain()
 
-    def _loop(self, receiver: FrameSource, signals: ShutdownSignals | None) -> None:
+    def _loop(self, receiver: FrameSource, waker: Waker, signals: ShutdownSignals | None) -> None:
         start = time.monotonic()
         deadline = start + self._duration if self._duration else math.inf
         next_window = start + self._window_s
@@ -164,11 +167,13 @@ class Driver:
                     sink.on_frame(sub, frame)
                 if self._any_done():
                     return  # at once: `save --count N` saves N files, not N + the rest of a batch
-            self._waker.clear()
+            waker.clear()
             now = time.monotonic()
             if now >= next_window:
                 roll_windows(receiver.subscriptions.values())
-                next_window = next_window + self._window_s if now - next_window < self._window_s else now
+                next_window += self._window_s
+                if next_window <= now:  # fell a window behind: start again from now
+                    next_window = now + self._window_s
             for sink in self._sinks:
                 slot = last[id(sink)] + sink.cadence
                 if now >= slot:
