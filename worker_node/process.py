@@ -48,7 +48,7 @@ from worker_node.handler import (
 )
 from worker_node.pixel_limit import PixelLimit
 from worker_node.republish import DEFAULT_CONTROL, DerivedStreams
-from worker_node.sink import Driver, ReceiveOptions, ReceiverView
+from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
 from worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.processing")  # the name scripts and docs know
@@ -237,27 +237,17 @@ class FrameProcessor:
             log.info("camera %s: frame %d results %s", camera, seq, results)
 
 
-class _UpstreamStatus:
+class _UpstreamStatus(BaseSink):
     """Each derived stream tells the state of its source camera (a sink that only ticks)."""
 
     cadence = HOUSEKEEPING_S
-    done = False
 
     def __init__(self, processor: FrameProcessor) -> None:
         self._processor = processor
 
-    def start(self, receiver: ReceiverView) -> None:
-        pass
-
-    def on_frame(self, sub: Subscription, frame: Frame) -> None:
-        pass
-
     def on_tick(self, receiver: ReceiverView) -> None:
         for sub in receiver.subscriptions.values():
             self._processor.send_status(sub)
-
-    def close(self) -> None:
-        pass
 
 
 def run(

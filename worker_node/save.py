@@ -11,7 +11,6 @@ import argparse
 import errno
 import hashlib
 import logging
-import math
 import os
 import re
 import tempfile
@@ -30,7 +29,7 @@ from common.shutdown import ShutdownSignals
 from common.units import parse_duration, parse_size
 from worker_node import flags
 from worker_node.access import Access
-from worker_node.sink import Driver, ReceiveOptions, ReceiverView
+from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
 from worker_node.status_line import StatusLine
 from worker_node.subscription import Subscription
 
@@ -109,11 +108,9 @@ def file_name(frame: Frame) -> str:
     return f"{stamp}_{camera}_{h.seq:012d}.jpg"
 
 
-class SaveSink:
+class SaveSink(BaseSink):
     """Writes the frames that are due; a sink (worker_node.sink) that never ticks. `stop_after`
     files saved (0: no limit) ends the run."""
-
-    cadence = math.inf
 
     def __init__(self, out: Path, policy: SavePolicy, stop_after: int = 0) -> None:
         if not (policy.every_n > 0) ^ (policy.every_s > 0):
@@ -142,9 +139,6 @@ class SaveSink:
 
     def on_frame(self, sub: Subscription, frame: Frame) -> None:
         self.offer(frame)
-
-    def on_tick(self, receiver: ReceiverView) -> None:
-        pass
 
     def close(self) -> None:
         command_log.info("saved %d files to %s", self.count, self._out)

@@ -74,6 +74,28 @@ class Sink(Protocol):
         ...
 
 
+class BaseSink:
+    """A Sink that does nothing: a sink overrides only what it takes part in."""
+
+    cadence: float = math.inf
+
+    @property
+    def done(self) -> bool:
+        return False
+
+    def start(self, receiver: ReceiverView) -> None:
+        pass
+
+    def on_frame(self, sub: Subscription, frame: Frame) -> None:
+        pass
+
+    def on_tick(self, receiver: ReceiverView) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class ReceiveOptions:
     """Which cameras to receive, and how."""

@@ -7,10 +7,9 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TextIO
 
-from common.protocol import Frame
 from common.redact import redact
 from common.words import State
-from worker_node.sink import ReceiverView
+from worker_node.sink import BaseSink, ReceiverView
 from worker_node.subscription import Subscription
 
 
@@ -37,11 +36,9 @@ def print_status(
         print(format_line(sub, str((notes or {}).get(sub.name, ""))), file=out, flush=True)
 
 
-class StatusLine:
+class StatusLine(BaseSink):
     """Prints the status lines every `every_s`. `notes()` is asked once per print for what the
     worker has to add per camera since the last one (and forgets it)."""
-
-    done = False
 
     def __init__(
         self,
@@ -53,15 +50,6 @@ class StatusLine:
         self._notes = notes
         self._out = out
 
-    def start(self, receiver: ReceiverView) -> None:
-        pass
-
-    def on_frame(self, sub: Subscription, frame: Frame) -> None:
-        pass
-
     def on_tick(self, receiver: ReceiverView) -> None:
         notes = self._notes() if self._notes else {}
         print_status(receiver.subscriptions.values(), self._out or sys.stdout, notes)
-
-    def close(self) -> None:
-        pass

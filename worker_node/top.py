@@ -18,13 +18,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from common.cli_args import arg_type
-from common.protocol import Frame
 from common.shutdown import ShutdownSignals
 from common.units import parse_duration
 from common.words import State
 from worker_node import flags
-from worker_node.sink import Driver, ReceiveOptions, ReceiverView
-from worker_node.subscription import STALE, Subscription
+from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
+from worker_node.subscription import STALE
 
 _STYLE: dict[str, str] = {
     State.STREAMING: "green",
@@ -77,7 +76,7 @@ def render(receiver: ReceiverView) -> Table:
     return table
 
 
-class TopTable:
+class TopTable(BaseSink):
     """The table, redrawn in place every `refresh_s`: a sink (worker_node.sink) that only reads
     the statistics (frames feed them on their way through the receiver). `count` refreshes
     (0: no limit) end the run, for scripts and tests."""
@@ -98,9 +97,6 @@ class TopTable:
         live = Live(render(receiver), console=self._console, refresh_per_second=4, auto_refresh=False)
         self._live = self._stack.enter_context(live)
         self._stack.enter_context(logs_above(live))
-
-    def on_frame(self, sub: Subscription, frame: Frame) -> None:
-        pass
 
     def on_tick(self, receiver: ReceiverView) -> None:
         if self._live is not None:

@@ -27,7 +27,7 @@ from common.threads import WatchedThread
 from common.words import State
 from worker_node.access import Access
 from worker_node.node_control import NodeHealth
-from worker_node.sink import Driver, ReceiveOptions, ReceiverView
+from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
 from worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.web")
@@ -166,14 +166,13 @@ def snapshot(sub: Subscription) -> FeedSnapshot:
     return FeedSnapshot(sub.status.state, reason, s.fps, s.dropped, s.received, s.malformed)
 
 
-class Handover:
+class Handover(BaseSink):
     """A sink (worker_node.sink) in the receiving thread that hands frames and stats to the hub
     on the event loop, coalesced: whatever arrives while the loop is busy replaces what is
     waiting (newest frame per camera), so the hand-over holds at most one frame per camera
     however slow the loop is."""
 
     cadence = STATS_EVERY_S
-    done = False
 
     def __init__(self, post: Callable[[Callable[[], None]], None], hub: FeedHub) -> None:
         self._post = post
@@ -200,9 +199,6 @@ class Handover:
             self._present = frozenset(receiver.subscriptions)
             self._node_health = tuple(receiver.node_health())
         self._schedule()
-
-    def close(self) -> None:
-        pass
 
     def _schedule(self) -> None:
         with self._lock:
