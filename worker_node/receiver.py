@@ -41,7 +41,6 @@ class FrameReceiver:
         ctx: zmq.Context,
         nodes: Sequence[str],
         cameras: Collection[str] = (),
-        wake_fd: int | None = None,
         stale_after_s: float = STALE_AFTER_S,
         pull: bool = False,
         listen: Sequence[str] = (),
@@ -64,8 +63,6 @@ class FrameReceiver:
         self._links: dict[zmq.Socket, Subscription] = {}  # link monitors of pull subscriptions
         for node in nodes:
             self._add_node(NodeControl(ctx, node, self._access.client(node)))
-        if wake_fd is not None:
-            self._poller.register(wake_fd, zmq.POLLIN)
         for endpoint in listen:  # capture nodes behind NAT connect to these
             security, limit = self._access.client(), self._access.max_message_bytes
             self._add(Subscription(ctx, endpoint, listen=True, security=security, max_message_bytes=limit))
