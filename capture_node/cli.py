@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from capture_node import config as node_config
@@ -20,6 +17,7 @@ from common.bind_error import bind_error
 from common.cli_args import ArgumentParser, arg_type, endpoint_arg
 from common.logs import setup_logging
 from common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
+from common.shutdown import ShutdownSignals
 from common.words import Delivery
 
 log = logging.getLogger("capture_node")
@@ -150,15 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s", warning)
     reload_from = (lambda running: config_from_args(args, running)) if args.config else None
     node = CaptureNode(cfg, reload_from, args.log_level)
-    wake = threading.Event()
-    pending: set[int] = set()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        pending.add(signum)
-        wake.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    signals = ShutdownSignals(reload=True)  # SIGHUP reloads
     try:  # before any camera starts: a failure here leaves nothing to clean up
         serve_metrics(args.metrics_port)
     except OSError as exc:
@@ -170,13 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    while True:
-        wake.wait()
-        wake.clear()
-        if pending - {signal.SIGHUP}:
-            break
-        if signal.SIGHUP in pending:
-            pending.discard(signal.SIGHUP)
+    while not signals.requested:
+        signals.wait()
+        if signals.take_reload() and not signals.requested:
             log.info("SIGHUP: reloading %s", args.config)
             node.reload()
     log.info("stopping")

@@ -11,7 +11,6 @@ needed rate, against ~2.5 with conflated PUB/SUB.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -21,6 +20,7 @@ from common.protocol import ProtocolError, PullRequest, decode
 from common.ratelimit import RateLimitedLog
 from common.security import CurveServer, RevocationCheck
 from common.sockets import bind_pull_server, bound_endpoint, rebuild
+from common.waker import Waker
 
 log = logging.getLogger("capture_node.pull_server")
 PENDING_LIMIT = 1024  # requesters waiting at once; more are answered with the status
@@ -36,9 +36,7 @@ class PullServer:
         self.endpoint = bound_endpoint(self._sock)
         self._rebind = lambda: bind_pull_server(ctx, self.endpoint, security)
         self._revoked = RevocationCheck(security)
-        self._wake_reader, self._wake_writer = socket.socketpair()
-        self._wake_reader.setblocking(False)
-        self._wake_writer.setblocking(False)
+        self._waker = Waker()
         self._lock = threading.Lock()
         self._frame: tuple[int, bytes] | None = None  # (seq, encoded FRAME message)
         self._status: bytes | None = None
@@ -64,17 +62,13 @@ class PullServer:
         self._wake()
 
     def _wake(self) -> None:
-        try:
-            self._wake_writer.send(b"x")
-        except BlockingIOError:
-            pass  # a wake-up is already pending
+        self._waker.wake()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.ident is None:  # never started: nothing runs, close what we hold
             self._sock.close(0)
-            self._wake_reader.close()
-            self._wake_writer.close()
+            self._waker.close()
             return
         self._wake()
         self._thread.join(1.0)
@@ -82,7 +76,7 @@ class PullServer:
     def _serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._wake_reader, zmq.POLLIN)
+        poller.register(self._waker, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 ready = dict(poller.poll(1000))
@@ -95,20 +89,12 @@ class PullServer:
                     continue
                 if self._sock in ready:
                     self._on_requests()
-                if self._wake_reader.fileno() in ready:
-                    self._drain_wake()
+                if self._waker.fileno() in ready:
+                    self._waker.clear()
                 self._answer_pending()
         finally:
             self._sock.close(0)
-            self._wake_reader.close()
-            self._wake_writer.close()
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_reader.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
+            self._waker.close()
 
     def _on_requests(self) -> None:
         for _ in range(256):  # bounded: a flood cannot starve the answers

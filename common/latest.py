@@ -19,9 +19,7 @@ zmq.Poller.
 from __future__ import annotations
 
 import logging
-import os
 import select
-import socket
 import threading
 from collections.abc import Callable
 from typing import Literal, overload
@@ -29,50 +27,13 @@ from typing import Literal, overload
 import zmq
 
 from common.protocol import Frame, ProtocolError, decode
+from common.waker import Waker
 
 log = logging.getLogger("framebus.latest")
 
 READ_BATCH = 64  # messages read from one socket before the others get their turn
 MAX_KEYS = 64  # cameras kept apart on one listener; beyond, the oldest unread is dropped
 CLOSE_TIMEOUT_S = 5.0
-
-
-class _Flag:
-    """A file descriptor that is readable while set: an eventfd, or a socket pair elsewhere."""
-
-    def __init__(self) -> None:
-        if hasattr(os, "eventfd"):
-            self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._pair: tuple[socket.socket, socket.socket] | None = None
-        else:
-            self._pair = socket.socketpair()
-            self._pair[0].setblocking(False)
-            self._fd = self._pair[0].fileno()
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def set(self) -> None:
-        if self._pair is None:
-            os.eventfd_write(self._fd, 1)
-        else:
-            self._pair[1].send(b"\0")
-
-    def clear(self) -> None:
-        try:
-            if self._pair is None:
-                os.eventfd_read(self._fd)
-            else:
-                self._pair[0].recv(4096)
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        if self._pair is None:
-            os.close(self._fd)
-        else:
-            for end in self._pair:
-                end.close()
 
 
 class LatestSocket:
@@ -89,7 +50,7 @@ class LatestSocket:
         self._key = key
         self._lock = threading.Lock()
         self._newest: dict[object, zmq.Frame] = {}
-        self._ready = _Flag()  # set while a message waits
+        self._ready = Waker()  # readable while a message waits
         self._fd = self._ready.fileno()
         self._released = threading.Event()  # the pump closed the SUB socket
         self.closed = False  # asked to close (the pump may not have yet)
@@ -119,7 +80,7 @@ class LatestSocket:
                 if len(self._newest) > MAX_KEYS:
                     del self._newest[next(iter(self._newest))]
             if was_empty:
-                self._ready.set()
+                self._ready.wake()
 
     # ------------------------------------------------------------------ the reader's side
 
@@ -194,8 +155,7 @@ class _Pump:
         self._lock = threading.Lock()
         self._added: list[LatestSocket] = []
         self._removed: list[LatestSocket] = []
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
+        self._waker = Waker()  # a command is waiting
         self._thread: threading.Thread | None = None
 
     def add(self, owner: LatestSocket) -> None:
@@ -204,21 +164,21 @@ class _Pump:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="frame-pump", daemon=True)
                 self._thread.start()
-        self._wake_w.send(b"\0")
+        self._waker.wake()
 
     def remove(self, owner: LatestSocket) -> None:
         with self._lock:
             self._removed.append(owner)
-        self._wake_w.send(b"\0")
+        self._waker.wake()
 
     def _run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._waker, zmq.POLLIN)
         owners: dict[zmq.Socket, LatestSocket] = {}
         try:
             while True:
                 for item, _ in poller.poll():
-                    if item == self._wake_r.fileno():
+                    if item == self._waker.fileno():
                         self._commands(poller, owners)
                     elif (owner := owners.get(item)) is not None:
                         self._read(owner, poller, owners)
@@ -227,11 +187,7 @@ class _Pump:
             raise
 
     def _commands(self, poller: zmq.Poller, owners: dict[zmq.Socket, LatestSocket]) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
+        self._waker.clear()
         with self._lock:
             added, self._added = self._added, []
             removed, self._removed = self._removed, []

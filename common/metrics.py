@@ -12,8 +12,7 @@ from common.words import State
 
 log = logging.getLogger("framebus.metrics")
 
-# A camera's states as a metric label; "stale" is the worker's own (nothing arrived for a while).
-STATES = (*(state.value for state in State), "stale")
+STATES = tuple(state.value for state in State)  # a camera_state series each (a worker adds its own)
 METRICS_HELP = "serve Prometheus metrics: PORT (on 127.0.0.1) or HOST:PORT (0.0.0.0:PORT for other hosts); default: off"
 
 

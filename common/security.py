@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from common.keys import KeyPair, load_key_pair, read_allow_list
 from common.ratelimit import RateLimitedLog
 from common.redact import Public
 from common.threads import WatchedThread
+from common.waker import Waker
 
 log = logging.getLogger("framebus.security")
 _MONITOR_IDS = itertools.count()
@@ -107,7 +107,7 @@ class CurveServer:
         self._refused = RateLimitedLog(log, interval=10.0)
         self._reload_now = threading.Event()
         self._stop = threading.Event()
-        self._wake_r, self._wake_w = socket.socketpair()  # ends the watcher's poll at close()
+        self._waker = Waker()  # ends the watcher's poll at close()
         self._monitors: list[str] = []
         self._lock = threading.Lock()
         self.reload(initial=True)
@@ -187,7 +187,7 @@ class CurveServer:
     def _watch(self) -> None:
         self._changed()
         poller = zmq.Poller()
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._waker, zmq.POLLIN)
         monitors: dict[zmq.Socket, str] = {}
         try:
             self._watch_loop(poller, monitors)
@@ -243,11 +243,10 @@ class CurveServer:
 
     def close(self) -> None:
         self._stop.set()
-        self._wake_w.send(b"x")
+        self._waker.wake()
         self._thread.join(2 * WATCH_INTERVAL_S)
         self._auth.stop()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._waker.close()
 
 
 class RevocationCheck:

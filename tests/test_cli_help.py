@@ -12,7 +12,7 @@ import pytest
 from capture_node.cli import build_parser as capture_parser
 from common.keys_cli import build_parser as keys_parser
 from worker_node.cli import build_parser as worker_parser
-from worker_node.cli import clock_line
+from worker_node.describe import clock_line
 from worker_node.discovery import ClockOffset
 
 

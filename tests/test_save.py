@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import calendar
 import logging
+import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from common.jpeg import encode_bgr
 from common.protocol import Frame, FrameHeader, ProtocolError
+from tests.processes import Processes, wait_until
 from worker_node.save import SavePolicy, SaveSink, file_name
 
 # 2026-11-25 18:37:11 UTC
@@ -355,3 +358,16 @@ def test_retention_frees_space_on_a_small_disk(small_tmpfs: Path) -> None:
 def test_exactly_one_of_every_n_and_every_s(tmp_path: Path, policy: SavePolicy) -> None:
     with pytest.raises(ValueError, match="exactly one"):
         SaveSink(tmp_path / "out", policy)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_a_closed_terminal_stops_the_save_worker_cleanly(nodes: Processes, tmp_path: Path, sig: int) -> None:
+    """SIGHUP (the terminal it ran in closed) stops a worker like SIGTERM: it says what it saved
+    and exits 0, instead of dying on the spot."""
+    _, control = nodes.capture("--width", "160", "--height", "120", "--fps", "10")
+    worker = nodes.worker("save", "--node", control, "--out", str(tmp_path), "--every-n", "1")
+    worker.wait_for(r"camera cam1: subscribed", 30)
+    wait_until(lambda: list(tmp_path.glob("*.jpg")), 30, "a saved file")
+    worker.stop(sig, timeout=10)
+    assert worker.proc.returncode == 0, worker.output
+    assert re.search(r"INFO worker_node: saved \d+ files to ", worker.output), worker.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from common.protocol import Frame, FrameHeader
-from worker_node.web_feed import CameraFeed, CameraStats, FeedHub
+from worker_node.web_feed import CameraFeed, FeedHub, FeedSnapshot
 
 
 def frame(seq: int) -> Frame:
@@ -49,8 +49,8 @@ def test_many_clients_share_one_slot() -> None:
 def test_hub_keeps_stats_and_frames_per_camera() -> None:
     async def scenario() -> None:
         hub = FeedHub()
-        hub.update("cam1", CameraStats(state="streaming", fps=30.0, received=5), frame(4))
-        hub.update("cam2", CameraStats(state="stale", reason="nothing received for 3.0 s"), None)
+        hub.update("cam1", FeedSnapshot(state="streaming", fps=30.0, received=5), frame(4))
+        hub.update("cam2", FeedSnapshot(state="stale", reason="nothing received for 3.0 s"), None)
         one, two = hub.feeds["cam1"].status(), hub.feeds["cam2"].status()
         assert (one["state"], one["fps"], one["seq"], one["width"], one["clients"]) == ("streaming", 30.0, 4, 4, 0)
         assert (two["state"], two["seq"], two["age_ms"]) == ("stale", None, None)

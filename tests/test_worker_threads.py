@@ -133,7 +133,7 @@ def test_web_viewer_stops_with_one_line_when_its_receiving_thread_dies(nodes: Pr
     [
         ("save", "worker_node.save:SaveSink.offer"),
         ("top", "worker_node.receiver:FrameReceiver.poll"),
-        ("process", "worker_node.processing:FrameProcessor._handle"),
+        ("process", "worker_node.process:FrameProcessor._handle"),
     ],
 )
 def test_a_worker_stops_with_one_line_on_an_internal_error(

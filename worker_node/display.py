@@ -9,6 +9,7 @@ that send faster than the screen shows cost receive time only.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
 import logging
@@ -19,24 +20,24 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-import zmq
 
 from common import jpeg
+from common.cli_args import arg_type
 from common.protocol import Frame
 from common.ratelimit import RateLimitedLog
 from common.redact import redact
 from common.shutdown import ShutdownSignals
-from worker_node import mosaic
+from worker_node import flags, mosaic
 from worker_node.access import Access
 from worker_node.pixel_limit import PixelLimit
-from worker_node.receiver import FrameReceiver
+from worker_node.sink import Driver, ReceiveOptions, ReceiverView
 from worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.display")
 
 QUIT_KEYS = {ord("q"), ord("Q"), 27}  # q, Esc
 GUI_PUMP_S = 0.03  # HighGUI has no file descriptor to wait on: its events are pumped this often
-STATS_EVERY_S = 1.0
+LABELS_EVERY_S = 1.0  # labels redrawn (fps, the growing age of a stale camera) at least this often
 
 
 class DisplayUnavailableError(RuntimeError):
@@ -97,7 +98,9 @@ def check_display() -> None:
 
 
 class MosaicDisplay:
-    """The window and what is drawn in it; one thread (HighGUI is not thread-safe)."""
+    """The window and what is drawn in it: a sink (worker_node.sink) on the driver's thread
+    (HighGUI is not thread-safe). It ticks to pump HighGUI's events (it has no file descriptor
+    to wait on) and, when something changed, to draw, at most max_fps times a second."""
 
     def __init__(self, options: DisplayOptions) -> None:
         self.options = options
@@ -106,46 +109,51 @@ class MosaicDisplay:
         self._pixels = PixelLimit(options.max_pixels)
         self._bad = RateLimitedLog(log)
         self.renders = 0
+        self.done = False
+        self._dirty = False
+        self._started = time.monotonic()
+        self._next_labels = self._started + LABELS_EVERY_S
 
-    def run(self, receiver: FrameReceiver, signals: ShutdownSignals) -> None:
+    @property
+    def cadence(self) -> float:
+        return min(GUI_PUMP_S, 1.0 / self.options.max_fps) if self._dirty else GUI_PUMP_S
+
+    def start(self, receiver: ReceiverView) -> None:
         o = self.options
         cv2.namedWindow(o.title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no Qt toolbar
         cv2.imshow(o.title, mosaic.waiting_screen(o.width, o.height, f"waiting for cameras of {', '.join(o.nodes)}"))
         log.info("window %r open (%dx%d); q or Esc quits", o.title, o.width, o.height)
-        started = time.monotonic()
-        dirty, next_render, next_stats = False, 0.0, started + STATS_EVERY_S
-        try:
-            while not signals.requested:
-                now = time.monotonic()
-                wait = min(GUI_PUMP_S, max(0.0, next_render - now) if dirty else GUI_PUMP_S)
-                for sub, frame in receiver.poll(wait):
-                    self._latest[sub.name] = frame
-                    dirty = True
-                if time.monotonic() >= next_stats:
-                    for sub in receiver.subscriptions.values():
-                        sub.stats.roll_window()
-                    next_stats += STATS_EVERY_S
-                    dirty = True  # labels: fps, growing age of a stale camera
-                if dirty and time.monotonic() >= next_render and receiver.subscriptions:
-                    cv2.imshow(o.title, self.render(receiver))
-                    self.renders += 1
-                    dirty = False
-                    # Paced from the previous slot, not from now: drawing time must not lower the rate.
-                    next_render = max(next_render + 1.0 / o.max_fps, time.monotonic() - 0.5 / o.max_fps)
-                key = cv2.waitKey(1)
-                if key != -1 and key & 0xFF in QUIT_KEYS:
-                    log.info("quit key pressed")
-                    break
-                if cv2.getWindowProperty(o.title, cv2.WND_PROP_VISIBLE) < 1:
-                    log.info("window closed")
-                    break
-        finally:
-            cv2.destroyAllWindows()
-            cv2.waitKey(1)  # let HighGUI process the destroy before the process exits
-            elapsed = max(1e-9, time.monotonic() - started)
-            log.info("drew %d mosaics in %.1f s (%.1f per second)", self.renders, elapsed, self.renders / elapsed)
+        self._started = time.monotonic()
+        self._next_labels = self._started + LABELS_EVERY_S
 
-    def render(self, receiver: FrameReceiver) -> np.ndarray:
+    def on_frame(self, sub: Subscription, frame: Frame) -> None:
+        self._latest[sub.name] = frame
+        self._dirty = True
+
+    def on_tick(self, receiver: ReceiverView) -> None:
+        o = self.options
+        if time.monotonic() >= self._next_labels:
+            self._next_labels += LABELS_EVERY_S
+            self._dirty = True  # labels: fps, growing age of a stale camera
+        if self._dirty and receiver.subscriptions:
+            cv2.imshow(o.title, self.render(receiver))
+            self.renders += 1
+            self._dirty = False
+        key = cv2.waitKey(1)
+        if key != -1 and key & 0xFF in QUIT_KEYS:
+            log.info("quit key pressed")
+            self.done = True
+        elif cv2.getWindowProperty(o.title, cv2.WND_PROP_VISIBLE) < 1:
+            log.info("window closed")
+            self.done = True
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+        cv2.waitKey(1)  # let HighGUI process the destroy before the process exits
+        elapsed = max(1e-9, time.monotonic() - self._started)
+        log.info("drew %d mosaics in %.1f s (%.1f per second)", self.renders, elapsed, self.renders / elapsed)
+
+    def render(self, receiver: ReceiverView) -> np.ndarray:
         o = self.options
         names = sorted(receiver.subscriptions)
         layout = mosaic.grid(len(names), o.width, o.height)
@@ -169,7 +177,7 @@ class MosaicDisplay:
             tiles.append(tile)
         return mosaic.compose(layout, tiles, o.width, o.height)
 
-    def _tile(self, receiver: FrameReceiver, sub: Subscription, frame: Frame, size: tuple[int, int]) -> np.ndarray:
+    def _tile(self, receiver: ReceiverView, sub: Subscription, frame: Frame, size: tuple[int, int]) -> np.ndarray:
         """The frame as a tile; a blank one for a picture that is refused or does not decode."""
         info = receiver.camera_info.get(sub.name)
 
@@ -186,19 +194,53 @@ class MosaicDisplay:
             return mosaic.blank(*size)
 
 
-def run_display(options: DisplayOptions) -> int:
+# ---------------------------------------------------------------------------- `worker-node display`
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if (
+        not sep
+        or not width.isdigit()
+        or not height.isdigit()
+        or not (64 <= int(width) <= 8192 and 64 <= int(height) <= 8192)
+    ):
+        raise ValueError(f"{text!r} is not a size like 1280x720 (64 to 8192 pixels each way)")
+    return int(width), int(height)
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    display = sub.add_parser(
+        "display",
+        help="show cameras in a window (mosaic)",
+        description="One window with the newest frame of each camera; q or Esc quits. Needs a display "
+        "and the GUI build of OpenCV (opencv-python).",
+    )
+    flags.add_nodes(display)
+    display.add_argument(
+        "--size", type=arg_type(_size), default=(1280, 720), metavar="WxH", help="window size (default 1280x720)"
+    )
+    display.add_argument("--title", default="framebus", help="window title (default framebus)")
+    display.add_argument(
+        "--max-fps", type=arg_type(flags.positive_float), default=30.0, metavar="N", help="redraws per second at most"
+    )
+    flags.add_max_pixels(display)
+    display.set_defaults(func=main)
+    return display
+
+
+def main(args: argparse.Namespace) -> int:
+    access = flags.access(args)
+    width, height = args.size
+    options = DisplayOptions(
+        tuple(args.node), tuple(args.camera), width, height, args.title, args.max_fps, access, args.max_pixels
+    )
     try:
         check_display()
     except DisplayUnavailableError as exc:
         log.error("cannot show a window: %s", exc)
         return 2
-    signals = ShutdownSignals()
-    ctx = zmq.Context()
-    receiver = FrameReceiver(ctx, options.nodes, options.cameras, wake_fd=signals.fd, access=options.access)
-    try:
-        MosaicDisplay(options).run(receiver, signals)
-    finally:
-        receiver.close()
-        ctx.destroy(0)
-        signals.drain()
+    driver = Driver([MosaicDisplay(options)], ReceiveOptions(options.nodes, options.cameras, access=access))
+    flags.serve_metrics_of(args, driver)
+    driver.run(ShutdownSignals())
     return 0

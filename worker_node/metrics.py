@@ -1,36 +1,29 @@
 """Worker metrics: per camera frames received, frames skipped by conflation, frame age,
-malformed messages, stale time and status, read from the live receivers at scrape time."""
+malformed messages, stale time and state, read from the live subscriptions at scrape time.
+
+Registered explicitly by the command that serves them (register), as the capture node does:
+nothing is registered on import, and nothing here knows the receiver."""
 
 from __future__ import annotations
 
 import time
-import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from prometheus_client import Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from common.metrics import STATES
+from worker_node.stats import AGE_BUCKETS
+from worker_node.subscription import STALE, Subscription
 
-if TYPE_CHECKING:
-    from worker_node.receiver import FrameReceiver
-
-FRAME_AGE = Histogram(
-    "framebus_frame_age_seconds",
-    "Receive time minus capture time (clock skew between hosts shows here)",
-    ["camera"],
-    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
-)
-_receivers: weakref.WeakSet[FrameReceiver] = weakref.WeakSet()
-
-
-def track(receiver: FrameReceiver) -> None:
-    _receivers.add(receiver)
+WORKER_STATES = (*STATES, STALE)
 
 
 class WorkerCollector(Collector):
+    def __init__(self, subscriptions: Callable[[], Iterable[Subscription]]) -> None:
+        self._subscriptions = subscriptions
+
     def collect(self) -> Iterator[Any]:
         label = ["camera"]
         received = CounterMetricFamily("framebus_frames_received", "Frames received", labels=label)
@@ -46,19 +39,33 @@ class WorkerCollector(Collector):
         state = GaugeMetricFamily(
             "framebus_camera_state", "1 for the camera's current state", labels=["camera", "state"]
         )
+        age = HistogramMetricFamily(
+            "framebus_frame_age_seconds",
+            "Receive time minus capture time (clock skew between hosts shows here)",
+            labels=label,
+        )
         now = time.monotonic()
-        for receiver in list(_receivers):
-            for sub in list(receiver.subscriptions.values()):
-                s, name = sub.stats, sub.name
-                received.add_metric([name], s.received)
-                skipped.add_metric([name], s.dropped)
-                malformed.add_metric([name], s.malformed)
-                restarts.add_metric([name], s.restarts)
-                stale.add_metric([name], s.stale_total + (now - s.stale_since if s.stale_since else 0.0))
-                fps.add_metric([name], s.fps)
-                for value in STATES:
-                    state.add_metric([name, value], 1.0 if sub.status.state == value else 0.0)
-        yield from (received, skipped, malformed, restarts, stale, fps, state)
+        for sub in list(self._subscriptions()):
+            s, name = sub.stats, sub.name
+            received.add_metric([name], s.received)
+            skipped.add_metric([name], s.dropped)
+            malformed.add_metric([name], s.malformed)
+            restarts.add_metric([name], s.restarts)
+            stale.add_metric([name], s.stale_seconds(now))
+            fps.add_metric([name], s.fps)
+            for value in WORKER_STATES:
+                state.add_metric([name, value], 1.0 if sub.status.state == value else 0.0)
+            counts = list(s.age_counts)  # read once: the receiving thread goes on counting
+            cumulative, buckets = 0, []
+            for bound, count in zip((*(str(b) for b in AGE_BUCKETS), "+Inf"), counts, strict=True):
+                cumulative += count
+                buckets.append((bound, float(cumulative)))
+            age.add_metric([name], buckets, s.age_sum)
+        yield from (received, skipped, malformed, restarts, stale, fps, state, age)
 
 
-REGISTRY.register(WorkerCollector())
+def register(subscriptions: Callable[[], Iterable[Subscription]]) -> WorkerCollector:
+    """Serve the metrics of what `subscriptions()` returns at each scrape (once per process)."""
+    collector = WorkerCollector(subscriptions)
+    REGISTRY.register(collector)
+    return collector

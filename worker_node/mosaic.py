@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from common import jpeg
+from common.words import State
 
 BACKGROUND = (24, 24, 24)
 LABEL_BAR = (0, 0, 0)
@@ -112,7 +113,7 @@ def label(tile: np.ndarray, info: TileInfo) -> None:
     scale = max(0.35, min(0.6, w / 900))
     thick = 1
     bar_h = int(26 * scale / 0.5)
-    alert = info.state != "streaming"
+    alert = info.state != State.STREAMING
     if alert:
         tile[:] = (tile * 0.45).astype(np.uint8)
     cv2.rectangle(tile, (0, 0), (w - 1, bar_h), LABEL_BAR, -1)

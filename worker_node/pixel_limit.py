@@ -17,7 +17,7 @@ import numpy as np
 from common import jpeg
 from common.protocol import CameraInfo
 from common.ratelimit import RateLimitedLog
-from worker_node.stats import CameraStats
+from worker_node.stats import ReceiveStats
 
 log = logging.getLogger("worker_node.pixels")
 
@@ -58,7 +58,7 @@ class PixelLimit:
         return FALLBACK_PIXELS
 
     def decode_bgr(
-        self, camera: str, data: bytes | memoryview, info: CameraInfo | None, stats: CameraStats
+        self, camera: str, data: bytes | memoryview, info: CameraInfo | None, stats: ReceiveStats
     ) -> np.ndarray:
         """Decode, or raise JpegError (a refusal is counted in `stats` and logged here)."""
         limit = self.for_camera(info)
@@ -69,7 +69,7 @@ class PixelLimit:
             raise
 
     def decode_reduced(
-        self, camera: str, data: bytes | memoryview, factor: int, info: CameraInfo | None, stats: CameraStats
+        self, camera: str, data: bytes | memoryview, factor: int, info: CameraInfo | None, stats: ReceiveStats
     ) -> np.ndarray:
         try:
             return jpeg.decode_reduced(data, factor, self.for_camera(info))
@@ -77,7 +77,7 @@ class PixelLimit:
             self.refused(camera, exc, stats)
             raise
 
-    def refused(self, camera: str, exc: jpeg.JpegTooLargeError, stats: CameraStats) -> None:
+    def refused(self, camera: str, exc: jpeg.JpegTooLargeError, stats: ReceiveStats) -> None:
         stats.too_large += 1
         why = "--max-pixels" if self.explicit else "its described size with a margin; --max-pixels to change"
         _refusals.warning(

@@ -1,175 +1,366 @@
-"""User handlers for `worker-node process`: loading `pkg.mod:name`, calling, and normalising
-what they return.
+"""Run a user function on the newest frame of cameras and republish what it makes.
 
-A handler is called as ``handler(image, header)`` with the newest decoded BGR frame and its
-wire header (camera, seq, capture_ns, width, height, meta) and may return:
+    from worker_node import process
 
-- ``None``: nothing to report (the source frame is republished as is, for chaining);
-- a ``dict``: results, logged and published as the derived frame's metadata;
-- a ``numpy.ndarray``: an output frame, published on the derived stream;
-- a tuple ``(frame, results)`` with either part ``None``.
+    def count_bright(image, header):
+        return {"bright": int((image > 200).sum())}
 
-If `pkg.mod:name` names a class, one instance is made per camera (a handler with state, like
-motion detection, must not mix cameras); anything else callable is used as is.
+    process.run(count_bright, node="tcp://edge1:5555", camera="cam1")
+
+The handler always gets the newest frame: frames are received on conflated sockets and read
+only when the handler is free, so a slow handler lowers the output rate, never builds a
+backlog. Its output (a frame and/or a dict of results) goes out as the derived stream
+`<camera>/<suffix>` (default `cam1/annotated`) on this worker's own PUB socket, with a describe
+endpoint (`control`) like a capture node's. A handler that raises is logged with its traceback
+(rate-limited) and the next frame is handled as usual.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import os
-import sys
-import traceback
-from collections.abc import Callable, Mapping
+import argparse
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
-import msgpack
-import numpy as np
+import zmq
 
-from common.fields import MAX_META_DEPTH
-from common.protocol import FrameHeader
+from common import jpeg, threads
+from common.cli_args import endpoint_arg
+from common.endpoint import parse_endpoint
+from common.logs import setup_logging
+from common.protocol import CameraInfo, Frame, validate_camera_id
+from common.ratelimit import RateLimitedLog
+from common.security import CurveFiles, CurveServer, check_exposure
+from common.shutdown import ShutdownSignals
+from worker_node import flags
+from worker_node.access import Access
+from worker_node.handler import (
+    Handler,
+    HandlerError,
+    HandlerFactory,
+    as_factory,
+    load_handler,
+    normalise,
+    results_meta,
+)
+from worker_node.pixel_limit import PixelLimit
+from worker_node.republish import DEFAULT_CONTROL, DerivedStreams
+from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
+from worker_node.subscription import Subscription
 
-Handler = Callable[[np.ndarray, FrameHeader], object]
-HandlerFactory = Callable[[], Handler]
-MAX_RESULTS_BYTES = 48 * 1024  # the whole frame header must stay under the protocol's 64 KiB
+log = logging.getLogger("worker_node.processing")  # the name scripts and docs know
+command_log = logging.getLogger("worker_node")  # what the command itself says, under the name it always had
 
-
-class HandlerError(ValueError):
-    """A handler spec that does not load, or a return value that is not one of the accepted shapes."""
+TRACEBACK_EVERY_S = 5.0
+HOUSEKEEPING_S = 0.5
 
 
 @dataclass(frozen=True)
-class HandlerOutput:
-    image: np.ndarray | None = None
-    results: Mapping[str, Any] = field(default_factory=dict)
+class ProcessOptions:
+    nodes: tuple[str, ...]
+    cameras: tuple[str, ...]
+    control: str = DEFAULT_CONTROL  # describe endpoint of the derived streams; tcp://host:* for any port
+    suffix: str = "annotated"  # derived stream id: <camera>/<suffix>
+    quality: int = 80  # JPEG quality of output frames
+    name: str = "process-worker"
+    log_every_s: float = 1.0  # results are logged at most this often per camera
+    access: Access = field(default_factory=Access)  # how to reach the nodes read from
+    curve: CurveFiles | None = None  # keys for the derived streams this worker serves
+    insecure: bool = False  # without curve, allow serving on addresses other hosts can reach
+    max_pixels: int | None = None  # pictures decoded at most; None: each camera's described size (pixel_limit)
+
+    def __post_init__(self) -> None:
+        """Raises ValueError (EndpointError, ExposureError) naming the value that is wrong."""
+        if not self.nodes:
+            raise ValueError("give at least one node endpoint")
+        for node in self.nodes:
+            parse_endpoint(node, "node")
+        if not self.cameras:
+            raise ValueError("give at least one camera id")
+        for camera in self.cameras:
+            try:
+                validate_camera_id(f"{camera}/{self.suffix}")
+            except ValueError as exc:  # name the setting: the user typed the suffix, not this id
+                raise ValueError(f"suffix {self.suffix!r}: the output stream id is wrong: {exc}") from None
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
+        control = parse_endpoint(self.control, "control", bind=True, schemes=("tcp", "ipc", "inproc"))
+        fix = "Give --key and --allow"
+        if check_exposure("control", control, secured=self.curve is not None, insecure=self.insecure, fix=fix):
+            log.warning("INSECURE: control %s: no CURVE keys; derived streams go out in plaintext to anyone", control)
 
 
-def load_handler(spec: str) -> HandlerFactory:
-    """'package.module:name' -> a factory giving one handler per camera."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise HandlerError(f"handler {spec!r} must look like package.module:function")
-    if module_name.endswith(".py") or "/" in module_name:
-        name = os.path.splitext(os.path.basename(module_name))[0]
-        raise HandlerError(
-            f"handler {spec!r}: give a module name, not a file: --handler {name}:{attr} "
-            "(run from its directory, or add that directory to PYTHONPATH)"
+class FrameProcessor:
+    """Handles the newest frame of each camera in turn and publishes what the handler makes: a
+    sink (worker_node.sink) that ticks at once while frames wait. `stop()` (or SIGINT/SIGTERM
+    via run()) ends it. `factory` makes one handler per camera: see handler.as_factory /
+    handler.load_handler."""
+
+    done = False
+
+    def __init__(self, factory: HandlerFactory, options: ProcessOptions) -> None:
+        self.options = options
+        self._factory = factory
+        self._spare: Handler | None = self._factory()  # fail now, not on the first frame
+        self._handlers: dict[str, Handler] = {}
+        self._ctx = zmq.Context()  # the derived streams'; the driver has its own for receiving
+        self._security: CurveServer | None = None
+        try:  # a port taken must not leave the key watcher's thread or sockets behind
+            self._security = options.curve.server(self._ctx) if options.curve else None
+            self.streams = DerivedStreams(self._ctx, options.control, options.name, self._security)
+        except BaseException:
+            self._close_resources()
+            raise
+        self.endpoint = self.streams.endpoint
+        try:
+            for camera in options.cameras:  # described (as connecting) before the first frame
+                self.streams.stream(self._derived(camera))
+        except BaseException:
+            self.streams.close()
+            self._close_resources()
+            raise
+        self._last_traceback: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._last_results_log: dict[str, float] = {}
+        self._log = RateLimitedLog(log)
+        self._pixels = PixelLimit(options.max_pixels)
+        self._camera_info: Mapping[str, CameraInfo] = {}  # the receiver's: what each camera described
+        # The newest unhandled frame per camera, oldest-served camera first: with several cameras
+        # and a slow handler, each camera's frame is refreshed right before it is handled.
+        self._pending: dict[str, tuple[Subscription, Frame]] = {}
+        self.handled = 0
+        self.failed = 0
+        receive = ReceiveOptions(options.nodes, options.cameras, access=options.access)
+        self.driver = Driver([self, _UpstreamStatus(self)], receive)
+
+    def stop(self) -> None:
+        """From any thread."""
+        self.driver.stop()
+
+    def run(self, signals: ShutdownSignals | None = None) -> None:
+        """Until stop(), or SIGINT/SIGTERM when `signals` are given."""
+        self.driver.run(signals)
+
+    # ------------------------------------------------------------------ the sink
+
+    @property
+    def cadence(self) -> float:
+        return 0.0 if self._pending else math.inf
+
+    def start(self, receiver: ReceiverView) -> None:
+        self._camera_info = receiver.camera_info
+        log.info("control endpoint %s", self.endpoint)
+
+    def on_frame(self, sub: Subscription, frame: Frame) -> None:
+        self._pending[sub.name] = (sub, frame)  # a newer frame keeps its camera's place in the turn
+
+    def on_tick(self, receiver: ReceiverView) -> None:
+        if self._pending:
+            self._handle(*self._pending.pop(next(iter(self._pending))))
+
+    def close(self) -> None:
+        self.streams.close()
+        self._close_resources()
+        log.info("handled %d frames (%d raised)", self.handled, self.failed)
+
+    def _close_resources(self) -> None:
+        if self._security is not None:
+            self._security.close()
+        self._ctx.destroy(0)
+
+    def send_status(self, sub: Subscription) -> None:
+        self.streams.send_status(self._derived(sub.name), sub.status)
+
+    def _derived(self, camera: str) -> str:
+        return f"{camera}/{self.options.suffix}"
+
+    def _handler_for(self, camera: str) -> Handler:
+        handler = self._handlers.get(camera)
+        if handler is None:
+            handler, self._spare = (self._spare or self._factory()), None
+            self._handlers[camera] = handler
+        return handler
+
+    def _handle(self, sub: Subscription, frame: Frame) -> None:
+        camera = sub.name
+        try:
+            image = self._pixels.decode_bgr(camera, frame.jpeg, self._camera_info.get(camera), sub.stats)
+        except jpeg.JpegTooLargeError:
+            return  # counted and logged
+        except jpeg.JpegError as exc:
+            self._log.warning(f"decode-{camera}", "camera %s: %s; frame skipped", camera, exc)
+            return
+        started = time.monotonic()
+        try:
+            output = normalise(self._handler_for(camera)(image, frame.header))
+        except Exception:  # the user's code: report it and go on with the next frame
+            self.failed += 1
+            self._report_failure(camera, frame.header.seq)
+            return
+        self.handled += 1
+        meta: dict[str, object] = {
+            "source": {"camera": camera, "seq": frame.header.seq},
+            "handler_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+        if output.results:
+            try:
+                meta["results"] = results_meta(output.results)
+            except HandlerError as exc:
+                self._log.warning(f"results-{camera}", "camera %s: %s", camera, exc)
+            self._log_results(camera, frame.header.seq, meta.get("results"))
+        if output.image is None:
+            data: bytes | memoryview = frame.jpeg  # the source JPEG as is: no re-encode
+            size = (frame.header.width, frame.header.height)
+        else:
+            data = jpeg.encode_bgr(output.image, self.options.quality)
+            size = (output.image.shape[1], output.image.shape[0])
+        self.streams.publish(self._derived(camera), frame.header, data, size, meta)
+
+    def _report_failure(self, camera: str, seq: int) -> None:
+        """The traceback at most every TRACEBACK_EVERY_S per camera, with a count of the others."""
+        now = time.monotonic()
+        if now - self._last_traceback.get(camera, -TRACEBACK_EVERY_S) < TRACEBACK_EVERY_S:
+            self._suppressed[camera] = self._suppressed.get(camera, 0) + 1
+            return
+        self._last_traceback[camera] = now
+        others = self._suppressed.pop(camera, 0)
+        more = f" ({others} more failures since the last report)" if others else ""
+        log.exception("camera %s: handler raised on frame %d; going on with the next frame%s", camera, seq, more)
+
+    def _log_results(self, camera: str, seq: int, results: object) -> None:
+        now = time.monotonic()
+        if now - self._last_results_log.get(camera, -self.options.log_every_s) >= self.options.log_every_s:
+            self._last_results_log[camera] = now
+            log.info("camera %s: frame %d results %s", camera, seq, results)
+
+
+class _UpstreamStatus(BaseSink):
+    """Each derived stream tells the state of its source camera (a sink that only ticks)."""
+
+    cadence = HOUSEKEEPING_S
+
+    def __init__(self, processor: FrameProcessor) -> None:
+        self._processor = processor
+
+    def on_tick(self, receiver: ReceiverView) -> None:
+        for sub in receiver.subscriptions.values():
+            self._processor.send_status(sub)
+
+
+def run(
+    handler: Handler | type,
+    node: str | Sequence[str],
+    camera: str | Sequence[str],
+    control: str = DEFAULT_CONTROL,
+    suffix: str = "annotated",
+    quality: int = 80,
+    key: str | Path | None = None,
+    server_key: str | Path | None = None,
+    allow: str | Path | None = None,
+    insecure: bool = False,
+    follow_hosts: Sequence[str] = (),
+    max_pixels: int | None = None,
+) -> None:
+    """Process until SIGINT/SIGTERM (call from the main thread). `handler` is a function
+    ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera).
+    `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too;
+    `follow_hosts` are hosts besides each node's own that its described streams may be on.
+    `max_pixels`: pictures above it are refused before decoding (default: each camera's
+    described size with a margin, see worker_node.pixel_limit). A wrong value raises ValueError
+    naming it. Results and problems are logged: to stderr in the nodes' format, unless the
+    application configured logging itself (then its configuration is left as it is)."""
+    if not logging.getLogger().handlers:  # a script's one-liner would otherwise print nothing
+        setup_logging()
+    if allow and not key:
+        raise ValueError("allow needs key: the derived streams are served with this worker's key pair")
+    nodes = (node,) if isinstance(node, str) else tuple(node)
+    options = ProcessOptions(
+        nodes=nodes,
+        cameras=(camera,) if isinstance(camera, str) else tuple(camera),
+        control=control,
+        suffix=suffix,
+        quality=quality,
+        access=Access.from_files(key, [server_key] if server_key else [], nodes, follow_hosts=follow_hosts),
+        curve=CurveFiles(Path(key), Path(allow)) if key and allow else None,
+        insecure=insecure,
+        max_pixels=max_pixels,
+    )
+    signals = ShutdownSignals()
+    processor = FrameProcessor(as_factory(handler, getattr(handler, "__name__", "handler")), options)
+    processor.run(signals)
+    signals.drain()
+    failed = threads.failure()
+    if failed:
+        raise RuntimeError(f"processing stopped because {failed}")
+
+
+# ---------------------------------------------------------------------------- `worker-node process`
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    proc = sub.add_parser(
+        "process",
+        help="run a function on the newest frames and republish",
+        description="Call HANDLER(image, header) with the newest decoded frame of each camera; its results are "
+        "logged and published as metadata, its output frames as the stream <camera>/<suffix>.",
+    )
+    flags.add_nodes(proc, camera_required=True)
+    proc.add_argument(
+        "--handler", required=True, metavar="MODULE:NAME", help="e.g. worker_node.handlers.motion:MotionDetector"
+    )
+    proc.add_argument(
+        "--control", type=endpoint_arg(bind=True), default=DEFAULT_CONTROL, metavar="ENDPOINT",
+        help=f"describe endpoint of the derived streams (default {DEFAULT_CONTROL}; tcp://127.0.0.1:* for any port)",
+    )  # fmt: skip
+    proc.add_argument(
+        "--suffix", default="annotated", help="derived stream id is <camera>/<suffix> (default annotated)"
+    )
+    proc.add_argument("--quality", type=int, default=80, help="JPEG quality of output frames (default 80)")
+    proc.add_argument("--name", default="process-worker", help="node name shown to workers")
+    proc.add_argument(
+        "--allow", type=Path, help="with --key: serve the derived streams only to the workers whose keys are here"
+    )
+    proc.add_argument(
+        "--insecure",
+        action="store_true",
+        help="without --key/--allow, allow a --control address other hosts can reach (plaintext)",
+    )
+    flags.add_max_pixels(proc)
+    proc.set_defaults(func=main)
+    return proc
+
+
+def main(args: argparse.Namespace) -> int:
+    access = flags.access(args)
+    try:
+        if args.allow and not args.key:
+            raise ValueError("--allow needs --key: the derived streams are served with this worker's key pair")
+        options = ProcessOptions(
+            tuple(args.node),
+            tuple(args.camera),
+            args.control,
+            args.suffix,
+            args.quality,
+            args.name,
+            access=access,
+            curve=CurveFiles(args.key, args.allow) if args.allow else None,
+            insecure=args.insecure,
+            max_pixels=args.max_pixels,
         )
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        # As `python -m` does: the `worker-node` script alone would not find ./myhandlers.py.
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerError(f"handler {spec!r}: cannot import {module_name}: {exc}") from None
-    except Exception as exc:  # SyntaxError, or anything the module raises while it loads: the user's to fix
-        raise HandlerError(f"handler {spec!r}: importing {module_name} failed: {_where(exc)}") from None
-    target: object = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise HandlerError(f"handler {spec!r}: {module_name} has no attribute {attr!r}")
-        target = getattr(target, part)
-    return as_factory(target, f"handler {spec!r}")
-
-
-def _where(exc: BaseException) -> str:
-    """`SyntaxError: expected ':' (myh.py, line 1)`: what went wrong and where, in one line."""
-    if isinstance(exc, SyntaxError):
-        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
-    frames = traceback.extract_tb(exc.__traceback__)
-    place = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{place}"
-
-
-def as_factory(target: object, name: str = "handler") -> HandlerFactory:
-    """A class gives a fresh instance per camera; a function (or callable object) is shared."""
-    if isinstance(target, type):
-        cls = target
-
-        def make() -> Handler:
-            instance = cls()
-            if not callable(instance):
-                raise HandlerError(f"{name}: instances of {cls.__name__} are not callable (define __call__)")
-            _check_arguments(instance, f"{name}: {cls.__name__}.__call__")
-            return instance  # type: ignore[no-any-return]
-
-        return make
-    if not callable(target):
-        raise HandlerError(f"{name} is a {type(target).__name__}, not a function or class")
-    _check_arguments(target, name)
-    function: Handler = target  # type: ignore[assignment]
-    return lambda: function
-
-
-def _check_arguments(handler: object, name: str) -> None:
-    """At start, not as a traceback on every frame: a handler is called as handler(image, header)."""
-    try:
-        signature = inspect.signature(handler)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return  # no signature to read (some builtins): the first call will tell
-    try:
-        signature.bind(None, None)
-    except TypeError:
-        raise HandlerError(f"{name} must take two arguments, (image, header); it takes {signature}") from None
-
-
-def normalise(value: object) -> HandlerOutput:
-    """What a handler returned -> image and results; HandlerError for anything else."""
-    if value is None:
-        return HandlerOutput()
-    if isinstance(value, np.ndarray):
-        return HandlerOutput(image=_checked_image(value))
-    if isinstance(value, Mapping):
-        return HandlerOutput(results=value)
-    if isinstance(value, tuple) and len(value) == 2:
-        image, results = value
-        if image is not None and not isinstance(image, np.ndarray):
-            raise HandlerError(
-                f"the first item of the returned tuple must be a frame or None, got {type(image).__name__}"
-            )
-        if results is not None and not isinstance(results, Mapping):
-            raise HandlerError(
-                f"the second item of the returned tuple must be a dict or None, got {type(results).__name__}"
-            )
-        return HandlerOutput(_checked_image(image) if image is not None else None, results or {})
-    raise HandlerError(f"a handler may return None, a dict, a frame or (frame, dict); got {type(value).__name__}")
-
-
-def _checked_image(image: np.ndarray) -> np.ndarray:
-    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
-        raise HandlerError(
-            f"an output frame must be uint8 BGR (h, w, 3) or grey (h, w); got {image.dtype} {image.shape}"
-        )
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    return image
-
-
-def plain(value: object, depth: int = 0) -> object:
-    """Results as msgpack-able plain data: NumPy scalars and arrays become numbers and lists.
-    Depth is bounded (the wire allows MAX_META_DEPTH levels of metadata): a handler's deeply
-    nested or self-referencing results are its error, never a RecursionError of the worker."""
-    if depth > MAX_META_DEPTH:
-        raise HandlerError(f"results nest deeper than {MAX_META_DEPTH} levels (or contain themselves)")
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): plain(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v, depth + 1) for v in value]
-    return value
-
-
-def results_meta(results: Mapping[str, Any]) -> dict[str, Any]:
-    """Checked to pack and to fit in a frame header; HandlerError says why not."""
-    data = plain(results)
-    try:
-        packed = msgpack.packb(data, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise HandlerError(f"results cannot be published: {exc}") from None
-    if len(packed) > MAX_RESULTS_BYTES:
-        raise HandlerError(f"results of {len(packed)} bytes exceed {MAX_RESULTS_BYTES} (publish a summary)")
-    return data  # type: ignore[return-value]
+        factory = load_handler(args.handler)
+        processor = FrameProcessor(factory, options)
+    except (ValueError, HandlerError) as exc:
+        command_log.error("%s", exc)
+        return 2
+    except zmq.ZMQError as exc:
+        command_log.error("--control: %s", exc)
+        return 2
+    except Exception:
+        command_log.exception("handler %s failed to start", args.handler)
+        return 2
+    flags.serve_metrics_of(args, processor.driver)
+    processor.run(ShutdownSignals())
+    return 0

@@ -17,18 +17,16 @@ import zmq
 from common.latest import LatestSocket
 from common.protocol import CameraInfo, Frame
 from common.ratelimit import LogBudget, RateLimitedLog
-from worker_node import metrics
+from common.words import Delivery
 from worker_node.access import Access
 from worker_node.discovery import ClockOffset
 from worker_node.follow import FollowPolicy
-from worker_node.metrics import FRAME_AGE
 from worker_node.node_control import NodeControl, NodeHealth
-from worker_node.subscription import STALE_AFTER_S, Subscription
+from worker_node.subscription import STALE, STALE_AFTER_S, Subscription
 
 log = logging.getLogger("worker_node.receiver")
 
 REDISCOVER_S = 2.0
-MAX_READS_PER_STREAM = 64  # messages read from one camera's socket per poll
 FOLLOWS_PER_POLL = 16  # described cameras subscribed to (or checked) per poll
 # A stream still silent this long after its node answers again is made anew (libzmq gave up on
 # it: a key refused, yet). Sooner would cut a connection that is being made again anyway.
@@ -43,7 +41,6 @@ class FrameReceiver:
         ctx: zmq.Context,
         nodes: Sequence[str],
         cameras: Collection[str] = (),
-        wake_fd: int | None = None,
         stale_after_s: float = STALE_AFTER_S,
         pull: bool = False,
         listen: Sequence[str] = (),
@@ -66,9 +63,6 @@ class FrameReceiver:
         self._links: dict[zmq.Socket, Subscription] = {}  # link monitors of pull subscriptions
         for node in nodes:
             self._add_node(NodeControl(ctx, node, self._access.client(node)))
-        if wake_fd is not None:
-            self._poller.register(wake_fd, zmq.POLLIN)
-        metrics.track(self)
         for endpoint in listen:  # capture nodes behind NAT connect to these
             security, limit = self._access.client(), self._access.max_message_bytes
             self._add(Subscription(ctx, endpoint, listen=True, security=security, max_message_bytes=limit))
@@ -113,7 +107,7 @@ class FrameReceiver:
                 if control.node in self.nodes:  # not removed by a reply handled before
                     self._on_replies(control)
             elif (sub := self._by_socket.get(sock)) is not None:
-                frames.extend((sub, frame) for frame in self._drain(sub))
+                frames.extend((sub, frame) for frame in sub.pending())
             elif (linked := self._links.get(sock)) is not None:
                 linked.on_link_events()
         self._mark_stale()
@@ -124,21 +118,6 @@ class FrameReceiver:
     def node_health(self) -> list[NodeHealth]:
         """Every node asked, answering or not (and why not): for `web` and `top`."""
         return [control.health() for control in self.nodes.values()]
-
-    def _drain(self, sub: Subscription) -> list[Frame]:
-        """Everything pending on a conflated stream: its newest frame, or a listener's newest
-        frame of each camera (capture nodes behind NAT share one listening socket); the next
-        frame of an every-frame stream."""
-        newest: dict[str, Frame] = {}
-        for _ in range(MAX_READS_PER_STREAM):  # bounded: a flooding peer cannot starve the other cameras
-            if not sub.socket.poll(0, zmq.POLLIN):
-                break
-            frame = sub.receive()
-            if frame is not None:
-                newest[frame.header.camera if sub.listen else ""] = frame
-                if sub.every_frame:
-                    break
-        return list(newest.values())
 
     def _ask_nodes(self) -> None:
         for control in list(self.nodes.values()):
@@ -228,12 +207,12 @@ class FrameReceiver:
         """Subscribe to a described camera, or keep (and if silent, reopen) the subscription."""
         pull = self._pull and bool(cam.pull_endpoint)
         endpoint = cam.pull_endpoint if pull else cam.endpoint
-        every_frame = cam.delivery == "every-frame"
+        every_frame = cam.delivery == Delivery.EVERY_FRAME
         current = self.subscriptions.get(cam.camera)
         if current and current.endpoint == endpoint and current.every_frame == (every_frame and not pull):
             self.camera_info[cam.camera] = cam
             if (
-                current.status.state == "stale"
+                current.status.state == STALE
                 and self._answering_for(node) >= REOPEN_AFTER_S
                 and self._policy.may_reopen(node)  # rationed, from a budget of its own
             ):
@@ -266,7 +245,6 @@ class FrameReceiver:
         sub = self.subscriptions.get(camera)
         if sub is not None:
             self._remove(sub)
-            FRAME_AGE.remove(camera)  # a label per camera ever seen would grow without bound
         self._owner.pop(camera, None)
         self.camera_info.pop(camera, None)
 

@@ -23,6 +23,7 @@ import zmq
 from common import jpeg
 from common.endpoint import EndpointError, parse_endpoint, parse_host
 from common.protocol import CameraInfo, Frame, FrameHeader
+from common.words import Delivery, State
 from worker_node.access import Access
 from worker_node.discovery import DiscoveryError, describe
 from worker_node.follow import FollowPolicy
@@ -30,7 +31,6 @@ from worker_node.pixel_limit import PixelLimit
 from worker_node.subscription import STALE_AFTER_S, CameraStatus, Subscription
 
 log = logging.getLogger("worker_node.remote_capture")
-MAX_READS_PER_GRAB = 64
 
 
 class RemoteCapture:
@@ -87,7 +87,7 @@ class RemoteCapture:
                 known = ", ".join(c.camera for c in reply.cameras) or "none"
                 self._fail(f"node {source} has no camera {camera!r} (it has: {known})")
                 return
-            endpoint, every_frame = match[0].endpoint, match[0].delivery == "every-frame"
+            endpoint, every_frame = match[0].endpoint, match[0].delivery == Delivery.EVERY_FRAME
             self._info = match[0]
             self._described_fps = match[0].fps
             if pull and not match[0].pull_endpoint:
@@ -124,7 +124,7 @@ class RemoteCapture:
             poller.register(sub.link_socket, zmq.POLLIN)
         deadline = time.monotonic() + self.timeout
         while True:
-            frame = self._newest()
+            frame = sub.newest()
             if frame is not None:
                 self._pending = frame
                 self.last = frame.header
@@ -141,19 +141,6 @@ class RemoteCapture:
             if not ready and time.monotonic() >= deadline:
                 self._no_frame_yet()
                 return False
-
-    def _newest(self) -> Frame | None:
-        """The newest of the pending messages, at most MAX_READS_PER_GRAB of them (a stream
-        flooded with statuses cannot keep grab() from returning); the next one of an every-frame stream."""
-        assert self._sub is not None
-        frame = None
-        for _ in range(MAX_READS_PER_GRAB):
-            if not self._sub.socket.poll(0, zmq.POLLIN):
-                break
-            frame = self._sub.receive() or frame
-            if frame is not None and self._sub.every_frame:
-                break
-        return frame
 
     def _no_frame_yet(self) -> None:
         """A frame endpoint that never sent a frame is most often a node's describe endpoint
@@ -200,7 +187,7 @@ class RemoteCapture:
     @property
     def status(self) -> CameraStatus:
         if self._sub is None:
-            return CameraStatus("source-error", self.error)
+            return CameraStatus(State.SOURCE_ERROR, self.error)
         self._sub.mark_stale_if_silent(STALE_AFTER_S)
         return self._sub.status
 

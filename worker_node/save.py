@@ -7,6 +7,7 @@ time and carry the camera id and the frame's sequence number.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import hashlib
 import logging
@@ -18,10 +19,22 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.bind_error import BindError
+from common.cli_args import arg_type
+from common.endpoint import EndpointError, parse_endpoint
 from common.protocol import Frame, validate_camera_id
 from common.ratelimit import RateLimitedLog
+from common.security import ExposureError, check_exposure
+from common.shutdown import ShutdownSignals
+from common.units import parse_duration, parse_size
+from worker_node import flags
+from worker_node.access import Access
+from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
+from worker_node.status_line import StatusLine
+from worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.save")
+command_log = logging.getLogger("worker_node")  # what the command itself says, under the name it always had
 
 # What file_name() produces: retention must never delete anybody else's *_*_*.jpg. The
 # sequence number is padded to 12 digits and may have up to 20 (it is a u64 on the wire).
@@ -95,8 +108,11 @@ def file_name(frame: Frame) -> str:
     return f"{stamp}_{camera}_{h.seq:012d}.jpg"
 
 
-class SaveSink:
-    def __init__(self, out: Path, policy: SavePolicy) -> None:
+class SaveSink(BaseSink):
+    """Writes the frames that are due; a sink (worker_node.sink) that never ticks. `stop_after`
+    files saved (0: no limit) ends the run."""
+
+    def __init__(self, out: Path, policy: SavePolicy, stop_after: int = 0) -> None:
         if not (policy.every_n > 0) ^ (policy.every_s > 0):
             raise ValueError("choose exactly one of every_n and every_s")
         self._out = out
@@ -109,6 +125,28 @@ class SaveSink:
         self._saved: deque[tuple[Path, int]] = deque(self._existing())
         self._bytes = sum(size for _, size in self._saved)
         self.count = 0
+        self._stop_after = stop_after
+
+    @property
+    def done(self) -> bool:
+        return bool(self._stop_after) and self.count >= self._stop_after
+
+    def start(self, receiver: ReceiverView) -> None:
+        p = self._policy
+        command_log.info(
+            "saving to %s (%s)", self._out, f"every {p.every_n} frames" if p.every_n else f"every {p.every_s:g} s"
+        )
+
+    def on_frame(self, sub: Subscription, frame: Frame) -> None:
+        self.offer(frame)
+
+    def close(self) -> None:
+        command_log.info("saved %d files to %s", self.count, self._out)
+
+    def take_notes(self) -> dict[str, WriteErrors]:
+        """Files not saved per camera since the last call: for the status line."""
+        errors, self.errors = self.errors, {}
+        return errors
 
     def _existing(self) -> list[tuple[Path, int]]:
         """Files saved by earlier runs count against the retention limit too."""
@@ -193,3 +231,130 @@ class SaveSink:
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 self._log.warning("retention", "cannot delete %s: %s", path, exc)
+
+
+# ---------------------------------------------------------------------------- `worker-node save`
+
+
+def _listen_endpoint(text: str) -> str:
+    endpoint = parse_endpoint(text, bind=True)
+    if endpoint.scheme == "tcp" and endpoint.port is None:
+        raise EndpointError(f"'{endpoint}': give a fixed port (e.g. tcp://0.0.0.0:6000): capture nodes connect to it")
+    return str(endpoint)
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    save = sub.add_parser(
+        "save",
+        help="save frames as JPEG files",
+        description="Save every N-th frame or one frame every T seconds of each camera as a plain JPEG file.",
+    )
+    flags.add_nodes(save, node_required=False)
+    save.add_argument(
+        "--listen",
+        type=arg_type(_listen_endpoint),
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="bind here for capture nodes that connect out (behind NAT), e.g. tcp://0.0.0.0:6000 (repeatable)",
+    )
+    save.add_argument(
+        "--insecure",
+        action="store_true",
+        help="without keys, allow --listen on an address other hosts can reach (plaintext)",
+    )
+    save.add_argument("--out", type=Path, required=True, help="directory for the JPEG files")
+    save.add_argument(
+        "--pull", action="store_true", help="ask for each frame instead of subscribing (links slower than the stream)"
+    )
+    rate = save.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--every-n",
+        type=arg_type(flags.positive_int),
+        metavar="N",
+        help="save every N-th frame (exact on every-frame streams)",
+    )
+    rate.add_argument(
+        "--every", type=arg_type(parse_duration), metavar="T", help="save one frame every T (e.g. 5s, 2m); default 1s"
+    )
+    save.add_argument(
+        "--keep-files",
+        type=arg_type(flags.positive_int),
+        default=0,
+        metavar="N",
+        help="keep at most N files (oldest deleted)",
+    )
+    save.add_argument(
+        "--keep-bytes",
+        type=arg_type(parse_size),
+        default=0,
+        metavar="SIZE",
+        help="keep at most SIZE bytes of files (e.g. 500M, 10G)",
+    )
+    save.add_argument(
+        "--count", type=arg_type(flags.positive_int), default=0, metavar="N", help="stop after saving N files"
+    )
+    save.add_argument(
+        "--duration", type=arg_type(parse_duration), default=0.0, metavar="T", help="stop after T (e.g. 30s, 1h)"
+    )
+    save.add_argument(
+        "--status-interval",
+        type=arg_type(parse_duration),
+        default=5.0,
+        metavar="T",
+        help="print a status line per camera every T (default 5s)",
+    )
+    save.set_defaults(func=main)
+    return save
+
+
+def _listen_refused(args: argparse.Namespace, access: Access) -> str:
+    """Why the --listen endpoints may not be bound as given ('' if they may)."""
+    for endpoint in args.listen:
+        try:
+            exposed = check_exposure(
+                "--listen",
+                parse_endpoint(endpoint, bind=True),
+                secured=access.keys is not None,
+                insecure=args.insecure,
+                fix="Give --key and --server-key",
+            )
+        except ExposureError as exc:
+            return str(exc)
+        if exposed:
+            command_log.warning("INSECURE: --listen %s: no CURVE keys; frames come in plaintext from anyone", endpoint)
+        if access.keys is not None and len(access.server_keys) != 1:
+            return "--listen: give exactly one --server-key (the key of the nodes that connect in)"
+    return ""
+
+
+def main(args: argparse.Namespace) -> int:
+    access = flags.access(args)
+    if not args.node and not args.listen:
+        command_log.error("save: give --node (a capture node to subscribe to) or --listen (for nodes that connect out)")
+        return 2
+    refused = _listen_refused(args, access)
+    if refused:
+        command_log.error("%s", refused)
+        return 2
+    policy = SavePolicy(
+        every_n=args.every_n or 0,
+        every_s=0.0 if args.every_n else (args.every or 1.0),
+        keep_files=args.keep_files,
+        keep_bytes=args.keep_bytes,
+    )
+    try:
+        sink = SaveSink(args.out, policy, stop_after=args.count)  # really writes a file there first
+    except OSError as exc:
+        command_log.error("%s", exc.strerror or exc)
+        return 2
+    receive = ReceiveOptions(args.node, args.camera, pull=args.pull, listen=args.listen, access=access)
+    status = StatusLine(args.status_interval, sink.take_notes)
+    driver = Driver([sink, status], receive, window_s=args.status_interval, duration=args.duration)
+    flags.serve_metrics_of(args, driver)
+    try:
+        driver.run(ShutdownSignals())
+    except BindError as exc:
+        command_log.error("--listen: %s", exc)
+        return 2
+    return 0

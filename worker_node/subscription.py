@@ -19,19 +19,23 @@ from common.sockets import (
     connect_frame_subscriber,
     connect_pull_client,
 )
+from common.words import State
 from worker_node.link import LinkMonitor
-from worker_node.metrics import FRAME_AGE
-from worker_node.stats import CameraStats
+from worker_node.stats import ReceiveStats
 
 log = logging.getLogger("worker_node.subscription")
 STALE_AFTER_S = 3.0
+MAX_READS = 64  # messages read from one stream at a time: a flooding peer cannot starve the others
+# The worker's own word for a camera it has heard nothing from for STALE_AFTER_S: not one of the
+# protocol's states (common.words.State), which only a capture node reports.
+STALE = "stale"
 REQUEST_RETRY_S = 2.0
 _bad = RateLimitedLog(log)
 
 
 @dataclass(frozen=True)
 class CameraStatus:
-    state: str  # from the capture node: streaming, connecting, reconnecting, ...; or "stale"
+    state: str  # a common.words.State from the capture node, or this worker's own STALE
     reason: str = ""
     attempt: int = 0
     retry_in_s: float = 0.0
@@ -77,8 +81,8 @@ class Subscription:
 
         self._open_socket = open_socket
         self.socket = open_socket()
-        self.stats = CameraStats()
-        self.status = CameraStatus("connecting")
+        self.stats = ReceiveStats()
+        self.status = CameraStatus(State.CONNECTING)
         self._last: dict[str, tuple[int, int]] = {}  # camera -> (seq, publish_ns) of its last frame
         self._asked_at: float | None = None  # pull mode: when the outstanding request went out
 
@@ -155,10 +159,31 @@ class Subscription:
             self.status = CameraStatus(decoded.state, decoded.reason, decoded.attempt, decoded.retry_in_s)
             # A status carries the last frame so that it never displaces an unread one.
             return self._accept(decoded.frame) if decoded.frame is not None else None
-        if self.status.state == "stale":
+        if self.status.state == STALE:
             log.info("camera %s: receiving again", self.name)
-        self.status = CameraStatus("streaming")
+        self.status = CameraStatus(State.STREAMING)
         return self._accept(decoded)
+
+    def pending(self) -> list[Frame]:
+        """Everything pending on a conflated stream: its newest frame, or a listener's newest
+        frame of each camera (capture nodes behind NAT share one listening socket); the next
+        frame of an every-frame stream. At most MAX_READS messages (statuses too), so that it
+        always returns."""
+        newest: dict[str, Frame] = {}
+        for _ in range(MAX_READS):
+            if not self.socket.poll(0, zmq.POLLIN):
+                break
+            frame = self.receive()
+            if frame is not None:
+                newest[frame.header.camera if self.listen else ""] = frame
+                if self.every_frame:
+                    break
+        return list(newest.values())
+
+    def newest(self) -> Frame | None:
+        """The newest frame pending on a one-camera stream (RemoteCapture's read)."""
+        frames = self.pending()
+        return frames[-1] if frames else None
 
     def reopen(self) -> None:
         """A new socket to the same endpoint, statistics kept. ZeroMQ gives up on a connection
@@ -171,8 +196,8 @@ class Subscription:
         """A camera that sends nothing (not even status) for after_s is stale: the node, the
         link or the camera is gone. True when this call made it stale."""
         silent = self.stats.silent_for()
-        if silent > after_s and self.status.state != "stale":
-            self.status = CameraStatus("stale", f"nothing received for {silent:.1f} s")
+        if silent > after_s and self.status.state != STALE:
+            self.status = CameraStatus(STALE, f"nothing received for {silent:.1f} s")
             self.stats.stale_since = time.monotonic()
             return True
         return False
@@ -189,7 +214,6 @@ class Subscription:
             self._last.clear()  # a listener hears from many cameras; bound the memory
         self._last[h.camera] = (h.seq, h.publish_ns)
         self.stats.frame(h.capture_ns)
-        FRAME_AGE.labels(self.name).observe(self.stats.last_age_s)
         return frame
 
     def _malformed(self, problem: str) -> Frame | None:

@@ -6,32 +6,35 @@ replies; received fps, frame age and drops are what this worker itself receives.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
-import zmq
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from common.cli_args import arg_type
 from common.shutdown import ShutdownSignals
-from worker_node.access import Access
-from worker_node.receiver import FrameReceiver
+from common.units import parse_duration
+from common.words import State
+from worker_node import flags
+from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
+from worker_node.subscription import STALE
 
-_STYLE = {
-    "streaming": "green",
-    "stale": "bold red",
-    "reconnecting": "yellow",
-    "source-error": "bold red",
-    "connecting": "yellow",
-    "not answering": "bold red",
+_STYLE: dict[str, str] = {
+    State.STREAMING: "green",
+    STALE: "bold red",
+    State.RECONNECTING: "yellow",
+    State.SOURCE_ERROR: "bold red",
+    State.CONNECTING: "yellow",
 }
 
 
-def render(receiver: FrameReceiver) -> Table:
+def render(receiver: ReceiverView) -> Table:
     table = Table(title=f"framebus top  {time.strftime('%H:%M:%S')}", expand=False)
     for column in (
         "camera",
@@ -73,34 +76,35 @@ def render(receiver: FrameReceiver) -> Table:
     return table
 
 
-def run_top(
-    nodes: Sequence[str], cameras: Sequence[str], refresh_s: float = 1.0, count: int = 0, access: Access | None = None
-) -> int:
-    """Refresh every refresh_s until Ctrl-C (or `count` refreshes, for scripts and tests)."""
-    signals = ShutdownSignals()
-    ctx = zmq.Context()
-    receiver = FrameReceiver(ctx, nodes, cameras, wake_fd=signals.fd, access=access)
-    console = Console()
-    shown = 0
-    try:
-        with (
-            Live(render(receiver), console=console, refresh_per_second=4, auto_refresh=False) as live,
-            logs_above(live),
-        ):
-            next_refresh = time.monotonic() + refresh_s
-            while not signals.requested and not (count and shown >= count):
-                receiver.poll(max(0.0, next_refresh - time.monotonic()))  # frames only feed the statistics
-                if time.monotonic() >= next_refresh:
-                    for sub in receiver.subscriptions.values():
-                        sub.stats.roll_window()
-                    live.update(render(receiver), refresh=True)
-                    shown += 1
-                    next_refresh += refresh_s
-    finally:
-        receiver.close()
-        ctx.destroy(0)
-        signals.drain()
-    return 0
+class TopTable(BaseSink):
+    """The table, redrawn in place every `refresh_s`: a sink (worker_node.sink) that only reads
+    the statistics (frames feed them on their way through the receiver). `count` refreshes
+    (0: no limit) end the run, for scripts and tests."""
+
+    def __init__(self, refresh_s: float = 1.0, count: int = 0, console: Console | None = None) -> None:
+        self.cadence = refresh_s
+        self._count = count
+        self._console = console or Console()
+        self._stack = ExitStack()
+        self._live: Live | None = None
+        self.shown = 0
+
+    @property
+    def done(self) -> bool:
+        return bool(self._count) and self.shown >= self._count
+
+    def start(self, receiver: ReceiverView) -> None:
+        live = Live(render(receiver), console=self._console, refresh_per_second=4, auto_refresh=False)
+        self._live = self._stack.enter_context(live)
+        self._stack.enter_context(logs_above(live))
+
+    def on_tick(self, receiver: ReceiverView) -> None:
+        if self._live is not None:
+            self._live.update(render(receiver), refresh=True)
+            self.shown += 1
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 class _ConsoleHandler(logging.Handler):
@@ -132,3 +136,33 @@ def logs_above(live: Live) -> Iterator[None]:
         yield
     finally:
         root.handlers = saved
+
+
+# ---------------------------------------------------------------------------- `worker-node top`
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    top = sub.add_parser(
+        "top",
+        help="a live table of cameras: state, fps, age, drops, reconnects",
+        description="A table of every camera of the nodes, refreshed in place: state, received fps, frame age, "
+        "frames dropped by conflation and reconnects. Ctrl-C quits.",
+    )
+    flags.add_nodes(top)
+    top.add_argument(
+        "--refresh", type=arg_type(parse_duration), default=1.0, metavar="T", help="refresh every T (default 1s)"
+    )
+    top.add_argument(
+        "--count", type=arg_type(flags.positive_int), default=0, metavar="N", help="stop after N refreshes"
+    )
+    top.set_defaults(func=main)
+    return top
+
+
+def main(args: argparse.Namespace) -> int:
+    """Refresh every --refresh until Ctrl-C (or --count refreshes)."""
+    receive = ReceiveOptions(args.node, args.camera, access=flags.access(args))
+    driver = Driver([TopTable(args.refresh, args.count)], receive, window_s=args.refresh)
+    flags.serve_metrics_of(args, driver)
+    driver.run(ShutdownSignals())
+    return 0

@@ -14,10 +14,10 @@ counted out.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
-import signal
 import socket
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,10 +25,17 @@ from importlib import resources
 from aiohttp import web
 
 from common.bind_error import bind_error
+from common.cli_args import arg_type
+from common.endpoint import parse_listen
+from common.security import http_exposure_warning
+from common.shutdown import ShutdownSignals
+from worker_node import flags, metrics
 from worker_node.access import Access
+from worker_node.http_log import quiet_client_errors
 from worker_node.web_feed import CameraFeed, FeedGoneError, FeedHub, ReceivingThread
 
 log = logging.getLogger("worker_node.web")
+command_log = logging.getLogger("worker_node")  # what the command itself says, under the name it always had
 
 BOUNDARY = "framebusframe"
 SEND_BUFFER = 128 * 1024  # bytes the kernel may hold per stream client (~1 frame at 720p)
@@ -43,6 +50,7 @@ class WebOptions:
     host: str = "127.0.0.1"
     port: int = 8080  # 0: any free port (logged)
     access: Access = field(default_factory=Access)
+    metrics: bool = False  # the cameras in /metrics (--metrics-port)
 
 
 def _feed(request: web.Request) -> CameraFeed:
@@ -143,7 +151,7 @@ def build_app(hub: FeedHub) -> web.Application:
     return app
 
 
-async def serve(options: WebOptions) -> int:
+async def serve(options: WebOptions, signals: ShutdownSignals) -> int:
     loop = asyncio.get_running_loop()
     hub = FeedHub()
     runner = web.AppRunner(build_app(hub), handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
@@ -164,17 +172,52 @@ async def serve(options: WebOptions) -> int:
         stop.set()
 
     receiving = ReceivingThread(loop, hub, options.nodes, options.cameras, options.access, receiving_died)
+    if options.metrics:
+        metrics.register(receiving.driver.subscriptions)
     receiving.start()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    def on_signal() -> None:
+        signals.drain()
+        if signals.requested:
+            stop.set()
+
+    loop.add_reader(signals.fd, on_signal)
     try:
         await stop.wait()
     finally:
+        loop.remove_reader(signals.fd)
         log.info("stopping")
         await runner.cleanup()
         await asyncio.to_thread(receiving.stop)
     return 1 if hub.failure else 0
 
 
-def run_web(options: WebOptions) -> int:
-    return asyncio.run(serve(options))
+# ---------------------------------------------------------------------------- `worker-node web`
+
+
+def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    web = sub.add_parser(
+        "web",
+        help="serve a live web page of the cameras",
+        description="A page with every camera as a live MJPEG tile, /cameras/<id>.mjpg, /cameras/<id>.jpg and /api/status.",
+    )
+    flags.add_nodes(web)
+    web.add_argument(
+        "--listen", type=arg_type(parse_listen), default=parse_listen("127.0.0.1:8080"), metavar="HOST:PORT",
+        help="where to serve (default 127.0.0.1:8080; 0.0.0.0:8080 for other hosts; port 0: any free port)",
+    )  # fmt: skip
+    web.set_defaults(func=main)
+    return web
+
+
+def main(args: argparse.Namespace) -> int:
+    access = flags.access(args)
+    warning = http_exposure_warning("the web viewer", args.listen, "sees the cameras")
+    if warning:
+        command_log.warning("%s", warning)
+    quiet_client_errors()
+    options = WebOptions(
+        tuple(args.node), tuple(args.camera), args.listen.host, args.listen.port, access, args.metrics_port is not None
+    )
+    signals = ShutdownSignals()  # before the event loop: it leaves SIGINT to them then
+    return asyncio.run(serve(options, signals))

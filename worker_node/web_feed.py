@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import zmq
-
 from common.protocol import Frame
 from common.ratelimit import RateLimitedLog
 from common.redact import redact
 from common.threads import WatchedThread
+from common.words import State
 from worker_node.access import Access
 from worker_node.node_control import NodeHealth
-from worker_node.receiver import FrameReceiver
+from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
 from worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.web")
@@ -39,10 +37,10 @@ MAX_FEEDS = 256  # cameras shown at once; each holds its newest frame
 
 
 @dataclass(frozen=True)
-class CameraStats:
+class FeedSnapshot:
     """What /api/status reports for one camera (a snapshot taken in the receiving thread)."""
 
-    state: str = "connecting"
+    state: str = State.CONNECTING
     reason: str = ""
     fps: float = 0.0
     dropped: int = 0
@@ -57,7 +55,7 @@ class FeedGoneError(Exception):
 @dataclass
 class CameraFeed:
     camera: str
-    stats: CameraStats = field(default_factory=CameraStats)
+    stats: FeedSnapshot = field(default_factory=FeedSnapshot)
     frame: Frame | None = None
     version: int = 0
     clients: int = 0
@@ -112,7 +110,7 @@ class Update:
     """What the receiving thread hands to the event loop in one go: the newest frame and stats
     per camera since the last hand-over, and (once a second) which cameras exist at all."""
 
-    cameras: dict[str, tuple[CameraStats | None, Frame | None]]
+    cameras: dict[str, tuple[FeedSnapshot | None, Frame | None]]
     present: frozenset[str] | None = None  # None: unchanged
     nodes: tuple[NodeHealth, ...] | None = None
 
@@ -142,7 +140,7 @@ class FeedHub:
             found = self.feeds[camera] = CameraFeed(camera)
         return found
 
-    def update(self, camera: str, stats: CameraStats | None, frame: Frame | None) -> None:
+    def update(self, camera: str, stats: FeedSnapshot | None, frame: Frame | None) -> None:
         feed = self.feed(camera)
         if feed is None:
             return
@@ -162,84 +160,45 @@ class FeedHub:
             self.nodes = update.nodes
 
 
-def snapshot(sub: Subscription) -> CameraStats:
+def snapshot(sub: Subscription) -> FeedSnapshot:
     s = sub.stats
     reason = redact(sub.status.reason)  # a node may be older than this worker
-    return CameraStats(sub.status.state, reason, s.fps, s.dropped, s.received, s.malformed)
+    return FeedSnapshot(sub.status.state, reason, s.fps, s.dropped, s.received, s.malformed)
 
 
-class ReceivingThread:
-    """Runs FrameReceiver and hands frames and stats to the hub on the event loop, coalesced:
-    whatever arrives while the loop is busy replaces what is waiting (newest frame per camera),
-    so the hand-over holds at most one frame per camera however slow the loop is.
-    If the thread dies, `on_death` gets the reason (the viewer then stops: no stale page)."""
+class Handover(BaseSink):
+    """A sink (worker_node.sink) in the receiving thread that hands frames and stats to the hub
+    on the event loop, coalesced: whatever arrives while the loop is busy replaces what is
+    waiting (newest frame per camera), so the hand-over holds at most one frame per camera
+    however slow the loop is."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        hub: FeedHub,
-        nodes: Sequence[str],
-        cameras: Sequence[str],
-        access: Access | None = None,
-        on_death: Callable[[str], None] | None = None,
-    ) -> None:
-        self._access = access
-        self._loop = loop
+    cadence = STATS_EVERY_S
+
+    def __init__(self, post: Callable[[Callable[[], None]], None], hub: FeedHub) -> None:
+        self._post = post
         self._hub = hub
-        self._nodes = nodes
-        self._cameras = cameras
-        self._stop = threading.Event()
-        self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[CameraStats | None, Frame | None]] = {}
+        self._pending: dict[str, tuple[FeedSnapshot | None, Frame | None]] = {}
         self._present: frozenset[str] | None = None
         self._node_health: tuple[NodeHealth, ...] | None = None
         self._scheduled = False
 
-        def died(reason: str) -> None:
-            self._post(lambda: on_death(reason) if on_death else None)
+    def start(self, receiver: ReceiverView) -> None:
+        self.on_tick(receiver)  # which cameras and nodes there are, at once
 
-        self._thread = WatchedThread(self._run, "receive", on_death=died)
+    def on_frame(self, sub: Subscription, frame: Frame) -> None:
+        with self._lock:
+            self._pending[sub.name] = (snapshot(sub), frame)
+        self._schedule()
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake_w.send(b"x")
-        self._thread.join(2.0)
-        self._wake_r.close()
-        self._wake_w.close()
-
-    def _run(self) -> None:
-        ctx = zmq.Context()
-        try:
-            receiver = FrameReceiver(
-                ctx, self._nodes, self._cameras, wake_fd=self._wake_r.fileno(), access=self._access
-            )
-            try:
-                self._receive(receiver)
-            finally:
-                receiver.close()
-        finally:
-            ctx.destroy(0)
-
-    def _receive(self, receiver: FrameReceiver) -> None:
-        next_stats = time.monotonic()
-        while not self._stop.is_set():
-            frames = receiver.poll(max(0.0, next_stats - time.monotonic()))
-            with self._lock:
-                for sub, frame in frames:
-                    self._pending[sub.name] = (snapshot(sub), frame)
-                if time.monotonic() >= next_stats:
-                    for sub in receiver.subscriptions.values():
-                        sub.stats.roll_window()
-                        _, waiting = self._pending.get(sub.name, (None, None))
-                        self._pending[sub.name] = (snapshot(sub), waiting)
-                    self._present = frozenset(receiver.subscriptions)
-                    self._node_health = tuple(receiver.node_health())
-                    next_stats = max(next_stats + STATS_EVERY_S, time.monotonic())
-            self._schedule()
+    def on_tick(self, receiver: ReceiverView) -> None:
+        with self._lock:
+            for sub in receiver.subscriptions.values():
+                _, waiting = self._pending.get(sub.name, (None, None))
+                self._pending[sub.name] = (snapshot(sub), waiting)
+            self._present = frozenset(receiver.subscriptions)
+            self._node_health = tuple(receiver.node_health())
+        self._schedule()
 
     def _schedule(self) -> None:
         with self._lock:
@@ -256,8 +215,38 @@ class ReceivingThread:
             self._scheduled = False
         self._hub.apply(update)
 
+
+class ReceivingThread:
+    """Runs the receiver (a sink Driver) in a thread of its own, feeding the hub through a
+    Handover. If the thread dies, `on_death` gets the reason (the viewer then stops: no stale page)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        hub: FeedHub,
+        nodes: Sequence[str],
+        cameras: Sequence[str],
+        access: Access | None = None,
+        on_death: Callable[[str], None] | None = None,
+    ) -> None:
+        self._loop = loop
+        options = ReceiveOptions(nodes, cameras, access=access or Access())
+        self.driver = Driver([Handover(self._post, hub)], options, window_s=STATS_EVERY_S)
+
+        def died(reason: str) -> None:
+            self._post(lambda: on_death(reason) if on_death else None)
+
+        self._thread = WatchedThread(self.driver.run, "receive", on_death=died)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.driver.stop()
+        self._thread.join(2.0)
+
     def _post(self, callback: Callable[[], None]) -> None:
         try:
             self._loop.call_soon_threadsafe(callback)
         except RuntimeError:
-            self._stop.set()  # the loop is closed: shutting down
+            self.driver.stop()  # the loop is closed: shutting down

@@ -1,4 +1,4 @@
-"""Handler loading and what a handler may return (worker_node.process)."""
+"""Handler loading and what a handler may return (worker_node.handler)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common.protocol import FrameHeader
-from worker_node.process import HandlerError, load_handler, normalise, plain, results_meta
+from worker_node.handler import HandlerError, load_handler, normalise, plain, results_meta
 
 HEADER = FrameHeader("cam1", 7, 1, 2, 4, 3)
 
