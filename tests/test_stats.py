@@ -11,7 +11,7 @@ import zmq
 
 from common.protocol import FrameHeader, encode_frame
 from tests.wire import JPEG, T0, U64
-from worker_node.stats import MAX_SEQ_GAP, CameraStats
+from worker_node.stats import MAX_SEQ_GAP, ReceiveStats
 from worker_node.subscription import Subscription
 
 Bind = Callable[[int], tuple[zmq.Socket, str]]
@@ -33,7 +33,7 @@ Bind = Callable[[int], tuple[zmq.Socket, str]]
 def test_gaps_count_drops_and_impossible_jumps_count_restarts(
     last_seq: int, seq: int, dropped: int, restarts: int
 ) -> None:
-    stats = CameraStats()
+    stats = ReceiveStats()
     stats.follow(last_seq, seq)
     assert (stats.dropped, stats.restarts) == (dropped, restarts)
 
