@@ -75,14 +75,17 @@ class Service:
         command = shlex.split(given) if isinstance(given, str) else [str(x) for x in given]  # type: ignore[union-attr]
         return [*self.image.entrypoint, *command]
 
-    def pid_1(self) -> int:
+    def pid_1(self, exited_ok: bool = False) -> int:
         """The host's pid of the container's PID 1, once it runs the container's command (before,
-        it is still our chroot and env on their way there)."""
+        it is still our chroot and env on their way there). With `exited_ok`, -1 for a command
+        that has already ended (as `docker run -d` returns for a container that exits at once)."""
         assert self.process is not None
         unshare = self.process.proc.pid
 
         def running() -> int:
             if self.process.proc.poll() is not None:  # type: ignore[union-attr]
+                if exited_ok:
+                    return -1
                 raise AssertionError(f"service {self.name} exited:\n{self.process.output}")  # type: ignore[union-attr]
             try:
                 child = int(Path(f"/proc/{unshare}/task/{unshare}/children").read_text().split()[0])
@@ -186,7 +189,7 @@ class ComposeHosts:
     def start(self, name: str) -> NodeProcess:
         service = self.services[name]
         service.process = self.processes.start_argv(service.argv(service.command(), pid_1=True))
-        service.pid_1()  # started, as `docker run -d` returns
+        service.pid_1(exited_ok=True)  # started (or already ended), as `docker run -d` returns
         return service.process
 
     def health(self, name: str) -> tuple[int, str]:
