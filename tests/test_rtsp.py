@@ -123,6 +123,8 @@ def test_four_cameras_one_dead_the_others_stream_at_full_rate(
     )
     capture, control = nodes.capture("--config", str(config))
     capture.wait_for(r"camera dead: cannot open rtsp://127\.0\.0\.1:9/nothing-here: connection refused")
+    for cam in "abc":  # opened (RTSP takes a while on a loaded machine) before the counting starts
+        capture.wait_for(rf"camera {cam}: streaming", timeout=30)
     counts: dict[str, int] = {}
 
     def count(cam: str) -> None:
