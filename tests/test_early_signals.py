@@ -14,9 +14,21 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = {
-    "capture-node": ["-m", "capture_node", "--insecure", "--control", "tcp://127.0.0.1:*"],
-    "worker-node": ["-m", "worker_node", "save", "--node", "tcp://127.0.0.1:9", "--out", "{tmp}"],
+BIN = Path(sys.executable).parent
+COMMANDS = {  # the console scripts as installed, and python -m
+    "capture-node": [str(BIN / "capture-node"), "--insecure", "--control", "tcp://127.0.0.1:*"],
+    "worker-node": [str(BIN / "worker-node"), "save", "--node", "tcp://127.0.0.1:9", "--out", "{tmp}"],
+    "python -m capture_node": [sys.executable, "-m", "capture_node", "--insecure", "--control", "tcp://127.0.0.1:*"],
+    "python -m worker_node": [
+        sys.executable,
+        "-m",
+        "worker_node",
+        "save",
+        "--node",
+        "tcp://127.0.0.1:9",
+        "--out",
+        "{tmp}",
+    ],
 }
 MID_IMPORT = ("numpy", "cv2", "zmq")  # loaded only by the node's own imports, after the entry point
 
@@ -39,7 +51,7 @@ def wait_mid_import(pid: int, deadline_s: float = 30.0) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_a_stop_request_during_start_up_ends_quietly(command: str, sig: signal.Signals, tmp_path: Path) -> None:
-    argv = [sys.executable, *(a.format(tmp=tmp_path) for a in COMMANDS[command])]
+    argv = [a.format(tmp=tmp_path) for a in COMMANDS[command]]
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         library = wait_mid_import(proc.pid)
