@@ -4,8 +4,6 @@ the field and the problem, in one line."""
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 from collections.abc import Collection
 from pathlib import Path
@@ -18,6 +16,7 @@ from capture_node.exposure import PolicyError, check_keys, exposed, security_war
 from capture_node.schema import DEFAULT_CONTROL, CameraConfig, NodeConfig, NodeSettings
 from common.endpoint import Endpoint, EndpointError, parse_endpoint
 from common.fields import shown
+from common.files import FileProblemError, read_regular_file
 from common.protocol import MAX_NODE_NAME, ProtocolError, validate_camera_id
 from common.stream import endpoint_after
 
@@ -200,24 +199,9 @@ def read_config_text(path: Path) -> str:
     """The file's text. A FIFO would block the node at start or a SIGHUP reload for good, and
     a huge file would be read whole: opened without blocking, checked, read up to a bound."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise ConfigError(f"{path}: is a directory, not a config file")
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"{path}: not a regular file (a FIFO, socket or device cannot be a config file)")
-        data = os.read(fd, MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
+        data = read_regular_file(path, MAX_CONFIG_BYTES, "config")
+    except FileProblemError as exc:
+        raise ConfigError(str(exc)) from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a node's config file")
     try:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import zmq
 
+from common.files import FileProblemError, read_regular_file
+
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
 _MAX_FILE_BYTES = 64 * 1024  # a certificate is ~300 bytes; anything larger is not one
@@ -44,34 +46,13 @@ def read_key_file(path: Path) -> bytes:
     would block the node at start, or the allow-list watcher for good. It is opened without
     blocking and checked before any read, and at most _MAX_FILE_BYTES are read."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: no such key file (make one with `framebus-keys generate`)") from None
-    except IsADirectoryError:
-        raise KeyFileError(f"{path}: is a directory, not a key file") from None
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise KeyFileError(f"{path}: is a directory, not a key file")
-        if not stat.S_ISREG(mode):
-            raise KeyFileError(f"{path}: not a regular file (a FIFO, socket or device cannot be a key file)")
-        chunks = []
-        size = 0
-        while size <= _MAX_FILE_BYTES:
-            chunk = os.read(fd, _MAX_FILE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if size > _MAX_FILE_BYTES:
+        data = read_regular_file(path, _MAX_FILE_BYTES, "key")
+    except FileProblemError as exc:
+        hint = " (make one with `framebus-keys generate`)" if exc.missing else ""
+        raise KeyFileError(f"{exc}{hint}") from None
+    if len(data) > _MAX_FILE_BYTES:
         raise KeyFileError(f"{path}: too large to be a key file")
-    return b"".join(chunks)
+    return data
 
 
 def _read_fields(path: Path) -> dict[str, bytes]:

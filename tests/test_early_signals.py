@@ -9,10 +9,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.processes import wait_until
 
 BIN = Path(sys.executable).parent
 COMMANDS = {  # the console scripts as installed, and python -m
@@ -33,19 +34,14 @@ COMMANDS = {  # the console scripts as installed, and python -m
 MID_IMPORT = ("numpy", "cv2", "zmq")  # loaded only by the node's own imports, after the entry point
 
 
-def wait_mid_import(pid: int, deadline_s: float = 30.0) -> str:
+def wait_mid_import(pid: int) -> str:
     """Poll /proc/PID/maps (no event exists for "now importing") until a node library shows."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            maps = Path(f"/proc/{pid}/maps").read_text()
-        except OSError:
-            break
-        for library in MID_IMPORT:
-            if f"/{library}/" in maps or f"/{library}." in maps:
-                return library
-        time.sleep(0.001)
-    raise AssertionError(f"process {pid} never mapped any of {MID_IMPORT}")
+
+    def mapped() -> str:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        return next((lib for lib in MID_IMPORT if f"/{lib}/" in maps or f"/{lib}." in maps), "")
+
+    return str(wait_until(mapped, 30, f"process {pid} to map one of {MID_IMPORT}", interval=0.001))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
