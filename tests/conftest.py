@@ -11,7 +11,7 @@ from tests.processes import Processes
 from tests.rtsp_harness import RtspServer
 
 # What `make test-all` (CI) runs on every supported Python; the rest of the suite runs on the
-# one `make test` runs on (the whole suite, ~45 min on a 2-core CI machine: four of those do not
+# one `make test` runs on (the whole suite, 28 min on a 2-core machine: four of those do not
 # fit CI's 90 minutes). On the other versions, -m "not one_python" keeps the tests of the code
 # whose behaviour could differ between versions (parsing, the wire protocol, config, enums,
 # sockets and threads in one process, signals at start-up), with real node processes in
