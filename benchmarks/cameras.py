@@ -171,6 +171,14 @@ def _emit(event: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------- the orchestrator
 
 
+def _title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def pss_kb(pid: int) -> int:
     """Proportional set size: shared pages split between the processes that map them."""
     try:
@@ -254,7 +262,13 @@ class CaptureNode:
         return [self.endpoints[f"cam{i}"] for i in range(self._expected)]
 
     def camera_pids(self) -> list[int]:
-        return [p for p in process_tree(self.proc.pid) if p != self.proc.pid]
+        """The camera processes (named `framebus-camera ID`), not the helpers beside them."""
+        return [p for p in process_tree(self.proc.pid) if _title(p).startswith("framebus-camera ")]
+
+    def other_pids(self) -> list[int]:
+        """The node itself and its helpers: the forkserver, multiprocessing's resource tracker."""
+        cameras = set(self.camera_pids())
+        return [p for p in process_tree(self.proc.pid) if p not in cameras]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -296,7 +310,7 @@ def run_once(
         cpu1, srv1, mach1, t1 = tree_cpu(node.proc.pid), _cpu(server_pid), MachineSample.take(), time.monotonic()
         mbit = sub.events.get("mbit_s", [])
         pss = [pss_kb(p) for p in node.camera_pids()]
-        node_pss = pss_kb(node.proc.pid)
+        node_pss = sum(pss_kb(p) for p in node.other_pids())
     finally:
         if sub is not None:
             sub.stop()
@@ -319,7 +333,7 @@ def run_once(
         "machine_busy_percent": round(mach1.busy_percent_since(mach0), 1),
         "load_average_1min": round(max(load0, os.getloadavg()[0]), 2),
         "pss_per_camera_mb": round(statistics.median(pss) / 1024, 1) if pss else None,
-        "node_pss_mb": round(node_pss / 1024, 1),
+        "node_pss_mb": round(node_pss / 1024, 1),  # the node's process and its helpers
         "mbit_s_per_camera": round(statistics.median(mbit), 1) if mbit else None,
         "fps": fps,
     }
@@ -337,7 +351,7 @@ def markdown(results: dict[str, Any]) -> str:
             for k, v in results["floor"].items()
         ),
         "",
-        "| source | cameras | fps per camera (min / median) | capture CPU (% of one core) | per camera | ms per frame | ÷ floor | RTSP server CPU | PSS per camera | machine busy (2 cores, all work) |",
+        "| source | cameras | fps per camera (min / median) | capture CPU (% of one core) | per camera | ms per frame | ÷ floor | RTSP server CPU | PSS per camera (node + helpers) | machine busy (2 cores, all work) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["runs"]:
@@ -345,7 +359,7 @@ def markdown(results: dict[str, Any]) -> str:
         out.append(
             f"| {r['source']} | {r['cameras']} | {r['fps_min']} / {r['fps_median']} | {r['capture_cpu_percent']} "
             f"| {r['capture_cpu_per_camera_percent']} | {r['capture_ms_per_frame']} | {r['capture_over_floor']} | {server} "
-            f"| {r['pss_per_camera_mb']} MB | {r['machine_busy_percent']} % (load {r['load_average_1min']}) |"
+            f"| {r['pss_per_camera_mb']} MB ({r['node_pss_mb']} MB) | {r['machine_busy_percent']} % (load {r['load_average_1min']}) |"
         )
     return "\n".join(out) + "\n"
 
@@ -372,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "subscribe":
         subscribe(args.endpoints, args.seconds)
         return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the finally blocks stop the helpers
     counts = [int(c) for c in args.counts.split(",")]
     kinds = args.sources.split(",")
     work = args.out / "work" / "cameras"

@@ -301,15 +301,21 @@ raise RuntimeError("main cannot open " + url)
 
 
 def children(pid: int) -> list[int]:
-    found = []
+    """Descendants: camera processes are forked by the node's forkserver, a child of the node."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue  # it exited meanwhile
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.append(int(entry))
+            parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found += kids
+        todo += kids
     return found
 
 
