@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cam.add_argument("--fps", type=float, help="publish rate (default: the source's)")
     cam.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
-    cam.add_argument("--width", type=int, help="test picture width (default 1280)")
-    cam.add_argument("--height", type=int, help="test picture height (default 720)")
+    cam.add_argument("--width", type=int, help="publish at this width, resized before encoding (default: the source's)")
+    cam.add_argument("--height", type=int, help="publish at this height; one alone keeps the aspect ratio")
     cam.add_argument("--loop", action="store_true", help="restart a video file at its end")
     cam.add_argument("--as-fast-as-possible", action="store_true", help="read a video file without pacing it")
     cam.add_argument(

@@ -35,8 +35,8 @@ class CameraConfig:
     connect: tuple[str, ...] = ()  # also push frames out to workers listening there (edge box behind NAT)
     fps: float = 0.0  # publish rate; 0: the source's own (30 for the test source)
     quality: int = 80
-    width: int = 1280  # test source picture size
-    height: int = 720
+    width: int = 0  # publish at this size (resized before encoding); 0: the source's (test picture: 1280)
+    height: int = 0  # one of width/height alone keeps the source's aspect ratio
     loop: bool = False  # restart a video file at its end
     as_fast_as_possible: bool = False  # do not pace a video file at its own fps
     delivery: str = "latest"  # "latest": newest frame only; "every-frame": lossless, back-pressured
@@ -80,8 +80,8 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
         raise bad("quality", f"must be between 1 and 100, got {cam.quality}")
     for name in ("width", "height"):
         value = getattr(cam, name)
-        if not 16 <= value <= 16384:
-            raise bad(name, f"must be between 16 and 16384, got {value}")
+        if value and not 16 <= value <= 16384:
+            raise bad(name, f"must be 0 (the source's size) or between 16 and 16384, got {value}")
     if cam.delivery not in DELIVERIES:
         raise bad("delivery", f"must be one of {', '.join(DELIVERIES)}, got {cam.delivery!r}")
     if cam.socket_buffer != 0 and not 4096 <= cam.socket_buffer <= 2**31 - 1:

@@ -520,4 +520,5 @@ def test_from_dict_returns_config_or_raises_config_error(data: dict[str, Any]) -
         assert cfg.insecure or parse_endpoint(cam.bind, bind=True).is_loopback
         assert 0 <= cam.fps <= 1000
         assert 1 <= cam.quality <= 100
-        assert 16 <= cam.width <= 16384 and 16 <= cam.height <= 16384
+        assert cam.width in range(16, 16385) or cam.width == 0
+        assert cam.height in range(16, 16385) or cam.height == 0
