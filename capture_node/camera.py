@@ -19,7 +19,7 @@ import zmq
 from capture_node.config import CameraConfig
 from capture_node.frame_slot import FrameSlot
 from capture_node.pull_server import PullServer
-from capture_node.sources import Source, open_source
+from capture_node.sources import Source, open_source, picture_size
 from common import jpeg
 from common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
 from common.publisher import FramePublisher
@@ -233,8 +233,9 @@ class Camera:
             if not info.is_file and took >= self.config.read_timeout * 0.9:
                 return f"no frame for {took:.1f} s (frozen stream)"
             self._last_grab = time.monotonic()
-            if info.width != image.shape[1] or info.height != image.shape[0]:
-                self._set_state(width=image.shape[1], height=image.shape[0])
+            width, height = picture_size(image)
+            if info.width != width or info.height != height:
+                self._set_state(width=width, height=height)
             self._count("grabbed")
             if not self._slot.put(image, time.time_ns()):
                 break
@@ -307,16 +308,17 @@ class Camera:
             return 1.0 / target
         return 0.0
 
-    def _encode(self, image: np.ndarray, capture_ns: int, seq: int) -> Frame | None:
+    def _encode(self, image: np.ndarray | bytes, capture_ns: int, seq: int) -> Frame | None:
+        """A camera's own JPEG (MJPEG sources, checked when read) goes out as it is."""
         started = time.perf_counter()
         try:
-            data = jpeg.encode_bgr(image, self.config.quality)
+            data = image if isinstance(image, bytes) else jpeg.encode_bgr(image, self.config.quality)
             self._count("encode_seconds", time.perf_counter() - started)
         except Exception as exc:
             self._count("encode_errors")
             self._log.warning(f"encode-{self.config.id}", "camera %s: cannot encode frame: %s", self.config.id, exc)
             return None
-        height, width = image.shape[:2]
+        width, height = picture_size(image)
         header = FrameHeader(self.config.id, seq, capture_ns, time.time_ns(), width, height)
         return Frame(header, memoryview(data))
 

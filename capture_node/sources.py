@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,9 +13,16 @@ import numpy as np
 
 from capture_node.config import CameraConfig
 from capture_node.diagnose import why_not_open
+from capture_node.mjpeg import MjpegError, MjpegStream, NotMjpegError, checked_size
 from capture_node.pattern import TestPattern
+from common import jpeg
+from common.ratelimit import RateLimitedLog
 from common.redact import redact
 
+log = logging.getLogger("capture_node.sources")
+
+# A frame as a source hands it over: pixels (BGR), or a camera's own JPEG, published as it is.
+Picture = np.ndarray | bytes
 DEFAULT_FPS = 30.0
 TEST_PICTURE_SIZE = (1280, 720)
 
@@ -32,10 +40,17 @@ class SourceInfo:
     is_file: bool
 
 
+def picture_size(picture: Picture) -> tuple[int, int]:
+    """(width, height): a JPEG's from its frame header (checked when it was read)."""
+    if isinstance(picture, bytes):
+        return jpeg.frame_size(picture)
+    return picture.shape[1], picture.shape[0]
+
+
 class Source(Protocol):
     info: SourceInfo
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Picture | None:
         """The next frame, or None at the end of a file or when the stream failed."""
 
     def rewind(self) -> bool:
@@ -134,13 +149,15 @@ class ResizedSource:
         width, height = output_size(config, source.info.width, source.info.height)
         self.info = replace(source.info, width=width, height=height)
 
-    def read(self) -> np.ndarray | None:
-        image = self._source.read()
-        if image is None:
+    def read(self) -> Picture | None:
+        picture = self._source.read()
+        if picture is None:
             return None
-        width, height = output_size(self._config, image.shape[1], image.shape[0])
-        if (width, height) == (image.shape[1], image.shape[0]):
-            return image
+        size = picture_size(picture)
+        width, height = output_size(self._config, *size)
+        if (width, height) == size:
+            return picture  # a camera's JPEG already at that size is not even decoded
+        image = jpeg.decode_bgr(picture) if isinstance(picture, bytes) else picture
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
     def rewind(self) -> bool:
@@ -148,6 +165,47 @@ class ResizedSource:
 
     def close(self) -> None:
         self._source.close()
+
+
+class MjpegSource:
+    """An HTTP MJPEG camera whose JPEGs are published as they come (capture_node/mjpeg.py)."""
+
+    def __init__(self, config: CameraConfig) -> None:
+        self._config = config
+        self._log = RateLimitedLog(log)
+        try:
+            self._stream = MjpegStream(config.source, config.open_timeout, config.read_timeout)
+        except MjpegError as exc:
+            raise SourceError(f"cannot open {redact(config.source)}: {redact(str(exc))}") from None
+        self._first = self._next()
+        if self._first is None:
+            self._stream.close()
+            raise SourceError(f"{redact(config.source)}: the MJPEG stream sent no picture")
+        width, height = jpeg.frame_size(self._first)
+        self.info = SourceInfo(width, height, 0.0, paced=False, is_file=False)
+
+    def _next(self) -> bytes | None:
+        try:
+            data = self._stream.read()
+            if data is not None:
+                checked_size(data)
+            return data
+        except MjpegError as exc:  # the capture reconnects; say why once in a while
+            cam = self._config.id
+            self._log.warning(f"mjpeg-{cam}", "camera %s: %s", cam, redact(str(exc)))
+            return None
+
+    def read(self) -> Picture | None:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return self._next()
+
+    def rewind(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def ffmpeg_options(config: CameraConfig) -> str:
@@ -175,5 +233,9 @@ def explain_failure(config: CameraConfig) -> str:
 def open_source(config: CameraConfig) -> Source:
     if config.source == "test":
         return TestPatternSource(config)  # drawn at the configured size
-    source: Source = OpenCVSource(config)
+    source: Source
+    try:
+        source = MjpegSource(config)  # an HTTP MJPEG camera: its JPEGs pass through
+    except NotMjpegError:
+        source = OpenCVSource(config)  # any other URL, file or device: decoded by OpenCV
     return ResizedSource(source, config) if config.width or config.height else source
