@@ -19,6 +19,7 @@ from common.security import CurveFiles, ExposureError, check_exposure
 from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
+HW_DECODE = ("none", "any", "vaapi", "drm", "d3d11", "mfx")  # OpenCV's VIDEO_ACCELERATION_* names
 MAX_CONFIG_BYTES = 1 << 20  # a config with hundreds of cameras is tens of KiB
 
 
@@ -44,6 +45,7 @@ class CameraConfig:
     notsent_lowat: int = DEFAULT_NOTSENT_LOWAT  # bytes of unsent data TCP may hold; 0: no limit
     queue_frames: int = DEFAULT_QUEUE_FRAMES
     transport: str = "tcp"  # RTSP transport: "tcp" or "udp"
+    hw_decode: str = "none"  # OpenCV's CAP_PROP_HW_ACCELERATION: none, any (CPU if none works), vaapi, drm, ...
     open_timeout: float = 5.0  # seconds an open may take before it counts as failed
     read_timeout: float = 3.0  # seconds without a frame before the stream counts as dead
     reconnect_max: float = 3.0  # cap of the exponential reconnect backoff, seconds
@@ -99,6 +101,8 @@ def _check_camera(cam: CameraConfig, where: str) -> None:
         checked_endpoint(value, f"{where}.connect")
     if cam.transport not in ("tcp", "udp"):
         raise bad("transport", f"must be tcp or udp, got {cam.transport!r}")
+    if cam.hw_decode not in HW_DECODE:
+        raise bad("hw_decode", f"must be one of {', '.join(HW_DECODE)}, got {shown(cam.hw_decode)}")
     for name in ("open_timeout", "read_timeout"):
         value = getattr(cam, name)
         if not 0.1 <= value <= 120:

@@ -114,11 +114,22 @@ class OpenCVSource:
         ]
         if not isinstance(target, int):
             params += [cv2.CAP_PROP_N_THREADS, 1]  # a 2-thread decoder holds back one frame (+33 ms)
+        if config.hw_decode != "none":
+            params += [cv2.CAP_PROP_HW_ACCELERATION, hw_acceleration(config.hw_decode)]
         backend = cv2.CAP_ANY if isinstance(target, int) else cv2.CAP_FFMPEG
         self._cap = cv2.VideoCapture(target, backend, params)
         if not self._cap.isOpened():
             self._cap.release()
-            raise SourceError(f"cannot open {redact(config.source)}: {explain_failure(config)}")
+            hint = ""
+            if config.hw_decode not in ("none", "any"):
+                hint = f" (with hw_decode = {config.hw_decode!r}: try 'any', which falls back to the CPU)"
+            raise SourceError(f"cannot open {redact(config.source)}: {explain_failure(config)}{hint}")
+        if config.hw_decode != "none" and not self._cap.get(cv2.CAP_PROP_HW_ACCELERATION):
+            log.info(
+                "camera %s: no hardware decoder available (hw_decode = %r): decoding on the CPU",
+                config.id,
+                config.hw_decode,
+            )
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not 0 < fps <= 1000:
             fps = 0.0
@@ -206,6 +217,11 @@ class MjpegSource:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def hw_acceleration(name: str) -> int:
+    """OpenCV's VIDEO_ACCELERATION_* value for a hw_decode name (config.HW_DECODE)."""
+    return int(getattr(cv2, f"VIDEO_ACCELERATION_{name.upper()}"))
 
 
 def ffmpeg_options(config: CameraConfig) -> str:

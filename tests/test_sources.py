@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capture_node.config import CameraConfig
-from capture_node.sources import ResizedSource, open_source, output_size
+from capture_node import config
+from capture_node.config import CameraConfig, ConfigError
+from capture_node.sources import ResizedSource, SourceError, open_source, output_size
 from common import jpeg
 from tests.media import frame_number, write_numbered_video
 from tests.mjpeg_server import MjpegCamera
@@ -80,3 +81,31 @@ def test_resized_frames_keep_their_picture(tmp_path: Path) -> None:
         assert numbers == [0, 1, 2, 3, 4]
     finally:
         source.close()
+
+
+def test_hw_decode_any_falls_back_to_the_cpu(tmp_path: Path) -> None:
+    """No hardware decoder here: 'any' decodes on the CPU (a box with one would use it)."""
+    video = write_numbered_video(tmp_path / "clip.avi", 5)
+    source = open_source(CameraConfig(id="c", source=str(video), hw_decode="any"))
+    try:
+        image = source.read()
+        assert isinstance(image, np.ndarray) and frame_number(image) == 0
+    finally:
+        source.close()
+
+
+def test_hw_decode_of_a_kind_the_box_lacks_says_what_to_try(tmp_path: Path) -> None:
+    video = write_numbered_video(tmp_path / "clip.avi", 5)
+    try:
+        source = open_source(CameraConfig(id="c", source=str(video), hw_decode="vaapi"))
+    except SourceError as exc:  # this machine: no VAAPI device
+        assert "with hw_decode = 'vaapi': try 'any', which falls back to the CPU" in str(exc)
+    else:  # a box with VAAPI decodes there
+        source.close()
+
+
+def test_hw_decode_names_are_checked() -> None:
+    with pytest.raises(
+        ConfigError, match=r"camera\[0\].hw_decode: must be one of none, any, vaapi, drm, d3d11, mfx, got 'cuda'"
+    ):
+        config.from_dict({"camera": [{"id": "c", "hw_decode": "cuda"}]}, "x.toml")
