@@ -22,11 +22,13 @@ import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,7 @@ from benchmarks.source_clip import FPS, HEIGHT, QUALITY, WIDTH, render_frames
 SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's Python bindings come from Debian packages
 RTSP_SERVER = REPO / "tests" / "rtsp_server.py"
 SETTLE_S = 2.0
+CAPTURED = "framebus_frames_captured_total{"
 
 
 # ---------------------------------------------------------------------------- the clip
@@ -191,6 +194,12 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def tree_cpu(pid: int) -> float:
     total = 0.0
     for p in process_tree(pid):
@@ -229,6 +238,7 @@ class CaptureNode:
     """The real `capture-node --config` with one [[camera]] per source."""
 
     def __init__(self, sources: list[str], work: Path, name: str, extra: str = "") -> None:
+        self.metrics_port = _free_port()
         config = work / f"{name}.toml"
         lines = ['[node]\ncontrol = "tcp://127.0.0.1:*"\n']
         for i, source in enumerate(sources):
@@ -239,6 +249,7 @@ class CaptureNode:
         config.write_text("".join(lines))
         self._log = open(work / f"{name}.log", "w")
         command = [sys.executable, "-m", "capture_node", "--config", str(config), "--log-level", "INFO"]
+        command += ["--metrics-port", str(self.metrics_port)]
         self.proc = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
         self.endpoints: dict[str, str] = {}
         self._expected = len(sources)
@@ -260,6 +271,12 @@ class CaptureNode:
         if not self._ready.wait(timeout) or len(self.endpoints) < self._expected:
             raise HelperError(f"capture-node did not start its {self._expected} cameras (see its log)")
         return [self.endpoints[f"cam{i}"] for i in range(self._expected)]
+
+    def decoded(self) -> float:
+        """Frames the cameras read from their sources so far (published or not)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(CAPTURED))
 
     def camera_pids(self) -> list[int]:
         """The camera processes (named `framebus-camera ID`), not the helpers beside them."""
@@ -304,10 +321,12 @@ def run_once(
         argv = [sys.executable, "-m", "benchmarks.cameras", "subscribe", "--seconds", str(seconds), *endpoints]
         sub = Helper(f"subscribers-{kind}-{n}", argv, work)
         sub.wait_for("window_start", timeout=90)
+        decoded0 = node.decoded()
         cpu0, srv0, mach0, t0 = tree_cpu(node.proc.pid), _cpu(server_pid), MachineSample.take(), time.monotonic()
         load0 = os.getloadavg()[0]
         result = sub.wait_for("fps", timeout=seconds + 30)
         cpu1, srv1, mach1, t1 = tree_cpu(node.proc.pid), _cpu(server_pid), MachineSample.take(), time.monotonic()
+        decoded = node.decoded() - decoded0
         mbit = sub.events.get("mbit_s", [])
         pss = [pss_kb(p) for p in node.camera_pids()]
         node_pss = sum(pss_kb(p) for p in node.other_pids())
@@ -327,8 +346,12 @@ def run_once(
         "full_rate": min(fps) >= 0.95 * FPS,
         "capture_cpu_percent": round(capture_percent, 1),
         "capture_cpu_per_camera_percent": round(capture_percent / n, 1),
+        "decoded_fps_per_camera": round(decoded / wall / n, 1),
         "capture_ms_per_frame": round(1000 * (cpu1 - cpu0) / delivered, 2),
-        "capture_over_floor": round(1000 * (cpu1 - cpu0) / delivered / floor_ms, 2),
+        # Per frame decoded: a starved node still decodes every frame of an RTSP stream (it
+        # must drain it) but publishes fewer; per published frame would count that as overhead.
+        "capture_ms_per_decoded_frame": round(1000 * (cpu1 - cpu0) / max(decoded, 1), 2),
+        "capture_over_floor": round(1000 * (cpu1 - cpu0) / max(decoded, 1) / floor_ms, 2),
         "rtsp_server_cpu_percent": round(100 * (srv1 - srv0) / wall, 1) if server_pid else None,
         "machine_busy_percent": round(mach1.busy_percent_since(mach0), 1),
         "load_average_1min": round(max(load0, os.getloadavg()[0]), 2),
@@ -351,14 +374,14 @@ def markdown(results: dict[str, Any]) -> str:
             for k, v in results["floor"].items()
         ),
         "",
-        "| source | cameras | fps per camera (min / median) | capture CPU (% of one core) | per camera | ms per frame | ÷ floor | RTSP server CPU | PSS per camera (node + helpers) | machine busy (2 cores, all work) |",
+        "| source | cameras | fps per camera (min / median) | capture CPU (% of one core) | per camera | ms per published / decoded frame (decoded fps) | ÷ floor (per decoded frame) | RTSP server CPU | PSS per camera (node + helpers) | machine busy (2 cores, all work) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["runs"]:
         server = f"{r['rtsp_server_cpu_percent']} %" if r["rtsp_server_cpu_percent"] is not None else "-"
         out.append(
             f"| {r['source']} | {r['cameras']} | {r['fps_min']} / {r['fps_median']} | {r['capture_cpu_percent']} "
-            f"| {r['capture_cpu_per_camera_percent']} | {r['capture_ms_per_frame']} | {r['capture_over_floor']} | {server} "
+            f"| {r['capture_cpu_per_camera_percent']} | {r['capture_ms_per_frame']} / {r['capture_ms_per_decoded_frame']} ({r['decoded_fps_per_camera']}) | {r['capture_over_floor']} | {server} "
             f"| {r['pss_per_camera_mb']} MB ({r['node_pss_mb']} MB) | {r['machine_busy_percent']} % (load {r['load_average_1min']}) |"
         )
     return "\n".join(out) + "\n"
