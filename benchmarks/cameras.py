@@ -362,6 +362,28 @@ def run_once(
     }
 
 
+def idle_cpu(kind: str, sources: list[str], seconds: float, work: Path, extra: str = "") -> dict[str, float]:
+    """The same node with no subscriber at all: what reading costs when nothing is encoded."""
+    n = len(sources)
+    node = CaptureNode(sources, work, f"node-{kind}-{n}-idle", extra)
+    try:
+        node.wait_endpoints()
+        deadline = time.monotonic() + 60
+        while node.decoded() < 30 * n and time.monotonic() < deadline:
+            time.sleep(0.5)  # polling the node's metrics until every camera reads
+        time.sleep(SETTLE_S)
+        decoded0, cpu0, t0 = node.decoded(), tree_cpu(node.proc.pid), time.monotonic()
+        time.sleep(seconds)  # the measured window
+        decoded1, cpu1, t1 = node.decoded(), tree_cpu(node.proc.pid), time.monotonic()
+    finally:
+        node.stop()
+    return {
+        "idle_capture_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
+        "idle_decoded_fps_per_camera": round((decoded1 - decoded0) / (t1 - t0) / n, 1),
+        "idle_ms_per_decoded_frame": round(1000 * (cpu1 - cpu0) / max(1.0, decoded1 - decoded0), 2),
+    }
+
+
 def _cpu(pid: int | None) -> float:
     return tree_cpu(pid) if pid else 0.0
 
@@ -384,6 +406,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {r['capture_cpu_per_camera_percent']} | {r['capture_ms_per_frame']} / {r['capture_ms_per_decoded_frame']} ({r['decoded_fps_per_camera']}) | {r['capture_over_floor']} | {server} "
             f"| {r['pss_per_camera_mb']} MB ({r['node_pss_mb']} MB) | {r['machine_busy_percent']} % (load {r['load_average_1min']}) |"
         )
+    idle = [r for r in results["runs"] if "idle_capture_cpu_percent" in r]
+    if idle:
+        out += [
+            "",
+            "| source | cameras | capture CPU, a subscriber per camera | no subscriber (nothing encoded) | ms per decoded frame: watched / idle |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['source']} | {r['cameras']} | {r['capture_cpu_percent']} | {r['idle_capture_cpu_percent']} "
+            f"| {r['capture_ms_per_decoded_frame']} / {r['idle_ms_per_decoded_frame']} |"
+            for r in idle
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -400,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sources", default="rtsp,file")
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--floor-seconds", type=float, default=10.0)
+    p.add_argument("--idle", action="store_true", help="also measure each node with no subscriber")
     p.add_argument("--camera-extra", default="", help="TOML lines added to every [[camera]] (e.g. 'width = 640')")
     p.add_argument("--out", type=Path, default=REPO / "bench-results")
     args = p.parse_args(argv)
@@ -431,8 +466,12 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "rtsp":
                 with rtsp_server(raw, n, work) as (urls, server):
                     run = run_once(kind, urls, args.seconds, work, floor_ms, server.pid, extra)
+                    if args.idle:
+                        run.update(idle_cpu(kind, urls, args.seconds, work, extra))
             else:
                 run = run_once(kind, [str(mp4)] * n, args.seconds, work, floor_ms, None, extra)
+                if args.idle:
+                    run.update(idle_cpu(kind, [str(mp4)] * n, args.seconds, work, extra))
             results["runs"].append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "fps"}), flush=True)
     results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]

@@ -19,7 +19,7 @@ import zmq
 from capture_node.config import CameraConfig
 from capture_node.frame_slot import FrameSlot
 from capture_node.pull_server import PullServer
-from capture_node.sources import Source, open_source, picture_size
+from capture_node.sources import Source, is_video_file, open_source, picture_size
 from common import jpeg
 from common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
 from common.publisher import FramePublisher
@@ -86,6 +86,7 @@ class Camera:
             raise
         self.pull_endpoint = self._pull.endpoint
         self._slot = FrameSlot(lossless=self._every_frame)
+        self._always_encode = self._every_frame or is_video_file(config.source)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = CameraState()
@@ -281,6 +282,9 @@ class Camera:
                         break
                     grabbed = self._slot.take(timeout=0) or grabbed  # a newer one may have come
                 next_due = max(next_due + interval, time.monotonic() - interval)
+            if not self._wanted():
+                last_frame = None  # a status must not hand a newcomer a frame from before
+                continue
             frame = self._encode(grabbed.image, grabbed.capture_ns, seq)
             if frame is None:
                 continue
@@ -292,6 +296,16 @@ class Camera:
                 last_frame = frame
                 last_sent = time.monotonic()
                 told_state = "streaming"
+
+    def _wanted(self) -> bool:
+        """Don't encode for nobody: only while a subscriber is connected or a pull request
+        waits. Every-frame delivery waits for a subscriber before it takes a frame anyway; a
+        video file encodes every frame it plays, so that one arriving after its end still
+        finds its last frame."""
+        if self._always_encode or self._publisher.has_subscribers() or self._pull.waiting():
+            return True
+        self._pull.forget_frame()
+        return False
 
     def _check_stalled(self) -> None:
         """A frozen stream blocks read() in the grab thread: notice it from here, in time."""

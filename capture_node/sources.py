@@ -40,6 +40,11 @@ class SourceInfo:
     is_file: bool
 
 
+def is_video_file(source: str) -> bool:
+    """A path to a file, not the test picture, a URL or a device index."""
+    return source != "test" and not source.isdigit() and "://" not in source
+
+
 def picture_size(picture: Picture) -> tuple[int, int]:
     """(width, height): a JPEG's from its frame header (checked when it was read)."""
     if isinstance(picture, bytes):
@@ -96,7 +101,7 @@ class OpenCVSource:
     def __init__(self, config: CameraConfig) -> None:
         self._config = config
         target: str | int = int(config.source) if config.source.isdigit() else config.source
-        is_file = isinstance(target, str) and "://" not in target
+        is_file = is_video_file(config.source)
         if is_file and not Path(str(target)).exists():
             raise SourceError(f"video file {config.source!r} does not exist")
         options = ffmpeg_options(config)
