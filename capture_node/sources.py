@@ -191,8 +191,8 @@ class MjpegSource:
         self._log = RateLimitedLog(log)
         try:
             self._stream = MjpegStream(config.source, config.open_timeout, config.read_timeout)
-        except MjpegError as exc:
-            raise SourceError(f"cannot open {redact(config.source)}: {redact(str(exc))}") from None
+        except MjpegError:  # refused, unreachable, timed out: said as for any other URL
+            raise SourceError(f"cannot open {redact(config.source)}: {explain_failure(config)}") from None
         self._first = self._next()
         if self._first is None:
             self._stream.close()
