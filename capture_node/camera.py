@@ -21,7 +21,7 @@ import zmq
 from capture_node.config import CameraConfig
 from capture_node.frame_slot import FrameSlot
 from capture_node.pull_server import PullServer
-from capture_node.sources import Source, is_video_file, open_source, picture_size
+from capture_node.sources import Source, open_source, picture_size
 from common import jpeg
 from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
@@ -94,7 +94,7 @@ class Camera:
         self.pull_endpoint = self._pull.endpoint
         self._stream = StreamPublisher(config.id, self._socket, status_interval, tap=self._pull)
         self._slot = FrameSlot(lossless=self._every_frame)
-        self._always_encode = self._every_frame or is_video_file(config.source)
+        self._playing_file = False  # the open source is a video file (set by the grab thread)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = CameraState()
@@ -173,6 +173,7 @@ class Camera:
                 continue
             self._native_since = None
             info = source.info
+            self._playing_file = info.is_file
             self._last_grab = time.monotonic()
             self._set_state(
                 state=State.STREAMING,
@@ -291,7 +292,9 @@ class Camera:
         waits. Every-frame delivery waits for a subscriber before it takes a frame anyway; a
         video file encodes every frame it plays, so that one arriving after its end still
         finds its last frame."""
-        return self._always_encode or self._socket.has_subscribers() or self._pull.waiting()
+        if self._every_frame or self._playing_file:
+            return True
+        return self._socket.has_subscribers() or self._pull.waiting()
 
     def _check_stalled(self) -> None:
         """A frozen stream blocks read() in the grab thread: notice it from here, in time."""

@@ -25,9 +25,11 @@ class FramePublisher:
         security: CurveServer | None = None,
     ) -> None:
         self.every_frame = options.every_frame
-        # A CURVE socket's one monitor is the allow-list watcher's (common/security.py): such a
-        # stream is not told its subscribers and encodes every frame.
-        self._countable = not options.every_frame and security is None
+        # A CURVE socket's one monitor is the allow-list watcher's (common/security.py), and
+        # inproc connections raise no monitor events: such a stream is not told its subscribers
+        # and encodes every frame.
+        inproc = any(a.startswith("inproc://") for a in (endpoint, *connect))
+        self._countable = not options.every_frame and security is None and not inproc
         self._revoked = RevocationCheck(security)
         self._make = lambda address: bind_frame_publisher(ctx, address, options, security)
         self._connect = connect
@@ -84,7 +86,7 @@ class FramePublisher:
                     self._peers.discard(int(change["value"]))
             return bool(self._peers)
         if not self.every_frame:
-            return True  # not known (CURVE): someone may be there
+            return True  # not known (CURVE, inproc): someone may be there
         while self._sock.poll(0, zmq.POLLIN):
             event = self._sock.recv()
             if event[:1] == b"\x01":
