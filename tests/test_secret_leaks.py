@@ -265,14 +265,14 @@ def test_a_mistyped_command_line_does_not_echo_the_password(nodes: Processes) ->
 
 
 def test_a_config_error_does_not_echo_the_password(nodes: Processes, tmp_path: Path) -> None:
-    """A source written as a list: the error quotes the value it refuses."""
+    """A source written as a list: the error says what it refuses without walking into it."""
     config = tmp_path / "node.toml"
     config.write_text(
         f'[[camera]]\nid = "door"\nsource = ["rtsp://admin:{quote(PASSWORD)}@cam.local/x?token={TOKEN}"]\n'
     )
     node = nodes.start("capture_node", ["--config", str(config)])
     assert node.wait_exit(15) == 2
-    assert "camera[0].source: must be str, got list ['rtsp://admin:***@cam.local/x?token=***']" in node.output
+    assert "camera[0].source: must be str, got a list" in node.output
     assert_no_secret("a config error", node.output)
 
 
