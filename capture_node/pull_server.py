@@ -79,6 +79,8 @@ class PullServer:
             self._wake_writer.send(b"x")
         except BlockingIOError:
             pass  # a wake-up is already pending
+        except OSError:
+            pass  # closed: the serving thread saw the stop flag first and ended (nothing to wake)
 
     def stop(self) -> None:
         self._stop.set()
