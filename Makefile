@@ -91,7 +91,7 @@ clean:
 # Benchmarks (benchmarks/, docs/benchmarks.md). framebus is installed only if it is not yet, and
 # the bench extra's packages by name rather than as '.[bench]': pip then leaves the venv's OpenCV
 # build alone (test swaps in the GUI build; '.[bench]' would reinstall the headless one beside it).
-.PHONY: soak
+.PHONY: soak bench-cameras bench-bandwidth
 SOAK_MINUTES ?= 30
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
@@ -104,3 +104,9 @@ bench: $(VENV)/.installed-bench   # every scenario, < 10 min; writes bench-resul
 
 soak: $(VENV)/.installed-bench    # make soak SOAK_MINUTES=2 for a quick check; SOAK_ARGS="--systems framebus"
 	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
+bench-cameras: $(VENV)/.installed  # N = 4, 8, 12, 16 RTSP and file cameras on one node: bench-results/cameras.{json,md}
+	$(BIN)/python -m benchmarks.cameras $(CAMERAS_ARGS)
+
+bench-bandwidth: $(VENV)/.installed  # Mbit/s by JPEG quality, size and fps: bench-results/bandwidth.{json,md}
+	$(BIN)/python -m benchmarks.bandwidth

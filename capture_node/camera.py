@@ -21,7 +21,7 @@ import zmq
 from capture_node.config import CameraConfig
 from capture_node.frame_slot import FrameSlot
 from capture_node.pull_server import PullServer
-from capture_node.sources import Source, open_source
+from capture_node.sources import Source, open_source, picture_size
 from common import jpeg
 from common.publisher import FramePublisher
 from common.ratelimit import RateLimitedLog
@@ -94,6 +94,7 @@ class Camera:
         self.pull_endpoint = self._pull.endpoint
         self._stream = StreamPublisher(config.id, self._socket, status_interval, tap=self._pull)
         self._slot = FrameSlot(lossless=self._every_frame)
+        self._playing_file = False  # the open source is a video file (set by the grab thread)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = CameraState()
@@ -172,6 +173,7 @@ class Camera:
                 continue
             self._native_since = None
             info = source.info
+            self._playing_file = info.is_file
             self._last_grab = time.monotonic()
             self._set_state(
                 state=State.STREAMING,
@@ -234,8 +236,9 @@ class Camera:
             if not info.is_file and took >= self.config.read_timeout * 0.9:
                 return f"no frame for {took:.1f} s (frozen stream)"
             self._last_grab = time.monotonic()
-            if info.width != image.shape[1] or info.height != image.shape[0]:
-                self._set_state(width=image.shape[1], height=image.shape[0])
+            width, height = picture_size(image)
+            if info.width != width or info.height != height:
+                self._set_state(width=width, height=height)
             self._count("grabbed")
             if not self._slot.put(image, time.time_ns()):
                 break
@@ -275,12 +278,23 @@ class Camera:
                         break
                     grabbed = self._slot.take(timeout=0) or grabbed  # a newer one may have come
                 next_due = max(next_due + interval, time.monotonic() - interval)
+            if not self._wanted():
+                stream.forget_frame()  # a status or pull must not hand a newcomer a frame from before
+                continue
             data = self._encode(grabbed.image)
             if data is None:
                 continue
-            height, width = grabbed.image.shape[:2]
-            if stream.send_frame(data, (width, height), grabbed.capture_ns, self._stop):
+            if stream.send_frame(data, picture_size(grabbed.image), grabbed.capture_ns, self._stop):
                 self._count("published")
+
+    def _wanted(self) -> bool:
+        """Don't encode for nobody: only while a subscriber is connected or a pull request
+        waits. Every-frame delivery waits for a subscriber before it takes a frame anyway; a
+        video file encodes every frame it plays, so that one arriving after its end still
+        finds its last frame."""
+        if self._every_frame or self._playing_file:
+            return True
+        return self._socket.has_subscribers() or self._pull.waiting()
 
     def _check_stalled(self) -> None:
         """A frozen stream blocks read() in the grab thread: notice it from here, in time."""
@@ -297,7 +311,10 @@ class Camera:
             return 1.0 / target
         return 0.0
 
-    def _encode(self, image: np.ndarray) -> bytes | None:
+    def _encode(self, image: np.ndarray | bytes) -> bytes | None:
+        """A camera's own JPEG (MJPEG sources, checked when read) goes out as it is."""
+        if isinstance(image, bytes):
+            return image
         started = time.perf_counter()
         try:
             data = jpeg.encode_bgr(image, self.config.quality)

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+import cv2
 import setproctitle
 import zmq
 
@@ -55,6 +56,7 @@ def run(
     config: CameraConfig, status_interval: float, conn: Connection, log_level: str, curve: CurveFiles | None = None
 ) -> None:
     setproctitle.setproctitle(process_title(config.id))  # `ps` shows which camera this is
+    cv2.setNumThreads(1)  # one camera's resize needs no pool of a thread per core in every camera process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node stops us
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -86,8 +86,8 @@ def add_camera_flags(p: argparse._ActionsContainer) -> None:
     )
     p.add_argument("--fps", type=float, help="publish rate (default: the source's)")
     p.add_argument("--quality", type=int, help="JPEG quality 1-100 (default 80)")
-    p.add_argument("--width", type=int, help="test picture width (default 1280)")
-    p.add_argument("--height", type=int, help="test picture height (default 720)")
+    p.add_argument("--width", type=int, help="publish at this width, resized before encoding (default: the source's)")
+    p.add_argument("--height", type=int, help="publish at this height; one alone keeps the aspect ratio")
     p.add_argument("--loop", action="store_true", help="restart a video file at its end")
     p.add_argument("--as-fast-as-possible", action="store_true", help="read a video file without pacing it")
     p.add_argument(

@@ -13,7 +13,7 @@ import msgspec
 
 from capture_node.config_errors import bounds, explain, field_meta
 from capture_node.exposure import PolicyError, check_keys, exposed, security_warnings
-from capture_node.schema import DEFAULT_CONTROL, CameraConfig, NodeConfig, NodeSettings
+from capture_node.schema import DEFAULT_CONTROL, MIN_PICTURE_SIDE, CameraConfig, NodeConfig, NodeSettings
 from common.endpoint import Endpoint, EndpointError, parse_endpoint
 from common.fields import shown
 from common.files import FileProblemError, read_regular_file
@@ -89,6 +89,10 @@ def validate(config: NodeConfig, where: str = "config", running: NodeConfig | No
 # ----------------------------------------------------------------------------- rules
 
 
+# Fields whose 0 means "not set" and whose other values start higher: (name, lowest non-zero)
+_GAPS = (("socket_buffer", 4096), ("width", MIN_PICTURE_SIDE), ("height", MIN_PICTURE_SIDE))
+
+
 def _check_fields(config: NodeConfig) -> None:
     """What a type cannot say about one field: endpoint and id syntax, printable names."""
     node = config.node
@@ -102,9 +106,11 @@ def _check_fields(config: NodeConfig) -> None:
             validate_camera_id(cam.id)
         except ProtocolError as exc:
             raise ConfigError(f"{place}.id: {exc}") from None
-        if 0 < cam.socket_buffer < 4096:  # the schema says 0 to MAX_INT32; the gap is said here
-            words = bounds(field_meta(CameraConfig, "socket_buffer") or msgspec.Meta())
-            raise ConfigError(f"{place}.socket_buffer: must be {words}, got {cam.socket_buffer}")
+        for name, low in _GAPS:  # the schema says 0 to the maximum; the gap above 0 is said here
+            value = getattr(cam, name)
+            if 0 < value < low:
+                words = bounds(field_meta(CameraConfig, name) or msgspec.Meta())
+                raise ConfigError(f"{place}.{name}: must be {words}, got {value}")
         for name in ("bind", "pull_bind"):
             if getattr(cam, name):
                 checked_endpoint(getattr(cam, name), f"{place}.{name}", bind=True)

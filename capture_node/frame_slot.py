@@ -16,7 +16,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Grabbed:
-    image: np.ndarray
+    image: np.ndarray | bytes  # bytes: a camera's own JPEG (capture_node/mjpeg.py)
     capture_ns: int
     number: int  # counts grabbed frames, from 0
 
@@ -31,7 +31,7 @@ class FrameSlot:
         self._interrupted = False
         self._count = 0
 
-    def put(self, image: np.ndarray, capture_ns: int) -> bool:
+    def put(self, image: np.ndarray | bytes, capture_ns: int) -> bool:
         """Offer a frame; False once the slot is closed (the camera is stopping)."""
         with self._cond:
             if self._lossless:

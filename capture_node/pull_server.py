@@ -55,6 +55,17 @@ class PullServer:
         if self._pending:  # nobody waiting: a request arriving later finds this frame anyway
             self._wake()
 
+    def waiting(self) -> bool:
+        """Is a pull request waiting for a frame? (Read by the publish thread: a len() of a
+        dict the pull thread changes is safe to read.)"""
+        return bool(self._pending)
+
+    def forget_frame(self) -> None:
+        """Frames are not being encoded (nobody watches): a request arriving now must wait
+        for a fresh one, not get the last frame encoded, which may be minutes old."""
+        with self._lock:
+            self._frame = None
+
     def offer_status(self, message: bytes) -> None:
         """Waiting requesters learn why no frame comes (and ask again)."""
         with self._lock:

@@ -23,6 +23,18 @@ DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
 MAX_INT32 = 2**31 - 1
 
 
+# OpenCV's VIDEO_ACCELERATION_* names (capture_node/sources.py: hw_acceleration)
+HwDecode = Literal["none", "any", "vaapi", "drm", "d3d11", "mfx"]
+MIN_PICTURE_SIDE = 16
+
+
+def picture_side(description: str) -> Meta:
+    """A published picture's width or height: 0 keeps the source's (1 to 15 are refused in
+    config.py, as a range with a gap is not a bound)."""
+    words = f"0 (the source's size) or between {MIN_PICTURE_SIDE} and 16384"
+    return Meta(ge=0, le=16384, description=description, extra={"zero": "the source's size", "range": words})
+
+
 def seconds(low: float, high: float, description: str) -> Meta:
     """A duration field's bounds and meaning."""
     return Meta(ge=low, le=high, description=description, extra={"unit": "seconds"})
@@ -48,8 +60,8 @@ class CameraConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     ] = ()
     fps: Annotated[float, Meta(ge=0, le=1000, description="publish rate", extra={"zero": "the source's rate"})] = 0.0
     quality: Annotated[int, Meta(ge=1, le=100, description="JPEG quality")] = 80
-    width: Annotated[int, Meta(ge=16, le=16384, description="test picture width")] = 1280
-    height: Annotated[int, Meta(ge=16, le=16384, description="test picture height")] = 720
+    width: Annotated[int, picture_side("publish at this width, resized before encoding (test picture: 1280)")] = 0
+    height: Annotated[int, picture_side("publish at this height; one of width/height alone keeps the aspect ratio")] = 0
     loop: Annotated[bool, Meta(description="restart a video file at its end")] = False
     as_fast_as_possible: Annotated[bool, Meta(description="read a video file without pacing it at its fps")] = False
     delivery: Annotated[
@@ -78,6 +90,13 @@ class CameraConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         int, Meta(ge=1, le=100000, description="every-frame delivery: frames queued per subscriber")
     ] = DEFAULT_QUEUE_FRAMES
     transport: Annotated[Literal["tcp", "udp"], Meta(description="RTSP transport")] = "tcp"
+    hw_decode: Annotated[
+        HwDecode,
+        Meta(
+            description="OpenCV's CAP_PROP_HW_ACCELERATION for the decoder: any falls back to the CPU (logged); "
+            "a named kind the box lacks fails to open. Not tested on video hardware here"
+        ),
+    ] = "none"
     open_timeout: Annotated[float, seconds(0.1, 120, "an open taking longer counts as failed")] = 5.0
     read_timeout: Annotated[
         float, seconds(0.1, 120, "without a frame for this long the stream counts as dead (raise it for slow cameras)")

@@ -27,7 +27,11 @@ from common.words import State
 
 log = logging.getLogger("capture_node.supervisor")
 
-_SPAWN = multiprocessing.get_context("spawn")  # no fork: the node has threads and sockets
+# Not fork (the node has threads and sockets) and not spawn (each camera would import OpenCV,
+# NumPy and ZeroMQ by itself, ~40 MB each): a forkserver, a clean process that loaded them once
+# (capture_node/camera_forkserver.py) and forks each camera process from there.
+_START = multiprocessing.get_context("forkserver")
+_START.set_forkserver_preload(["capture_node.camera_forkserver"])
 START_TIMEOUT_S = 30.0
 SILENCE_LIMIT_S = 5.0  # a process that sends no report for this long is hung as a whole
 
@@ -67,8 +71,8 @@ class CameraSupervisor:
         self._thread.start()
 
     def _spawn(self) -> tuple[str, str]:
-        parent, child = _SPAWN.Pipe()
-        process = _SPAWN.Process(
+        parent, child = _START.Pipe()
+        process = _START.Process(
             target=camera_process.run,
             args=(self.config, self._status_interval, child, self._log_level, self._curve),
             name=f"camera-{self.config.id}",

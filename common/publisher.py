@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from common.security import CurveServer, RevocationCheck
 from common.sockets import StreamOptions, bind_frame_publisher, bound_endpoint, rebuild
@@ -24,12 +25,19 @@ class FramePublisher:
         security: CurveServer | None = None,
     ) -> None:
         self.every_frame = options.every_frame
+        # A CURVE socket's one monitor is the allow-list watcher's (common/security.py), and
+        # inproc connections raise no monitor events: such a stream is not told its subscribers
+        # and encodes every frame.
+        inproc = any(a.startswith("inproc://") for a in (endpoint, *connect))
+        self._countable = not options.every_frame and security is None and not inproc
         self._revoked = RevocationCheck(security)
         self._make = lambda address: bind_frame_publisher(ctx, address, options, security)
         self._connect = connect
         self._sock = self._bind(endpoint)
         self.endpoint = bound_endpoint(self._sock)
         self._subscribed = False
+        self._peers: set[int] = set()  # latest: the connections' fds
+        self._monitor = self._watch_peers()
 
     def _bind(self, endpoint: str) -> zmq.Socket:
         sock = self._make(endpoint)
@@ -44,14 +52,41 @@ class FramePublisher:
         every peer reconnect through the allow-list again."""
         if not self._revoked.due():
             return
+        self._stop_watching()
         self._sock.close(0)
         self._sock = rebuild(lambda: self._bind(self.endpoint))
         self._subscribed = False
+        self._monitor = self._watch_peers()
+
+    def _watch_peers(self) -> zmq.Socket | None:
+        """A conflating PUB cannot be an XPUB (no CONFLATE there) and so never hears of its
+        subscribers: its connections are counted instead (every framebus subscriber subscribes
+        to everything). Every-frame's XPUB reports subscriptions itself."""
+        self._peers.clear()
+        if not self._countable:
+            return None
+        # Accepted / connected carry the connection's fd, as disconnected does (a handshake's
+        # event carries none); a peer that never completes its handshake counts until it leaves.
+        return self._sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+
+    def _stop_watching(self) -> None:
+        if self._monitor is not None:
+            self._sock.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
 
     def has_subscribers(self) -> bool:
-        """Only known for every-frame delivery (XPUB reports (un)subscriptions); else True."""
+        """Is anyone connected to take a frame? Cheap enough to ask before every encode."""
+        if self._monitor is not None:
+            while self._monitor.poll(0):
+                change = recv_monitor_message(self._monitor)
+                if change["event"] in (zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED):
+                    self._peers.add(int(change["value"]))
+                elif change["event"] == zmq.EVENT_DISCONNECTED:
+                    self._peers.discard(int(change["value"]))
+            return bool(self._peers)
         if not self.every_frame:
-            return True
+            return True  # not known (CURVE, inproc): someone may be there
         while self._sock.poll(0, zmq.POLLIN):
             event = self._sock.recv()
             if event[:1] == b"\x01":
@@ -92,4 +127,5 @@ class FramePublisher:
             pass
 
     def close(self) -> None:
+        self._stop_watching()
         self._sock.close(0)

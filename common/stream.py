@@ -37,6 +37,8 @@ class StreamTap(Protocol):
 
     def offer_status(self, message: bytes) -> None: ...
 
+    def forget_frame(self) -> None: ...
+
 
 class StreamPublisher:
     """Owned by one thread (its socket is not thread-safe); `info()` may be read from another."""
@@ -101,6 +103,13 @@ class StreamPublisher:
         self._last_sent = time.monotonic()
         return True
 
+    def forget_frame(self) -> None:
+        """Frames are not being sent (nobody watches): a status or pull request must not hand a
+        newcomer the last one, which may be minutes old. Its sequence number is still said."""
+        self._last_frame = None
+        if self._tap is not None:
+            self._tap.forget_frame()
+
     def send_status(self, state: State, reason: str = "", attempt: int = 0, retry_in_s: float = 0.0) -> None:
         """Say why no frame goes out. The last frame rides along under conflation, so that a
         status never displaces an unread frame; never with every-frame delivery (it was sent)."""
@@ -109,7 +118,7 @@ class StreamPublisher:
             camera=self.camera,
             state=state,
             publish_ns=time.time_ns(),
-            last_seq=last.header.seq if last else -1,
+            last_seq=self._seq - 1,  # the last frame's, as sent (-1: none yet)
             reason=printable(reason),
             attempt=attempt,
             retry_in_s=min(max(retry_in_s, 0.0), MAX_RETRY_S),

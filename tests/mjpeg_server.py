@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from common import jpeg
@@ -11,8 +12,17 @@ from tests.media import numbered_frame
 BOUNDARY = b"frame"
 
 
+def numbered_jpeg(index: int) -> bytes:
+    return jpeg.encode_bgr(numbered_frame(index), 90)
+
+
 class MjpegCamera:
-    def __init__(self, fps: float = 15.0) -> None:
+    """`part(index)` makes each part's payload; `content_length=False` leaves the header out
+    (some cameras do: the reader must find the next boundary)."""
+
+    def __init__(
+        self, fps: float = 15.0, part: Callable[[int], bytes] = numbered_jpeg, content_length: bool = True
+    ) -> None:
         self.stop = threading.Event()
         camera = self
 
@@ -27,9 +37,10 @@ class MjpegCamera:
                 index = 0
                 try:
                     while not camera.stop.wait(1 / fps):
-                        data = jpeg.encode_bgr(numbered_frame(index), 90)
+                        data = part(index)
                         self.wfile.write(b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\n")
-                        self.wfile.write(f"Content-Length: {len(data)}\r\n\r\n".encode() + data + b"\r\n")
+                        length = f"Content-Length: {len(data)}\r\n" if content_length else ""
+                        self.wfile.write(f"{length}\r\n".encode() + data + b"\r\n")
                         index += 1
                 except (BrokenPipeError, ConnectionResetError):
                     pass

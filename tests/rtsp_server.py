@@ -6,7 +6,10 @@ Prints `READY rtsp://127.0.0.1:PORT/PATH` once the media is prepared (a client c
 right after a plain start can get 503 from a shared factory, so the media is constructed and
 prepared up front). Sources: `ball` (cheap, mostly black), `clock` (the wall-clock time in ms
 drawn as a barcode, to measure latency), `images` (a looped folder of natural-looking JPEGs,
-for anything measured), `audio` (no video at all). Runs until SIGTERM.
+for anything measured), `h264-file` (an Annex-B H.264 file sent as it is, looped: no encoder in
+the server, for benchmarks of many cameras), `audio` (no video at all). `--mounts N` serves the
+same media at N paths, PATH0 ... PATH(N-1), each its own pipeline; READY names the first. Runs
+until SIGTERM.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ def launch_line(args: argparse.Namespace) -> str:
         return (
             f"( multifilesrc location={args.images_dir}/%05d.jpg loop=true caps=image/jpeg,framerate={args.fps}/1 "
             f"! jpegdec ! videoscale ! videoconvert ! {raw},format=I420 ! {H264} )"
+        )
+    if args.source == "h264-file":
+        caps = f"video/x-h264,stream-format=byte-stream,framerate={args.fps}/1"
+        return (
+            f"( multifilesrc location={args.file} loop=true caps={caps} ! h264parse "
+            "! identity sync=true ! rtph264pay name=pay0 pt=96 )"
         )
     if args.source == "audio":
         return "( audiotestsrc is-live=true ! audioconvert ! mulawenc ! rtppcmupay name=pay0 pt=0 )"
@@ -81,8 +90,10 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=int, default=30)
-    parser.add_argument("--source", default="ball", choices=["ball", "clock", "images", "audio"])
+    parser.add_argument("--source", default="ball", choices=["ball", "clock", "images", "h264-file", "audio"])
     parser.add_argument("--images-dir")
+    parser.add_argument("--file", help="the Annex-B H.264 file of --source h264-file")
+    parser.add_argument("--mounts", type=int, default=1, help="serve the media at N paths: PATH0 ... PATH(N-1)")
     parser.add_argument("--user")
     parser.add_argument("--password")
     args = parser.parse_args()
@@ -92,6 +103,40 @@ def main() -> None:
     server = GstRtspServer.RTSPServer()
     server.set_address(args.address)
     server.set_service(str(args.port))
+    paths = [args.path] if args.mounts == 1 else [f"{args.path}{i}" for i in range(args.mounts)]
+    for path in paths:
+        server.get_mount_points().add_factory(path, make_factory(args, server))
+    server.attach(None)
+
+    def warm_up() -> None:
+        """DESCRIBE our own streams once, so the shared media is prepared before READY (a
+        client opening right after start could otherwise get 503). Calling media.prepare()
+        from the main loop instead deadlocks now and then."""
+        urls = [f"rtsp://{args.address}:{server.get_bound_port()}{path}" for path in paths]
+        for url in urls:
+            describe(url, args, server.get_bound_port())
+        print(f"READY {urls[0]}", flush=True)
+
+    GLib.idle_add(lambda: threading.Thread(target=warm_up, daemon=True).start())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, loop.quit)
+    loop.run()
+    sys.exit(0)
+
+
+def describe(url: str, args: argparse.Namespace, port: int) -> None:
+    request = f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n"
+    if args.user:
+        token = base64.b64encode(f"{args.user}:{args.password or ''}".encode()).decode()
+        request += f"Authorization: Basic {token}\r\n"
+    for _ in range(100):
+        with socket.create_connection((args.address, port), timeout=10) as conn:
+            conn.sendall((request + "\r\n").encode())
+            if conn.recv(4096).startswith(b"RTSP/1.0 200"):
+                break
+
+
+def make_factory(args: argparse.Namespace, server: GstRtspServer.RTSPServer) -> GstRtspServer.RTSPMediaFactory:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch_line(args))
     factory.set_shared(True)
@@ -108,30 +153,7 @@ def main() -> None:
         factory.set_permissions(permissions)
     if args.source == "clock":
         factory.connect("media-configure", lambda _factory, media: feed_clock(media, args))
-    server.get_mount_points().add_factory(args.path, factory)
-    server.attach(None)
-
-    def warm_up() -> None:
-        """DESCRIBE our own stream once, so the shared media is prepared before READY (a
-        client opening right after start could otherwise get 503). Calling media.prepare()
-        from the main loop instead deadlocks now and then."""
-        url = f"rtsp://{args.address}:{server.get_bound_port()}{args.path}"
-        request = f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n"
-        if args.user:
-            token = base64.b64encode(f"{args.user}:{args.password or ''}".encode()).decode()
-            request += f"Authorization: Basic {token}\r\n"
-        for _ in range(100):
-            with socket.create_connection((args.address, server.get_bound_port()), timeout=10) as conn:
-                conn.sendall((request + "\r\n").encode())
-                if conn.recv(4096).startswith(b"RTSP/1.0 200"):
-                    break
-        print(f"READY {url}", flush=True)
-
-    GLib.idle_add(lambda: threading.Thread(target=warm_up, daemon=True).start())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, loop.quit)
-    loop.run()
-    sys.exit(0)
+    return factory
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import zmq
 
 from capture_node.camera import Camera
 from capture_node.config import CameraConfig
+from capture_node.pull_server import PullServer
 from capture_node.sources import Source, SourceError, SourceInfo
 from common import jpeg
 from common.protocol import Frame, Status, decode, encode_pull_request
@@ -167,3 +168,13 @@ def test_the_pull_server_is_fed_every_frame(ctx: zmq.Context) -> None:
     finally:
         camera.stop()
     assert isinstance(second, Frame) and second.header.seq > first.header.seq
+
+
+def test_a_pull_server_stopped_first_ignores_a_late_status(ctx: zmq.Context) -> None:
+    """Camera.stop() stops the pull server before the publish thread has ended, and the serving
+    thread may close its wake-up socket before stop() writes to it: neither may raise."""
+    pull = PullServer(ctx, f"inproc://pull-late-{next(_names)}", "cam1")
+    pull.start()
+    pull.stop()
+    pull.offer_status(b"a status the publish thread sent while stopping")
+    pull.stop()

@@ -216,8 +216,10 @@ def test_a_changed_camera_keeps_its_endpoints_too() -> None:
         ({"fps": float("inf")}, "fps", "got inf"),
         ({"fps": float("nan")}, "fps", "got nan"),
         ({"fps": 10**400}, "fps", "out of range"),
-        ({"width": 8}, "width", "between 16 and 16384, got 8"),
+        ({"width": 8}, "width", "must be 0 (the source's size) or between 16 and 16384, got 8"),
         ({"height": 16385}, "height", "got 16385"),
+        ({"height": -1}, "height", "got -1"),
+        ({"hw_decode": "cuda"}, "hw_decode", "must be one of none, any, vaapi, drm, d3d11, mfx, got 'cuda'"),
         ({"delivery": "sometimes"}, "delivery", "'sometimes'"),
         ({"source": ""}, "source", "must not be empty"),
         ({"socket_buffer": 100}, "socket_buffer", "got 100"),
@@ -431,8 +433,9 @@ _VALID_CAMERA = {
     "bind": st.sampled_from(["tcp://127.0.0.1:9001", "tcp://127.0.0.1:*", "ipc:///tmp/c"]),
     "fps": st.floats(min_value=0, max_value=1000),
     "quality": st.integers(min_value=1, max_value=100),
-    "width": st.integers(min_value=16, max_value=16384),
-    "height": st.integers(min_value=16, max_value=16384),
+    "width": st.just(0) | st.integers(min_value=16, max_value=16384),
+    "height": st.just(0) | st.integers(min_value=16, max_value=16384),
+    "hw_decode": st.sampled_from(["none", "any", "vaapi", "drm", "d3d11", "mfx"]),
     "loop": st.booleans(),
     "as_fast_as_possible": st.booleans(),
     "delivery": st.sampled_from(["latest", "every-frame"]),
@@ -529,4 +532,5 @@ def test_from_dict_returns_config_or_raises_config_error(data: dict[str, Any]) -
         assert cfg.node.insecure or parse_endpoint(cam.bind, bind=True).is_loopback
         assert 0 <= cam.fps <= 1000
         assert 1 <= cam.quality <= 100
-        assert 16 <= cam.width <= 16384 and 16 <= cam.height <= 16384
+        assert cam.width in range(16, 16385) or cam.width == 0
+        assert cam.height in range(16, 16385) or cam.height == 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.processes import Processes, wait_until
+from worker_node import RemoteCapture
 
 PASSWORD = "metrics-S3cret"
 
@@ -52,12 +53,13 @@ def test_capture_node_metrics_move_with_frames_and_show_a_dead_camera(nodes: Pro
         f'[[camera]]\nid = "dead"\nsource = "rtsp://admin:{PASSWORD}@127.0.0.1:9/x"\nreconnect_max = 0.5\n'
     )
     port = free_port()
-    capture, _ = nodes.capture("--config", str(config), "--metrics-port", str(port))
+    capture, control = nodes.capture("--config", str(config), "--metrics-port", str(port))
     capture.wait_for(rf"metrics on http://127\.0\.0\.1:{port}/metrics")
     assert not reachable("127.0.0.2", port), "metrics listen beyond loopback without being told to"
     published = metric(port, 'framebus_frames_published_total{camera="good"}')
-    first = wait_until(published, 15, "frames to be published")
-    wait_until(lambda: published() >= first + 10, 15, "the published count to move")  # type: ignore[operator]
+    with RemoteCapture(control, camera="good", timeout=10):  # nothing is encoded for nobody
+        first = wait_until(published, 15, "frames to be published")
+        wait_until(lambda: published() >= first + 10, 15, "the published count to move")  # type: ignore[operator]
     samples = scrape(port)
     assert (
         samples['framebus_frames_captured_total{camera="good"}']

@@ -25,12 +25,16 @@ class Tap:
     def __init__(self) -> None:
         self.frames: list[int] = []
         self.statuses = 0
+        self.forgotten = 0
 
     def offer_frame(self, seq: int, message: bytes) -> None:
         self.frames.append(seq)
 
     def offer_status(self, message: bytes) -> None:
         self.statuses += 1
+
+    def forget_frame(self) -> None:
+        self.forgotten += 1
 
 
 @pytest.fixture
@@ -92,6 +96,22 @@ def test_a_status_carries_the_last_frame_and_a_clean_reason(ctx: zmq.Context) ->
     assert second.frame is not None and second.frame.header.seq == second.last_seq == 0
     assert (second.attempt, second.retry_in_s) == (2, 86400.0)
     assert tap.statuses == 2
+
+
+def test_a_forgotten_frame_rides_no_status_but_its_seq_is_still_said(ctx: zmq.Context) -> None:
+    tap = Tap()
+    stream, sub = stream_and_sub(ctx, tap=tap)
+    try:
+        for n in range(2):
+            stream.send_frame(JPEG, (4, 2), n)
+            receive(sub)
+        stream.forget_frame()  # nobody watched for a while: the frame is stale
+        stream.send_status(State.STREAMING)
+        status = receive(sub)
+    finally:
+        stream.close()
+    assert isinstance(status, Status) and status.frame is None and status.last_seq == 1
+    assert tap.forgotten == 1 and stream.last_frame is None
 
 
 def test_status_is_due_on_a_change_of_state_or_after_the_interval(ctx: zmq.Context) -> None:
