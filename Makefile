@@ -19,7 +19,7 @@ ifneq ($(filter-out clean test-deps,$(or $(MAKECMDGOALS),venv)),)
   endif
 endif
 
-.PHONY: demo test test-deps lint bench clean
+.PHONY: demo test test-deps lint bench clean dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,7 @@ test: test-deps lint
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info dist build
 
 # Benchmarks (benchmarks/, docs/benchmarks.md). framebus is installed only if it is not yet, and
 # the bench extra's packages by name rather than as '.[bench]': pip then leaves the venv's OpenCV
@@ -72,3 +72,13 @@ bench: $(VENV)/.installed-bench   # every scenario, < 10 min; writes bench-resul
 
 soak: $(VENV)/.installed-bench    # make soak SOAK_MINUTES=2 for a quick check; SOAK_ARGS="--systems framebus"
 	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
+# A wheel and an sdist in dist/ (`pip install dist/framebus-*.whl` on any host). The wheel is built
+# from the sdist, so a file missing from the sdist fails here rather than on a user's machine.
+$(VENV)/.installed-dist: | $(BIN)/python
+	$(BIN)/pip install -q "build>=1.2"
+	touch $@
+
+dist: $(VENV)/.installed-dist
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
