@@ -19,7 +19,7 @@ ifneq ($(filter-out clean test-deps test-all,$(or $(MAKECMDGOALS),venv)),)
   endif
 endif
 
-.PHONY: demo test test-deps test-all pytest lint bench clean
+.PHONY: demo test test-deps test-all pytest lint bench clean dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,7 +86,7 @@ test-all: test
 	echo "test-all: passed: everything on Python $$full, the version-dependent tests on the others"
 
 clean:
-	rm -rf $(VENV) $(PYTHONS:%=.venv-%) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(PYTHONS:%=.venv-%) demo-output .pytest_cache .mypy_cache .ruff_cache *.egg-info dist build
 
 # Benchmarks (benchmarks/, docs/benchmarks.md). framebus is installed only if it is not yet, and
 # the bench extra's packages by name rather than as '.[bench]': pip then leaves the venv's OpenCV
@@ -110,3 +110,13 @@ bench-cameras: $(VENV)/.installed  # N = 4, 8, 12, 16 RTSP and file cameras on o
 
 bench-bandwidth: $(VENV)/.installed  # Mbit/s by JPEG quality, size and fps: bench-results/bandwidth.{json,md}
 	$(BIN)/python -m benchmarks.bandwidth
+
+# A wheel and an sdist in dist/ (`pip install dist/framebus-*.whl` on any host). The wheel is built
+# from the sdist, so a file missing from the sdist fails here rather than on a user's machine.
+$(VENV)/.installed-dist: | $(BIN)/python
+	$(BIN)/pip install -q "build>=1.2"
+	touch $@
+
+dist: $(VENV)/.installed-dist
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from common.protocol import FrameHeader
+from framebus import FrameHeader
 
 WORK_S = 0.2
 

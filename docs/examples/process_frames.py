@@ -16,9 +16,7 @@ import argparse
 import cv2
 import numpy as np
 
-from common.logs import setup_logging
-from common.protocol import FrameHeader
-from worker_node import processing
+from framebus import FrameHeader, processing
 
 
 def edges(image: np.ndarray, header: FrameHeader) -> tuple[np.ndarray, dict[str, float]]:
@@ -35,7 +33,6 @@ def main() -> None:
     parser.add_argument("camera", help="camera id, e.g. cam1")
     parser.add_argument("--control", default="tcp://127.0.0.1:5585", help="this worker's describe endpoint")
     args = parser.parse_args()
-    setup_logging()  # prints "control endpoint ..." and handler errors
     processing.run(edges, node=args.node, camera=args.camera, control=args.control, suffix="edges")
 
 

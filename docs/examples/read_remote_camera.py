@@ -13,7 +13,7 @@ import argparse
 
 import cv2
 
-from worker_node import RemoteCapture
+from framebus import RemoteCapture
 
 
 def main() -> None:

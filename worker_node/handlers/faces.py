@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from common.protocol import FrameHeader
+from framebus import FrameHeader
 from worker_node.handlers.haar import HaarCascade
 
 BOX_COLOUR = (0, 165, 255)  # BGR orange

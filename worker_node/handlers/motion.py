@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from common.protocol import FrameHeader
+from framebus import FrameHeader
 
 BOX_COLOUR = (0, 255, 0)  # BGR green
 

@@ -1,0 +1,14 @@
+"""Your function on the newest frames of remote cameras, its output republished as streams that
+any worker reads like a camera: ``processing.run(handler, node=..., camera=...)``.
+
+A handler is called as ``handler(image, header)``: ``image`` the newest decoded BGR frame (a
+``numpy.ndarray``, yours to modify), ``header`` its ``FrameHeader``. It returns ``None``, a dict of
+results, an output frame, or ``(frame, results)``. A class is made once per camera.
+"""
+
+from __future__ import annotations
+
+from worker_node.process import Handler
+from worker_node.processing import run
+
+__all__ = ["Handler", "run"]
