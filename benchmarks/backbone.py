@@ -20,11 +20,11 @@ import numpy as np
 import zmq
 
 from benchmarks.measure import cpu_seconds, process_tree
-from capture_node.pattern import TestPattern
-from common import jpeg
-from common.protocol import decode
-from common.sockets import StreamOptions, connect_frame_subscriber
-from worker_node import RemoteCapture
+from framebus.capture_node.pattern import TestPattern
+from framebus.common import jpeg
+from framebus.common.protocol import decode
+from framebus.common.sockets import StreamOptions, connect_frame_subscriber
+from framebus.worker_node import RemoteCapture
 
 
 def start_node(control: str) -> tuple[subprocess.Popen[str], str, str]:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from benchmarks.processes import REPO
 from benchmarks.source_clip import render_frames
-from common import jpeg
-from common.protocol import FrameHeader, encode_frame
+from framebus.common import jpeg
+from framebus.common.protocol import FrameHeader, encode_frame
 
 SIZES = ((640, 360), (1280, 720), (1920, 1080))
 QUALITIES = (50, 70, 80, 90)

@@ -73,9 +73,9 @@ def make_camera_clip(directory: Path, seconds: float = 10.0) -> tuple[Path, Path
 
 def floor(source: str, seconds: float) -> dict[str, float]:
     """Decode + encode alone, in this process: the source opened as the node opens it."""
-    from capture_node.config import CameraConfig
-    from capture_node.sources import open_source
-    from common import jpeg
+    from framebus.capture_node.config import CameraConfig
+    from framebus.capture_node.sources import open_source
+    from framebus.common import jpeg
 
     src = open_source(CameraConfig(id="floor", source=source, read_timeout=10.0))
     interval = 1.0 / (src.info.fps or FPS) if src.info.paced else 0.0
@@ -116,7 +116,7 @@ def subscribe(endpoints: list[str], seconds: float) -> None:
     counts frames per camera over the window and prints the result (JSON lines)."""
     import zmq
 
-    from common.protocol import Frame, decode
+    from framebus.common.protocol import Frame, decode
 
     ctx = zmq.Context()
     sockets = []

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from common import jpeg
+from framebus.common import jpeg
 
 FRAME_INTERVAL_S = 1 / 30
 SLOW_WORK_S = 3 * FRAME_INTERVAL_S  # a consumer 3x slower than the camera: 100 ms per frame
@@ -88,7 +88,7 @@ class FramebusReceiver:
     decode) for the fast consumer, read() (decoded BGR) for the slow one."""
 
     def __init__(self, node: str, decode: bool) -> None:
-        from worker_node import RemoteCapture
+        from framebus.worker_node import RemoteCapture
 
         self._cap = RemoteCapture(node, camera="cam1", timeout=5.0)
         if not self._cap.isOpened():

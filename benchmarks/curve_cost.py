@@ -24,10 +24,10 @@ from pathlib import Path
 import zmq
 
 from benchmarks.measure import cpu_seconds, process_tree
-from common.keys import allow_key, generate_key_pair, load_key_pair, load_public_key
-from common.protocol import decode
-from common.security import CurveClient
-from common.sockets import StreamOptions, connect_frame_subscriber
+from framebus.common.keys import allow_key, generate_key_pair, load_key_pair, load_public_key
+from framebus.common.protocol import decode
+from framebus.common.security import CurveClient
+from framebus.common.sockets import StreamOptions, connect_frame_subscriber
 
 FPS = 30.0
 SUBSCRIBERS = 4

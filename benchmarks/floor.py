@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from benchmarks.source_clip import QUALITY, PacedReader
-from common import jpeg
+from framebus.common import jpeg
 
 WARM_UP_FRAMES = 15
 

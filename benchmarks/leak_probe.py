@@ -96,7 +96,7 @@ def pymalloc_arenas() -> int:
 
 
 def _pictures(count: int, width: int, height: int) -> list[bytes]:
-    from capture_node.pattern import TestPattern
+    from framebus.capture_node.pattern import TestPattern
 
     pattern = TestPattern("probe", width, height)
     return [bytes(cv2.imencode(".jpg", pattern.render(i * 7), [cv2.IMWRITE_JPEG_QUALITY, 80])[1]) for i in range(count)]
@@ -106,10 +106,10 @@ def fake_node(cameras: int, fps: float, width: int, height: int, ready: socket.s
     """A node with `cameras` conflated streams at `fps` each; sends its control endpoint on `ready`."""
     import zmq
 
-    from common.control import ControlServer
-    from common.protocol import CameraInfo, FrameHeader, encode_frame
-    from common.publisher import FramePublisher
-    from common.sockets import StreamOptions
+    from framebus.common.control import ControlServer
+    from framebus.common.protocol import CameraInfo, FrameHeader, encode_frame
+    from framebus.common.publisher import FramePublisher
+    from framebus.common.sockets import StreamOptions
 
     pictures = _pictures(12, width, height)
     ctx = zmq.Context()
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         f"fake node on {control}: {args.cameras} cameras at {args.fps:g} fps, {args.size}", file=sys.stderr, flush=True
     )
 
-    from worker_node import cli, receiver
+    from framebus.worker_node import cli, receiver
 
     if args.rediscover:
         receiver.REDISCOVER_S = args.rediscover

@@ -33,7 +33,7 @@ BOUNDARY = "frame"
 
 def serve(frames: int) -> None:
     """The MJPEG camera: every client gets the clip's JPEGs at 30 fps, looped."""
-    from common import jpeg
+    from framebus.common import jpeg
 
     parts = [jpeg.encode_bgr(image, QUALITY) for image in render_frames(frames, WIDTH, HEIGHT)]
 
@@ -67,7 +67,7 @@ def transport(url: str) -> None:
     """Read the stream into parts and send each on a PUB socket: nothing else."""
     import zmq
 
-    from capture_node.mjpeg import MjpegStream
+    from framebus.capture_node.mjpeg import MjpegStream
 
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
@@ -75,7 +75,7 @@ def transport(url: str) -> None:
     port = pub.bind_to_random_port("tcp://127.0.0.1")
     _emit({"endpoint": f"tcp://127.0.0.1:{port}"})
     stream = MjpegStream(url, 5.0, 5.0)
-    from common.protocol import FrameHeader, encode_frame
+    from framebus.common.protocol import FrameHeader, encode_frame
 
     seq = 0
     while (data := stream.read()) is not None:

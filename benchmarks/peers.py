@@ -38,7 +38,7 @@ import zmq
 
 from benchmarks.consumer import Delivery, consume, emit, frame_log
 from benchmarks.source_clip import QUALITY, PacedReader
-from common import jpeg
+from framebus.common import jpeg
 
 STACK_TOP = 100
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import zmq
 
-from capture_node.pattern import TestPattern
-from common.sockets import StreamOptions, connect_frame_subscriber
+from framebus.capture_node.pattern import TestPattern
+from framebus.common.sockets import StreamOptions, connect_frame_subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")

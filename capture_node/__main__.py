@@ -1,7 +1,7 @@
-"""`python -m capture_node`. Spawned camera processes import this module too (as __mp_main__):
+"""`python -m framebus.capture_node`. Spawned camera processes import this module too (as __mp_main__):
 they must not run the node, so everything happens under the __main__ check."""
 
 if __name__ == "__main__":
-    from common.entry import capture_node
+    from framebus.common.entry import capture_node
 
     capture_node()

@@ -18,18 +18,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import zmq
 
-from capture_node.config import CameraConfig
-from capture_node.frame_slot import FrameSlot
-from capture_node.pull_server import PullServer
-from capture_node.sources import Source, open_source, picture_size
-from common import jpeg
-from common.publisher import FramePublisher
-from common.ratelimit import RateLimitedLog
-from common.redact import redact
-from common.security import CurveServer
-from common.sockets import StreamOptions
-from common.stream import StreamPublisher, printable
-from common.words import Delivery, State
+from framebus.capture_node.config import CameraConfig
+from framebus.capture_node.frame_slot import FrameSlot
+from framebus.capture_node.pull_server import PullServer
+from framebus.capture_node.sources import Source, open_source, picture_size
+from framebus.common import jpeg
+from framebus.common.publisher import FramePublisher
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.redact import redact
+from framebus.common.security import CurveServer
+from framebus.common.sockets import StreamOptions
+from framebus.common.stream import StreamPublisher, printable
+from framebus.common.words import Delivery, State
 
 log = logging.getLogger("capture_node.camera")
 

@@ -14,7 +14,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import setproctitle  # noqa: E402
 
-from capture_node import camera_process  # noqa: E402, F401  (OpenCV, NumPy, ZeroMQ, simplejpeg)
+from framebus.capture_node import camera_process  # noqa: E402, F401  (OpenCV, NumPy, ZeroMQ, simplejpeg)
 
 setproctitle.setproctitle("framebus-camera-forkserver")
 # Objects loaded so far live for the whole process: keep the garbage collector from writing to

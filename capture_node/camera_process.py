@@ -20,12 +20,12 @@ import cv2
 import setproctitle
 import zmq
 
-from capture_node.camera import Camera, CameraState
-from capture_node.config import CameraConfig
-from common.keys import KeyFileError
-from common.logs import setup_logging
-from common.native_output import NativeOutput
-from common.security import CurveFiles
+from framebus.capture_node.camera import Camera, CameraState
+from framebus.capture_node.config import CameraConfig
+from framebus.common.keys import KeyFileError
+from framebus.common.logs import setup_logging
+from framebus.common.native_output import NativeOutput
+from framebus.common.security import CurveFiles
 
 REPORT_S = 0.25
 

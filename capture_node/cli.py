@@ -8,17 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from capture_node import config as node_config
-from capture_node import metrics
-from capture_node.config import ConfigError, NodeConfig
-from capture_node.node import CaptureNode
-from common import threads
-from common.bind_error import bind_error
-from common.cli_args import ArgumentParser, arg_type, endpoint_arg
-from common.logs import setup_logging
-from common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
-from common.shutdown import ShutdownSignals
-from common.words import Delivery
+from framebus.capture_node import config as node_config
+from framebus.capture_node import metrics
+from framebus.capture_node.config import ConfigError, NodeConfig
+from framebus.capture_node.node import CaptureNode
+from framebus.common import threads
+from framebus.common.bind_error import bind_error
+from framebus.common.cli_args import ArgumentParser, arg_type, endpoint_arg
+from framebus.common.logs import setup_logging
+from framebus.common.metrics import METRICS_HELP, parse_metrics_address, serve_metrics
+from framebus.common.shutdown import ShutdownSignals
+from framebus.common.words import Delivery
 
 log = logging.getLogger("capture_node")
 

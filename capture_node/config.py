@@ -11,14 +11,14 @@ from typing import Any
 
 import msgspec
 
-from capture_node.config_errors import bounds, explain, field_meta
-from capture_node.exposure import PolicyError, check_keys, exposed, security_warnings
-from capture_node.schema import DEFAULT_CONTROL, MIN_PICTURE_SIDE, CameraConfig, NodeConfig, NodeSettings
-from common.endpoint import Endpoint, EndpointError, parse_endpoint
-from common.fields import shown
-from common.files import FileProblemError, read_regular_file
-from common.protocol import MAX_NODE_NAME, ProtocolError, validate_camera_id
-from common.stream import endpoint_after
+from framebus.capture_node.config_errors import bounds, explain, field_meta
+from framebus.capture_node.exposure import PolicyError, check_keys, exposed, security_warnings
+from framebus.capture_node.schema import DEFAULT_CONTROL, MIN_PICTURE_SIDE, CameraConfig, NodeConfig, NodeSettings
+from framebus.common.endpoint import Endpoint, EndpointError, parse_endpoint
+from framebus.common.fields import shown
+from framebus.common.files import FileProblemError, read_regular_file
+from framebus.common.protocol import MAX_NODE_NAME, ProtocolError, validate_camera_id
+from framebus.common.stream import endpoint_after
 
 if sys.version_info >= (3, 11):  # noqa: UP036 (Python 3.10 is supported)
     import tomllib

@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from capture_node.schema import CameraConfig, NodeConfig, NodeSettings
-from common.fields import shown
+from framebus.capture_node.schema import CameraConfig, NodeConfig, NodeSettings
+from framebus.common.fields import shown
 
 _TABLES = {"node": NodeSettings, "camera": CameraConfig}  # the TOML name of each table's schema
 _HINTS = {"cameras": "cameras are [[camera]] tables"}  # unknown fields people do write

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from capture_node.schema import NodeConfig
-from common.endpoint import parse_endpoint
-from common.keys import KeyFileError, load_key_pair, read_allow_list, secret_file_is_private
-from common.security import CurveFiles, ExposureError, check_exposure
+from framebus.capture_node.schema import NodeConfig
+from framebus.common.endpoint import parse_endpoint
+from framebus.common.keys import KeyFileError, load_key_pair, read_allow_list, secret_file_is_private
+from framebus.common.security import CurveFiles, ExposureError, check_exposure
 
 FIX = "Set node.key and node.allow (framebus-keys generate makes them)"
 

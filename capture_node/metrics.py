@@ -12,8 +12,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from capture_node.supervisor import CameraSupervisor
-from common.metrics import STATES
+from framebus.capture_node.supervisor import CameraSupervisor
+from framebus.common.metrics import STATES
 
 
 class CaptureCollector(Collector):

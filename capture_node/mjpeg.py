@@ -15,8 +15,8 @@ import base64
 import http.client
 from urllib.parse import unquote, urlsplit
 
-from common import jpeg
-from common.redact import redact
+from framebus.common import jpeg
+from framebus.common.redact import redact
 
 MAX_PART_BYTES = 16 << 20  # a 4K JPEG at quality 100 is ~5 MB
 MAX_HEADER_LINES = 32

@@ -10,14 +10,14 @@ from collections.abc import Callable
 import msgspec
 import zmq
 
-from capture_node.config import CameraConfig, ConfigError, NodeConfig
-from capture_node.exposure import curve_files
-from capture_node.supervisor import CameraSupervisor
-from common.control import ControlServer
-from common.keys import KeyFileError
-from common.protocol import CameraInfo
-from common.redact import redact
-from common.security import CurveServer
+from framebus.capture_node.config import CameraConfig, ConfigError, NodeConfig
+from framebus.capture_node.exposure import curve_files
+from framebus.capture_node.supervisor import CameraSupervisor
+from framebus.common.control import ControlServer
+from framebus.common.keys import KeyFileError
+from framebus.common.protocol import CameraInfo
+from framebus.common.redact import redact
+from framebus.common.security import CurveServer
 
 log = logging.getLogger("capture_node")
 

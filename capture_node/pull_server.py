@@ -16,11 +16,11 @@ import time
 
 import zmq
 
-from common.protocol import ProtocolError, PullRequest, decode
-from common.ratelimit import RateLimitedLog
-from common.security import CurveServer, RevocationCheck
-from common.sockets import bind_pull_server, bound_endpoint, rebuild
-from common.waker import Waker
+from framebus.common.protocol import ProtocolError, PullRequest, decode
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.security import CurveServer, RevocationCheck
+from framebus.common.sockets import bind_pull_server, bound_endpoint, rebuild
+from framebus.common.waker import Waker
 
 log = logging.getLogger("capture_node.pull_server")
 PENDING_LIMIT = 1024  # requesters waiting at once; more are answered with the status

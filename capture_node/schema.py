@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
-from common.words import Delivery
+from framebus.common.sockets import DEFAULT_NOTSENT_LOWAT, DEFAULT_QUEUE_FRAMES, DEFAULT_SOCKET_BUFFER
+from framebus.common.words import Delivery
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:5555"
 MAX_INT32 = 2**31 - 1

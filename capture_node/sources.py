@@ -11,13 +11,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from capture_node.config import CameraConfig
-from capture_node.diagnose import why_not_open
-from capture_node.mjpeg import MjpegError, MjpegStream, NotMjpegError, checked_size
-from capture_node.pattern import TestPattern
-from common import jpeg
-from common.ratelimit import RateLimitedLog
-from common.redact import redact
+from framebus.capture_node.config import CameraConfig
+from framebus.capture_node.diagnose import why_not_open
+from framebus.capture_node.mjpeg import MjpegError, MjpegStream, NotMjpegError, checked_size
+from framebus.capture_node.pattern import TestPattern
+from framebus.common import jpeg
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.redact import redact
 
 log = logging.getLogger("capture_node.sources")
 

@@ -17,13 +17,13 @@ from multiprocessing.process import BaseProcess
 
 import msgspec
 
-from capture_node import camera_process
-from capture_node.camera import COUNTERS, CameraState, backoff_delay
-from capture_node.camera_process import BindFailed, Bound, Report, Stop
-from capture_node.config import CameraConfig, ConfigError
-from common.protocol import CameraInfo
-from common.security import CurveFiles
-from common.words import State
+from framebus.capture_node import camera_process
+from framebus.capture_node.camera import COUNTERS, CameraState, backoff_delay
+from framebus.capture_node.camera_process import BindFailed, Bound, Report, Stop
+from framebus.capture_node.config import CameraConfig, ConfigError
+from framebus.common.protocol import CameraInfo
+from framebus.common.security import CurveFiles
+from framebus.common.words import State
 
 log = logging.getLogger("capture_node.supervisor")
 
@@ -31,7 +31,7 @@ log = logging.getLogger("capture_node.supervisor")
 # NumPy and ZeroMQ by itself, ~40 MB each): a forkserver, a clean process that loaded them once
 # (capture_node/camera_forkserver.py) and forks each camera process from there.
 _START = multiprocessing.get_context("forkserver")
-_START.set_forkserver_preload(["capture_node.camera_forkserver"])
+_START.set_forkserver_preload(["framebus.capture_node.camera_forkserver"])
 START_TIMEOUT_S = 30.0
 SILENCE_LIMIT_S = 5.0  # a process that sends no report for this long is hung as a whole
 

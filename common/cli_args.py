@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from common.endpoint import parse_endpoint
-from common.redact import redact
+from framebus.common.endpoint import parse_endpoint
+from framebus.common.redact import redact
 
 T = TypeVar("T")
 

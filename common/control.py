@@ -11,11 +11,18 @@ from collections.abc import Callable
 
 import zmq
 
-from common.protocol import CameraInfo, DescribeReply, DescribeRequest, ProtocolError, decode, encode_describe_reply
-from common.ratelimit import RateLimitedLog, TokenBucket
-from common.security import CurveServer, RevocationCheck
-from common.sockets import bind_control, bound_endpoint, rebuild
-from common.threads import WatchedThread
+from framebus.common.protocol import (
+    CameraInfo,
+    DescribeReply,
+    DescribeRequest,
+    ProtocolError,
+    decode,
+    encode_describe_reply,
+)
+from framebus.common.ratelimit import RateLimitedLog, TokenBucket
+from framebus.common.security import CurveServer, RevocationCheck
+from framebus.common.sockets import bind_control, bound_endpoint, rebuild
+from framebus.common.threads import WatchedThread
 
 log = logging.getLogger("framebus.control")
 

@@ -13,7 +13,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from common.redact import redact
+from framebus.common.redact import redact
 
 SCHEMES = ("tcp", "ipc", "inproc")
 MAX_IPC_PATH = 107  # bytes: sun_path holds 108 with the terminating NUL

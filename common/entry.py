@@ -32,8 +32,8 @@ def _run(target: str, reloads: bool) -> None:
 
 
 def capture_node() -> None:
-    _run("capture_node.cli:main", reloads=True)
+    _run("framebus.capture_node.cli:main", reloads=True)
 
 
 def worker_node() -> None:
-    _run("worker_node.cli:main", reloads=False)
+    _run("framebus.worker_node.cli:main", reloads=False)

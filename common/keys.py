@@ -15,7 +15,7 @@ from pathlib import Path
 
 import zmq
 
-from common.files import FileProblemError, read_regular_file
+from framebus.common.files import FileProblemError, read_regular_file
 
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"

@@ -7,7 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
-from common.keys import (
+from framebus.common.keys import (
     PUBLIC_SUFFIX,
     SECRET_SUFFIX,
     KeyFileError,

@@ -26,8 +26,8 @@ from typing import Literal, overload
 
 import zmq
 
-from common.protocol import Frame, ProtocolError, decode
-from common.waker import Waker
+from framebus.common.protocol import Frame, ProtocolError, decode
+from framebus.common.waker import Waker
 
 log = logging.getLogger("framebus.latest")
 

@@ -7,7 +7,7 @@ import sys
 import threading
 from types import TracebackType
 
-from common.redact import Public, redact
+from framebus.common.redact import Public, redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

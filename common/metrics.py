@@ -6,9 +6,9 @@ import logging
 
 from prometheus_client import start_http_server
 
-from common.endpoint import EndpointError, ListenAddress, parse_listen
-from common.security import http_exposure_warning
-from common.words import State
+from framebus.common.endpoint import EndpointError, ListenAddress, parse_listen
+from framebus.common.security import http_exposure_warning
+from framebus.common.words import State
 
 log = logging.getLogger("framebus.metrics")
 

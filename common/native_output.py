@@ -25,8 +25,8 @@ import sys
 import threading
 import time
 
-from common.ratelimit import RateLimitedLog
-from common.redact import redact
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.redact import redact
 
 log = logging.getLogger("capture_node.native")
 

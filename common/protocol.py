@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from common.fields import (
+from framebus.common.fields import (
     MAX_META_VALUES,
     MAX_STATUS_TEXT,
     U64_MAX,
@@ -33,9 +33,9 @@ from common.fields import (
     text_field,
     validate_camera_id,
 )
-from common.msgpack_shape import ShapeError, check_size
-from common.redact import redact
-from common.words import Delivery, State
+from framebus.common.msgpack_shape import ShapeError, check_size
+from framebus.common.redact import redact
+from framebus.common.words import Delivery, State
 
 MAGIC = b"FB"
 VERSION = 1
@@ -48,7 +48,7 @@ ENCODING_JPEG = "jpeg"
 MAX_ATTEMPT = 2**31 - 1  # a status's reconnection attempt: fits a signed 32-bit int
 MAX_IGNORED_SHOWN = 8  # problems a decoded describe reply keeps, of its ignored optional fields
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("common.protocol")
 T = TypeVar("T")
 
 

@@ -7,8 +7,8 @@ import threading
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from common.security import CurveServer, RevocationCheck
-from common.sockets import StreamOptions, bind_frame_publisher, bound_endpoint, rebuild
+from framebus.common.security import CurveServer, RevocationCheck
+from framebus.common.sockets import StreamOptions, bind_frame_publisher, bound_endpoint, rebuild
 
 _POLL_MS = 100
 

@@ -21,12 +21,12 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
-from common.endpoint import Endpoint, ListenAddress
-from common.keys import KeyPair, load_key_pair, read_allow_list
-from common.ratelimit import RateLimitedLog
-from common.redact import Public
-from common.threads import WatchedThread
-from common.waker import Waker
+from framebus.common.endpoint import Endpoint, ListenAddress
+from framebus.common.keys import KeyPair, load_key_pair, read_allow_list
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.redact import Public
+from framebus.common.threads import WatchedThread
+from framebus.common.waker import Waker
 
 log = logging.getLogger("framebus.security")
 _MONITOR_IDS = itertools.count()

@@ -7,7 +7,7 @@ import select
 import signal
 from types import FrameType
 
-from common.waker import Waker
+from framebus.common.waker import Waker
 
 
 class ShutdownSignals:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import zmq
 
-from common.bind_error import bind_error, refuse_live_ipc
-from common.endpoint import EndpointError, parse_endpoint
-from common.latest import LatestSocket, camera_of, latest_context
-from common.security import SocketSecurity
+from framebus.common.bind_error import bind_error, refuse_live_ipc
+from framebus.common.endpoint import EndpointError, parse_endpoint
+from framebus.common.latest import LatestSocket, camera_of, latest_context
+from framebus.common.security import SocketSecurity
 
 HEARTBEAT_IVL_MS = 500
 HEARTBEAT_TIMEOUT_MS = 1500

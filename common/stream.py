@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from common.endpoint import Endpoint
-from common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
-from common.publisher import FramePublisher
-from common.words import Delivery, State
+from framebus.common.endpoint import Endpoint
+from framebus.common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
+from framebus.common.publisher import FramePublisher
+from framebus.common.words import Delivery, State
 
 MAX_REASON = 500  # characters of a status reason
 MAX_RETRY_S = 86400.0

@@ -68,7 +68,7 @@ if [ "$control_port" = 5555 ]; then OUT=${OUT:-demo-output}; else OUT=${OUT:-dem
 "$BIN/capture-node" --control "$CONTROL" --camera-id demo-cam &
 capture=$!
 "$BIN/worker-node" --log-level WARNING process --node "$CONTROL" --camera demo-cam \
-    --handler worker_node.handlers.motion:MotionDetector --control "$PROCESS" &
+    --handler framebus.worker_node.handlers.motion:MotionDetector --control "$PROCESS" &
 process=$!
 "$BIN/worker-node" --log-level WARNING web --node "$CONTROL" --node "$PROCESS" --listen "$WEB" &
 web=$!

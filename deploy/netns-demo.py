@@ -136,7 +136,7 @@ def main() -> None:
             threading.Thread(target=relay, args=(name, proc), daemon=True).start()
         print(f"edge {edge.address}, storage {storage.address}, remote {remote.address}; Ctrl-C stops", flush=True)
         keys = " ".join(worker_keys(args.out, "remote"))
-        print(f"try: sudo ip netns exec {remote.namespace} {py} -m worker_node describe --node {node} {keys}")
+        print(f"try: sudo ip netns exec {remote.namespace} {py} -m framebus.worker_node describe --node {node} {keys}")
         print(f"and without keys (refused, the edge logs it): ... describe --node {node}", flush=True)
         stop.wait()
         for proc in procs.values():

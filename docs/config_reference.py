@@ -20,8 +20,8 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
 
-from capture_node.config_errors import bounds, schema_fields
-from capture_node.schema import CameraConfig, NodeSettings
+from framebus.capture_node.config_errors import bounds, schema_fields
+from framebus.capture_node.schema import CameraConfig, NodeSettings
 
 PAGE = Path(__file__).resolve().parent / "config.md"
 

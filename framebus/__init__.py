@@ -13,16 +13,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from common.protocol import Frame, FrameHeader
     from framebus import processing
-    from worker_node.remote_capture import RemoteCapture
+    from framebus.common.protocol import Frame, FrameHeader
+    from framebus.worker_node.remote_capture import RemoteCapture
 
 __all__ = ["Frame", "FrameHeader", "RemoteCapture", "processing"]
 
 _PUBLIC = {  # name -> "module:attribute" (no attribute: the module itself)
-    "Frame": "common.protocol:Frame",
-    "FrameHeader": "common.protocol:FrameHeader",
-    "RemoteCapture": "worker_node.remote_capture:RemoteCapture",
+    "Frame": "framebus.common.protocol:Frame",
+    "FrameHeader": "framebus.common.protocol:FrameHeader",
+    "RemoteCapture": "framebus.worker_node.remote_capture:RemoteCapture",
     "processing": "framebus.processing:",
 }
 

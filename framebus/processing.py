@@ -8,7 +8,7 @@ results, an output frame, or ``(frame, results)``. A class is made once per came
 
 from __future__ import annotations
 
-from worker_node.process import Handler
-from worker_node.processing import run
+from framebus.worker_node.handler import Handler
+from framebus.worker_node.process import run
 
 __all__ = ["Handler", "run"]

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import zmq
 
-from worker_node import RemoteCapture
-from worker_node.receiver import FrameReceiver
+from framebus.worker_node import RemoteCapture
+from framebus.worker_node.receiver import FrameReceiver
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from types import TracebackType
 
 import zmq
 
-from common.protocol import (
+from framebus.common.protocol import (
     CameraInfo,
     DescribeReply,
     DescribeRequest,

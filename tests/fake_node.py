@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import zmq
 
-from common.control import ControlServer
-from common.protocol import CameraInfo
-from common.publisher import FramePublisher
-from common.sockets import StreamOptions
+from framebus.common.control import ControlServer
+from framebus.common.protocol import CameraInfo
+from framebus.common.publisher import FramePublisher
+from framebus.common.sockets import StreamOptions
 
 
 class FakeNode:

@@ -16,7 +16,7 @@ import threading
 
 import zmq
 
-from common.sockets import StreamOptions, _liveness, connect_frame_subscriber
+from framebus.common.sockets import StreamOptions, _liveness, connect_frame_subscriber
 
 QUEUE = 8
 

@@ -4,7 +4,7 @@ is fixed, and the handling of the next one must still be tested.
 
     python tests/inject_fault.py MODULE:ATTRIBUTE AFTER -- WORKER-NODE ARGUMENTS...
 
-The attribute (a function or method, e.g. worker_node.receiver:FrameReceiver.poll) works AFTER
+The attribute (a function or method, e.g. framebus.worker_node.receiver:FrameReceiver.poll) works AFTER
 times, then raises RuntimeError("injected fault") on every call.
 """
 
@@ -38,7 +38,7 @@ def main() -> int:
     target, after, separator, *args = sys.argv[1:]
     assert separator == "--", __doc__
     inject(target, int(after))
-    from worker_node.cli import main as worker_main
+    from framebus.worker_node.cli import main as worker_main
 
     return worker_main(args)
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from common import jpeg
+from framebus.common import jpeg
 from tests.media import numbered_frame
 
 BOUNDARY = b"frame"

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from common.protocol import MAGIC, PREFIX, VERSION, Frame, Kind, ProtocolError, Status, decode
+from framebus.common.protocol import MAGIC, PREFIX, VERSION, Frame, Kind, ProtocolError, Status, decode
 from tests.wire import DROP, JPEG, U64, camera_entry, frame_dict, packed, raw, status_dict
 from tests.wire import reply as _reply
 

@@ -57,7 +57,7 @@ from collections import Counter
 
 import zmq
 
-from common.protocol import DescribeRequest, Kind, ProtocolError, Status, decode, encode_status
+from framebus.common.protocol import DescribeRequest, Kind, ProtocolError, Status, decode, encode_status
 from tests.rogue_corpus import BIG_IDS, FLOOD, LONG_ID, ONE_MIB, Generator, malformed_replies, outcome, reply
 from tests.wire import camera_entry, packed, raw
 

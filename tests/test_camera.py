@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import zmq
 
-from capture_node.camera import Camera
-from capture_node.config import CameraConfig
-from capture_node.pull_server import PullServer
-from capture_node.sources import Source, SourceError, SourceInfo
-from common import jpeg
-from common.protocol import Frame, Status, decode, encode_pull_request
-from common.words import Delivery, State
+from framebus.capture_node.camera import Camera
+from framebus.capture_node.config import CameraConfig
+from framebus.capture_node.pull_server import PullServer
+from framebus.capture_node.sources import Source, SourceError, SourceInfo
+from framebus.common import jpeg
+from framebus.common.protocol import Frame, Status, decode, encode_pull_request
+from framebus.common.words import Delivery, State
 
 DEADLINE_S = 10.0
 _names = itertools.count()

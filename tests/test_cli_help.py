@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from capture_node.cli import build_parser as capture_parser
-from common.keys_cli import build_parser as keys_parser
-from worker_node.cli import build_parser as worker_parser
-from worker_node.describe import clock_line
-from worker_node.discovery import ClockOffset
+from framebus.capture_node.cli import build_parser as capture_parser
+from framebus.common.keys_cli import build_parser as keys_parser
+from framebus.worker_node.cli import build_parser as worker_parser
+from framebus.worker_node.describe import clock_line
+from framebus.worker_node.discovery import ClockOffset
 
 
 def undocumented(parser: argparse.ArgumentParser, name: str) -> list[str]:

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capture_node import config
-from capture_node.config import CameraConfig, ConfigError, NodeConfig, NodeSettings
-from common.endpoint import parse_endpoint
+from framebus.capture_node import config
+from framebus.capture_node.config import CameraConfig, ConfigError, NodeConfig, NodeSettings
+from framebus.common.endpoint import parse_endpoint
 
 VALID = """\
 [node]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from capture_node.schema import CameraConfig, NodeSettings
+from framebus.capture_node.schema import CameraConfig, NodeSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from capture_node import config
-from capture_node.cli import build_parser as capture_parser
-from common.keys import generate_key_pair
-from worker_node.cli import build_parser
+from framebus.capture_node import config
+from framebus.capture_node.cli import build_parser as capture_parser
+from framebus.common.keys import generate_key_pair
+from framebus.worker_node.cli import build_parser
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 VENV_BIN = Path(sys.executable).parent

@@ -14,11 +14,11 @@ import mss
 import numpy as np
 import pytest
 
+from framebus.worker_node import mosaic
+from framebus.worker_node.display import display_problem, gui_problem
 from tests.pictures import HEIGHT, WIDTH, write_sliding_square
 from tests.processes import Processes, wait_until
 from tests.xvfb import VirtualScreen
-from worker_node import mosaic
-from worker_node.display import display_problem, gui_problem
 
 TITLE = "framebus-test"
 SIZE = (640, 360)

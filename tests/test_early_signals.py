@@ -19,8 +19,15 @@ BIN = Path(sys.executable).parent
 COMMANDS = {  # the console scripts as installed, and python -m
     "capture-node": [str(BIN / "capture-node"), "--insecure", "--control", "tcp://127.0.0.1:*"],
     "worker-node": [str(BIN / "worker-node"), "save", "--node", "tcp://127.0.0.1:9", "--out", "{tmp}"],
-    "python -m capture_node": [sys.executable, "-m", "capture_node", "--insecure", "--control", "tcp://127.0.0.1:*"],
-    "python -m worker_node": [
+    "python -m framebus.capture_node": [
+        sys.executable,
+        "-m",
+        "capture_node",
+        "--insecure",
+        "--control",
+        "tcp://127.0.0.1:*",
+    ],
+    "python -m framebus.worker_node": [
         sys.executable,
         "-m",
         "worker_node",

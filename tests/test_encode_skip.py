@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from framebus.worker_node import RemoteCapture
 from tests.processes import Processes, hold, wait_until
 from tests.test_metrics import free_port, metric
-from worker_node import RemoteCapture
 
 
 def start(nodes: Processes, tmp_path: Path) -> tuple[str, int]:

@@ -12,7 +12,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.endpoint import (
+from framebus.common.endpoint import (
     Endpoint,
     EndpointError,
     ListenAddress,
@@ -22,8 +22,8 @@ from common.endpoint import (
     parse_listen,
     same_host,
 )
-from common.metrics import parse_metrics_address
-from common.security import ExposureError, check_exposure, http_exposure_warning
+from framebus.common.metrics import parse_metrics_address
+from framebus.common.security import ExposureError, check_exposure, http_exposure_warning
 from tests.processes import ROOT
 
 PASSWORD = "S3cret-pw"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from common.fields import (
+from framebus.common.fields import (
     MAX_META_DEPTH,
     MAX_META_KEYS,
     MAX_META_VALUES,
@@ -18,7 +18,7 @@ from common.fields import (
     shown,
     validate_camera_id,
 )
-from common.protocol import FrameHeader, encode_frame
+from framebus.common.protocol import FrameHeader, encode_frame
 from tests.protocol_strategies import any_values
 
 JPEG = b"\xff\xd8\xff\xd9"

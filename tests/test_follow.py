@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from worker_node.discovery import reachable_endpoint
-from worker_node.follow import FollowPolicy
+from framebus.worker_node.discovery import reachable_endpoint
+from framebus.worker_node.follow import FollowPolicy
 
 NODE = "tcp://10.0.0.5:5555"
 

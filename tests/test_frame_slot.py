@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from capture_node.frame_slot import FrameSlot, Grabbed
+from framebus.capture_node.frame_slot import FrameSlot, Grabbed
 
 BLOCKED_CHECK_S = 0.2  # how long a thread must stay blocked to count as "blocked"
 DEADLINE_S = 5.0  # upper bound for anything that should happen promptly

@@ -15,11 +15,11 @@ from tests.processes import ROOT
 def test_it_gives_the_names_user_code_needs() -> None:
     from framebus import Frame, FrameHeader, RemoteCapture, processing
     from framebus.common import protocol
-    from framebus.worker_node import processing as worker_processing
+    from framebus.worker_node import process as worker_process
     from framebus.worker_node.remote_capture import RemoteCapture as Inner
 
     assert (Frame, FrameHeader, RemoteCapture) == (protocol.Frame, protocol.FrameHeader, Inner)
-    assert processing.run is worker_processing.run
+    assert processing.run is worker_process.run
     assert sorted(framebus.__all__) == ["Frame", "FrameHeader", "RemoteCapture", "processing"]
     assert set(framebus.__all__) <= set(dir(framebus))
 

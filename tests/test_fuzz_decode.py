@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.protocol import MAX_HEADER_BYTES, PREFIX
+from framebus.common.protocol import MAX_HEADER_BYTES, PREFIX
 from tests.fuzz import contract, old_decoder
 from tests.processes import ROOT
 

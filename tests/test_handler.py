@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.protocol import FrameHeader
-from worker_node.handler import HandlerError, load_handler, normalise, plain, results_meta
+from framebus.common.protocol import FrameHeader
+from framebus.worker_node.handler import HandlerError, load_handler, normalise, plain, results_meta
 
 HEADER = FrameHeader("cam1", 7, 1, 2, 4, 3)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from common.protocol import FrameHeader
+from framebus.common.protocol import FrameHeader
+from framebus.worker_node.handlers import faces, motion
+from framebus.worker_node.handlers.haar import HaarCascade, group_rectangles
 from tests.pictures import MESSI, MESSI_FACE
-from worker_node.handlers import faces, motion
-from worker_node.handlers.haar import HaarCascade, group_rectangles
 
 HEADER = FrameHeader("cam1", 0, 1, 2, 640, 360)
 

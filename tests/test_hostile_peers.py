@@ -25,14 +25,14 @@ from typing import Any
 
 import pytest
 
-from common.protocol import Frame, FrameHeader
+from framebus.common.protocol import Frame, FrameHeader
+from framebus.worker_node.follow import BURST, PER_SECOND
+from framebus.worker_node.save import SavePolicy, SaveSink, file_name
 from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
 from tests.rogue_corpus import BIG_IDS, FLOOD, HOSTILE_IDS, LONG_ID
 from tests.test_metrics import free_port, scrape
 from tests.test_web import get as http_get
 from tests.wire import JPEG as ROGUE_JPEG
-from worker_node.follow import BURST, PER_SECOND
-from worker_node.save import SavePolicy, SaveSink, file_name
 
 COUNT = 100_000
 WARM_UP = 5_000
@@ -617,9 +617,9 @@ def test_save_and_process_workers_survive_frames_whose_meta_nests_1023_levels(no
     """One such FRAME made decode() raise RecursionError and the save and process workers exit
     with status 1. Both now parse and count each of them as malformed, and carry on with the
     real camera."""
+    from framebus.worker_node import RemoteCapture
     from tests.deep_meta_node import CAMERA as DEEP
     from tests.deep_meta_node import DeepMetaNode
-    from worker_node import RemoteCapture
 
     count = 200  # lists and maps in turn
     _, real_control = nodes.capture("--camera-id", REAL, "--width", "160", "--height", "120", "--fps", "15")
@@ -630,7 +630,7 @@ def test_save_and_process_workers_survive_frames_whose_meta_nests_1023_levels(no
         save = nodes.worker("--metrics-port", str(save_port), "save", *both, "--out", str(out), "--every-n", "1")
         process = nodes.worker(
             "--metrics-port", str(process_port), "process", *both, "--camera", REAL, "--camera", DEEP,
-            "--handler", "worker_node.handlers.motion:MotionDetector", "--control", "tcp://127.0.0.1:*",
+            "--handler", "framebus.worker_node.handlers.motion:MotionDetector", "--control", "tcp://127.0.0.1:*",
         )  # fmt: skip
         derived = process.wait_for(r"control endpoint (\S+)").group(1)
         deep.wait_subscribers(2, 30)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from common import jpeg
+from framebus.common import jpeg
 from tests.processes import ROOT, NodeProcess, Processes
 
 SAVED = re.compile(r"^\d{8}T\d{6}\.\d{6}Z_cam1_\d{12}\.jpg$")

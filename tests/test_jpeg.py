@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common import jpeg
+from framebus.common import jpeg
 
 
 def bomb(width: int, height: int) -> bytes:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import zmq.auth
 
-from capture_node import config
-from capture_node.config import ConfigError
-from capture_node.exposure import curve_files
-from common import keys_cli
-from common.keys import (
+from framebus.capture_node import config
+from framebus.capture_node.config import ConfigError
+from framebus.capture_node.exposure import curve_files
+from framebus.common import keys_cli
+from framebus.common.keys import (
     KeyFileError,
     allow_key,
     generate_key_pair,
@@ -27,7 +27,7 @@ from common.keys import (
     read_allow_list,
     revoke_key,
 )
-from worker_node.access import ANY_NODE, Access
+from framebus.worker_node.access import ANY_NODE, Access
 
 
 def test_generated_pair_has_safe_modes_and_reads_back_with_pyzmq(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from multiprocessing import Queue
 import pytest
 import zmq
 
-from common.latest import LatestSocket
-from common.protocol import FrameHeader, decode, encode_frame
-from common.sockets import (
+from framebus.common.latest import LatestSocket
+from framebus.common.protocol import FrameHeader, decode, encode_frame
+from framebus.common.sockets import (
     StreamOptions,
     bind_frame_listener,
     bind_frame_publisher,

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import zmq
 
-from common.protocol import FrameHeader, encode_frame
-from common.sockets import StreamOptions, bind_frame_publisher
+from framebus.common.protocol import FrameHeader, encode_frame
+from framebus.common.sockets import StreamOptions, bind_frame_publisher
+from framebus.worker_node.receiver import FrameReceiver
 from tests.processes import wait_until
-from worker_node.receiver import FrameReceiver
 
 JPEG = b"\xff\xd8x\xff\xd9"
 

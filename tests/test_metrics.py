@@ -8,8 +8,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from framebus.worker_node import RemoteCapture
 from tests.processes import Processes, wait_until
-from worker_node import RemoteCapture
 
 PASSWORD = "metrics-S3cret"
 

@@ -174,7 +174,7 @@ def test_capture_node_bind_typo() -> None:
 
 def test_remote_capture_typos_never_raise() -> None:
     script = (
-        "from worker_node import RemoteCapture\n"
+        "from framebus.worker_node import RemoteCapture\n"
         f"for e in ['127.0.0.1:5555', 'rtsp://admin:{SECRET}@10.0.0.7/x', 'tcp://127.0.0.1']:\n"
         "    cap = RemoteCapture(e, camera='cam1', timeout=0.5)\n"
         "    print('opened' if cap.isOpened() else 'not opened', '|', cap.error)\n"
@@ -201,7 +201,7 @@ def test_worker_listen_exposed_without_keys(tmp_path: Path) -> None:
 def test_process_control_exposed_without_keys() -> None:
     argv = worker_node(
         "process", "--node", "tcp://127.0.0.1:5555", "--camera", "cam1",
-        "--handler", "worker_node.handlers.motion:MotionDetector", "--control", "tcp://0.0.0.0:*",
+        "--handler", "framebus.worker_node.handlers.motion:MotionDetector", "--control", "tcp://0.0.0.0:*",
     )  # fmt: skip
     check(run(argv), 2, "--insecure")
 
@@ -240,7 +240,7 @@ def test_web_listen_port_taken(taken_port: int, closed_port: int) -> None:
 def test_process_control_port_taken(taken_port: int, closed_port: int) -> None:
     argv = worker_node(
         "process", "--node", f"tcp://127.0.0.1:{closed_port}", "--camera", "cam1",
-        "--handler", "worker_node.handlers.motion:MotionDetector", "--control", f"tcp://127.0.0.1:{taken_port}",
+        "--handler", "framebus.worker_node.handlers.motion:MotionDetector", "--control", f"tcp://127.0.0.1:{taken_port}",
     )  # fmt: skip
     check(run(argv), 2, str(taken_port))
 
@@ -357,7 +357,7 @@ def test_save_without_source(tmp_path: Path) -> None:
 
 def test_process_without_camera() -> None:
     argv = worker_node(
-        "process", "--node", "tcp://127.0.0.1:5555", "--handler", "worker_node.handlers.motion:MotionDetector"
+        "process", "--node", "tcp://127.0.0.1:5555", "--handler", "framebus.worker_node.handlers.motion:MotionDetector"
     )
     check(run(argv), 2, "--camera")
 
@@ -366,9 +366,9 @@ def test_process_without_camera() -> None:
     "handler,fragment",
     [
         ("no_such_module:f", "no_such_module"),
-        ("worker_node.handlers.motion:NoSuchThing", "NoSuchThing"),
+        ("framebus.worker_node.handlers.motion:NoSuchThing", "NoSuchThing"),
         ("worker_node.handlers.motion", "module:function"),
-        ("worker_node.handlers.motion:BOX_COLOUR", "BOX_COLOUR"),
+        ("framebus.worker_node.handlers.motion:BOX_COLOUR", "BOX_COLOUR"),
     ],
 )
 def test_process_handler_mistakes(closed_port: int, handler: str, fragment: str) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from capture_node.mjpeg import MjpegStream, NotMjpegError
-from common import jpeg
+from framebus.capture_node.mjpeg import MjpegStream, NotMjpegError
+from framebus.common import jpeg
+from framebus.worker_node import RemoteCapture
 from tests.media import frame_number
 from tests.mjpeg_server import MjpegCamera, numbered_jpeg
 from tests.processes import Processes
 from tests.test_jpeg import bomb
-from worker_node import RemoteCapture
 
 
 def received_jpegs(control: str, count: int) -> list[bytes]:

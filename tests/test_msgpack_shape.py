@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.msgpack_shape import MAX_DEPTH, ShapeError, check_size
+from framebus.common.msgpack_shape import MAX_DEPTH, ShapeError, check_size
 from tests.fuzz.shape_oracle import check_shape_agrees
 from tests.protocol_strategies import any_values, deep_values, wide_values
 

@@ -121,7 +121,7 @@ def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, networ
                 "--camera",
                 "door",
                 "--handler",
-                "worker_node.handlers.motion:MotionDetector",
+                "framebus.worker_node.handlers.motion:MotionDetector",
                 "--control",
                 "tcp://0.0.0.0:5575",
                 *key("processor"),

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from common.native_output import NativeOutput, parse_line
+from framebus.common.native_output import NativeOutput, parse_line
 from tests.processes import NodeProcess
 
 PASSWORD = "Hunter2/x@y:z"  # noqa: S105 - a test password, the one that must not show
@@ -22,8 +22,8 @@ BASIC = "YWRtaW46SHVudGVyMi94QHk6eg=="  # base64 of admin:Hunter2/x@y:z
 
 PRELUDE = f"""
 import ctypes, logging, os, sys, time
-from common.logs import setup_logging
-from common.native_output import NativeOutput
+from framebus.common.logs import setup_logging
+from framebus.common.native_output import NativeOutput
 native = NativeOutput("door", repeat_interval=60.0, lines_per_s=50)
 native.start()
 setup_logging("INFO")
@@ -108,7 +108,7 @@ native.stop()
 def test_a_failure_while_logging_a_line_is_reported_and_reading_goes_on() -> None:
     output = run_script(
         """
-import common.native_output as module
+import framebus.common.native_output as module
 real_redact = module.redact
 def failing_redact(text: str) -> str:
     if "BOOM" in text:

@@ -469,7 +469,7 @@ def test_remote_capture_given_the_node_endpoint_without_camera(sessions: list[Se
     node = capture_node(sessions, "--width", "160", "--height", "120")
     control = node.wait_for(r"control endpoint (\S+)", timeout=DEADLINE_S).group(1)
     script = (
-        "import sys\nfrom common.logs import setup_logging\nfrom worker_node import RemoteCapture\n"
+        "import sys\nfrom framebus.common.logs import setup_logging\nfrom framebus.worker_node import RemoteCapture\n"
         "setup_logging()\n"
         f"cap = RemoteCapture({control!r}, timeout=1.0)\n"
         "ok, _ = cap.read()\nprint('read', ok, cap.error)\ncap.release()\n"

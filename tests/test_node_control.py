@@ -11,9 +11,9 @@ from collections.abc import Callable
 import pytest
 import zmq
 
-from common.protocol import DescribeReply, DescribeRequest, decode
+from framebus.common.protocol import DescribeReply, DescribeRequest, decode
+from framebus.worker_node.node_control import NodeControl
 from tests.wire import camera_entry, reply
-from worker_node.node_control import NodeControl
 
 
 def replies_to(node: NodeControl, answer: bytes, router: zmq.Socket) -> list[DescribeReply]:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import zmq
 
-from capture_node import pattern as test_picture
-from capture_node.pattern import OVERLAY_FONT, overlay_layout, overlay_lines
-from common import jpeg
-from common.protocol import Frame, decode
-from common.sockets import StreamOptions, connect_frame_subscriber
+from framebus.capture_node import pattern as test_picture
+from framebus.capture_node.pattern import OVERLAY_FONT, overlay_layout, overlay_lines
+from framebus.common import jpeg
+from framebus.common.protocol import Frame, decode
+from framebus.common.sockets import StreamOptions, connect_frame_subscriber
+from framebus.worker_node.discovery import describe
 from tests.processes import Processes
-from worker_node.discovery import describe
 
 NOW = time.mktime((2024, 5, 17, 13, 28, 31, 0, 0, -1)) + 0.035
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import jpeg
-from common.protocol import FrameHeader, encode_frame
+from framebus.common import jpeg
+from framebus.common.protocol import FrameHeader, encode_frame
+from framebus.worker_node import RemoteCapture
+from framebus.worker_node.pixel_limit import FALLBACK_PIXELS, PixelLimit, parse_max_pixels
 from tests.fake_node import FakeNode
 from tests.processes import Processes, hold
 from tests.test_jpeg import bomb
-from worker_node import RemoteCapture
-from worker_node.pixel_limit import FALLBACK_PIXELS, PixelLimit, parse_max_pixels
 
 CAMERA = "bombed"
 WIDTH, HEIGHT = 320, 240
@@ -67,7 +67,7 @@ def test_a_process_worker_refuses_pictures_above_the_limit_before_decoding(
 ) -> None:
     worker = nodes.worker(
         "process", "--node", bomb_node.endpoint, "--camera", CAMERA, "--control", "tcp://127.0.0.1:*",
-        "--handler", "worker_node.handlers.motion:MotionDetector", *(["--max-pixels", explicit] if explicit else []),
+        "--handler", "framebus.worker_node.handlers.motion:MotionDetector", *(["--max-pixels", explicit] if explicit else []),
     )  # fmt: skip
     worker.wait_for(rf"camera {CAMERA}: frame \d+ results", 30)  # valid frames are handled
     line = worker.wait_for(rf"camera {CAMERA}: refused a JPEG of 16384x6100 pixels, more than the ([\d,]+) allowed", 10)
@@ -104,7 +104,7 @@ def test_remote_capture_refuses_them_and_reads_the_next_frame(
 
 
 def test_limits() -> None:
-    from common.protocol import CameraInfo
+    from framebus.common.protocol import CameraInfo
 
     described = CameraInfo(CAMERA, "tcp://x:1", 1920, 1080, 30.0, "streaming", "latest")
     unknown = CameraInfo(CAMERA, "tcp://x:1", 0, 0, 0.0, "connecting", "latest")

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from common import jpeg
+from framebus.common import jpeg
+from framebus.worker_node import RemoteCapture, processing
 from tests.handlers_for_tests import WORK_S
 from tests.pictures import HEIGHT, MESSI, MESSI_FACE, WIDTH, write_sliding_square
 from tests.processes import ROOT, NodeProcess, Processes
-from worker_node import RemoteCapture, processing
 
 SAVED = re.compile(r"^\d{8}T\d{6}\.\d{6}Z_(?P<camera>[^_]+)_(?P<seq>\d{12})\.jpg$")
 
@@ -38,7 +38,7 @@ def test_camera_to_motion_worker_to_save_worker_of_the_derived_stream(nodes: Pro
     """A pipeline across three processes; the saved files are the annotated frames."""
     video = write_sliding_square(tmp_path / "grey.avi", (128, 128, 128))
     _, control = nodes.capture("--source", str(video), "--camera-id", "cam1", "--loop")
-    process, derived = start_processor(nodes, control, "worker_node.handlers.motion:MotionDetector")
+    process, derived = start_processor(nodes, control, "framebus.worker_node.handlers.motion:MotionDetector")
 
     listing = nodes.worker("describe", "--node", derived)
     assert listing.wait_exit(15) == 0
@@ -156,7 +156,9 @@ def test_face_worker_finds_the_face_in_a_camera_showing_a_photo(nodes: Processes
         writer.write(photo)
     writer.release()
     _, control = nodes.capture("--source", str(video), "--camera-id", "cam1", "--loop")
-    process, derived = start_processor(nodes, control, "worker_node.handlers.faces:FaceDetector", "--suffix", "faces")
+    process, derived = start_processor(
+        nodes, control, "framebus.worker_node.handlers.faces:FaceDetector", "--suffix", "faces"
+    )
     with RemoteCapture(derived, camera="cam1/faces", timeout=15) as cap:
         ok, frame = cap.read()
         assert ok and frame is not None and cap.last is not None

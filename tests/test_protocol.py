@@ -20,8 +20,8 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.fields import CAMERA_ID_PATTERN, MAX_META_VALUES
-from common.protocol import (
+from framebus.common.fields import CAMERA_ID_PATTERN, MAX_META_VALUES
+from framebus.common.protocol import (
     DELIVERIES,
     MAX_ATTEMPT,
     MAX_DIMENSION,

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import zmq
 
-from common.protocol import DescribeReply, Kind, ProtocolError, decode
+from framebus.common.protocol import DescribeReply, Kind, ProtocolError, decode
+from framebus.worker_node.discovery import describe
 from tests.processes import ROOT, Processes
-from worker_node.discovery import describe
 
 VECTORS = ROOT / "docs" / "protocol-vectors"
 SPEC = ROOT / "docs" / "protocol.md"

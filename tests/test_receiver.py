@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import zmq
 
-from common.protocol import FrameHeader, encode_frame
-from common.publisher import FramePublisher
-from common.sockets import StreamOptions
-from common.words import State
+from framebus.common.protocol import FrameHeader, encode_frame
+from framebus.common.publisher import FramePublisher
+from framebus.common.sockets import StreamOptions
+from framebus.common.words import State
+from framebus.worker_node.receiver import FrameReceiver
+from framebus.worker_node.subscription import MAX_READS, STALE, Subscription
 from tests.fake_node import FakeNode
-from worker_node.receiver import FrameReceiver
-from worker_node.subscription import MAX_READS, STALE, Subscription
 
 JPEG = b"\xff\xd8" + b"\0" * 100 + b"\xff\xd9"
 

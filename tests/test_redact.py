@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from common.redact import is_secret_key, redact
+from framebus.common.redact import is_secret_key, redact
 
 
 @pytest.mark.parametrize(
@@ -337,8 +337,8 @@ def test_a_public_key_in_a_log_line_is_kept_and_a_password_beside_it_is_not() ->
     node's refusal lines hid the very key the admin must look for."""
     import logging
 
-    from common.logs import FORMAT, RedactingFormatter
-    from common.redact import Public
+    from framebus.common.logs import FORMAT, RedactingFormatter
+    from framebus.common.redact import Public
 
     key = "u%<Z:lo[=6EJZ<6F9h@!5eR8e^m]t+1Zyota1x]q"
     record = logging.LogRecord(

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import zmq
 
+from framebus.worker_node.discovery import describe
 from tests.processes import Processes, wait_until
 from tests.test_end_to_end import saved_files
-from worker_node.discovery import describe
 
 CAMERA = '[[camera]]\nid = "{}"\nwidth = 160\nheight = 120\nfps = 10\n'
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import zmq
 
-from common.protocol import Frame, decode
+from framebus.common.protocol import Frame, decode
+from framebus.worker_node import RemoteCapture
 from tests.processes import Processes
-from worker_node import RemoteCapture
 
 PASSWORD = "S3cret-pw"
 

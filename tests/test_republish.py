@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import zmq
 
-from common.protocol import FrameHeader
-from worker_node.discovery import describe
-from worker_node.republish import DerivedStreams, published_state, stream_endpoint
-from worker_node.subscription import CameraStatus
+from framebus.common.protocol import FrameHeader
+from framebus.worker_node.discovery import describe
+from framebus.worker_node.republish import DerivedStreams, published_state, stream_endpoint
+from framebus.worker_node.subscription import CameraStatus
 
 
 def test_stream_endpoints_follow_the_control_endpoint() -> None:

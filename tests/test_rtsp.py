@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from framebus.worker_node import RemoteCapture
 from tests.media import clock_ms
 from tests.processes import Processes
 from tests.rtsp_harness import RtspServer
-from worker_node import RemoteCapture
 
 PASSWORD = "S3cret-Pw!x"
 
@@ -210,7 +210,7 @@ def test_hung_capture_is_killed_and_restarted_without_stalling_other_cameras(nod
     stop_writer = threading.Event()
 
     def writer() -> None:
-        from common import jpeg
+        from framebus.common import jpeg
         from tests.media import numbered_frame
 
         with open(fifo, "wb") as f:  # blocks until the capture opens the FIFO

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.jpeg import encode_bgr
-from common.protocol import Frame, FrameHeader, ProtocolError
+from framebus.common.jpeg import encode_bgr
+from framebus.common.protocol import Frame, FrameHeader, ProtocolError
+from framebus.worker_node.save import SavePolicy, SaveSink, file_name
 from tests.processes import Processes, wait_until
-from worker_node.save import SavePolicy, SaveSink, file_name
 
 # 2026-11-25 18:37:11 UTC
 T0 = calendar.timegm((2026, 11, 25, 18, 37, 11, 0, 0, 0)) * 1_000_000_000

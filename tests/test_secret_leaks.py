@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 import pytest
 import zmq
 
-from common.protocol import DescribeRequest, Kind, ProtocolError, decode
+from framebus.common.protocol import DescribeRequest, Kind, ProtocolError, decode
 from tests.processes import Processes, wait_until
 from tests.rtsp_harness import RtspServer
 from tests.wire import camera_entry, packed, raw, status_dict
@@ -281,7 +281,7 @@ def test_uncaught_exceptions_are_logged_redacted(nodes: Processes) -> None:
     the log format, for the main thread and any other."""
     script = f"""
 import threading
-from common.logs import setup_logging
+from framebus.common.logs import setup_logging
 setup_logging()
 url = "rtsp://admin:{quote(PASSWORD)}@cam.local/x?token={TOKEN}"
 def fail():

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import zmq
 
-from common.keys import load_key_pair, load_public_key
-from common.latest import LatestSocket
-from common.protocol import Frame, decode
-from common.security import CurveClient
-from common.sockets import StreamOptions, connect_frame_subscriber, connect_pull_client
+from framebus.common.keys import load_key_pair, load_public_key
+from framebus.common.latest import LatestSocket
+from framebus.common.protocol import Frame, decode
+from framebus.common.security import CurveClient
+from framebus.common.sockets import StreamOptions, connect_frame_subscriber, connect_pull_client
+from framebus.worker_node.discovery import describe
 from tests.processes import NodeProcess, Processes, wait_until
 from tests.test_end_to_end import saved_files
-from worker_node.discovery import describe
 
 KEYS_CLI = [sys.executable, "-m", "common.keys_cli"]
 
@@ -165,7 +165,7 @@ def test_secure_chain_through_a_process_worker_and_a_listening_worker(
     proc_allow = tmp_path / "proc-allowed"
     keys_cli("allow", str(proc_allow), keys.public("viewer"))
     proc = nodes.worker(
-        "process", "--node", control, "--camera", "cam1", "--handler", "worker_node.handlers.motion:MotionDetector",
+        "process", "--node", control, "--camera", "cam1", "--handler", "framebus.worker_node.handlers.motion:MotionDetector",
         "--control", "tcp://127.0.0.1:*", "--key", keys.secret("proc"), "--server-key", keys.public("node"),
         "--allow", str(proc_allow),
     )  # fmt: skip

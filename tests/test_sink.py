@@ -19,20 +19,20 @@ import pytest
 import zmq
 from rich.console import Console
 
-from common.protocol import Frame, FrameHeader, decode
-from common.words import State
-from worker_node import mosaic
-from worker_node.display import DisplayOptions, MosaicDisplay
-from worker_node.handler import as_factory
-from worker_node.node_control import NodeHealth
-from worker_node.process import FrameProcessor, ProcessOptions
-from worker_node.save import SavePolicy, SaveSink
-from worker_node.sink import Driver, ReceiveOptions
-from worker_node.stats import ReceiveStats
-from worker_node.status_line import StatusLine, print_status
-from worker_node.subscription import STALE, CameraStatus
-from worker_node.top import TopTable
-from worker_node.web_feed import FeedHub, Handover
+from framebus.common.protocol import Frame, FrameHeader, decode
+from framebus.common.words import State
+from framebus.worker_node import mosaic
+from framebus.worker_node.display import DisplayOptions, MosaicDisplay
+from framebus.worker_node.handler import as_factory
+from framebus.worker_node.node_control import NodeHealth
+from framebus.worker_node.process import FrameProcessor, ProcessOptions
+from framebus.worker_node.save import SavePolicy, SaveSink
+from framebus.worker_node.sink import Driver, ReceiveOptions
+from framebus.worker_node.stats import ReceiveStats
+from framebus.worker_node.status_line import StatusLine, print_status
+from framebus.worker_node.subscription import STALE, CameraStatus
+from framebus.worker_node.top import TopTable
+from framebus.worker_node.web_feed import FeedHub, Handover
 
 JPEG = cv2.imencode(".jpg", np.full((48, 64, 3), (0, 0, 255), np.uint8))[1].tobytes()
 

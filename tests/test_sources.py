@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capture_node import config
-from capture_node.config import CameraConfig, ConfigError
-from capture_node.sources import ResizedSource, SourceError, open_source, output_size
-from common import jpeg
+from framebus.capture_node import config
+from framebus.capture_node.config import CameraConfig, ConfigError
+from framebus.capture_node.sources import ResizedSource, SourceError, open_source, output_size
+from framebus.common import jpeg
+from framebus.worker_node import RemoteCapture
 from tests.media import frame_number, write_numbered_video
 from tests.mjpeg_server import MjpegCamera
 from tests.processes import Processes
-from worker_node import RemoteCapture
 
 
 @pytest.mark.parametrize(

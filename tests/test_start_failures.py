@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import zmq
 
+from framebus.worker_node.discovery import describe
 from tests.processes import ROOT, Processes
-from worker_node.discovery import describe
 
 IN_USE = "the port is in use (another node or program listens there): stop it, or choose another port"
 DEADLINE_S = 30.0
@@ -207,7 +207,7 @@ def test_process_worker_control_taken() -> None:
                 "--camera",
                 "cam1",
                 "--handler",
-                "worker_node.handlers.motion:MotionDetector",
+                "framebus.worker_node.handlers.motion:MotionDetector",
                 "--control",
                 f"tcp://127.0.0.1:{port}",
             )

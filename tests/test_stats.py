@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 import zmq
 
-from common.protocol import FrameHeader, encode_frame
+from framebus.common.protocol import FrameHeader, encode_frame
+from framebus.worker_node.stats import MAX_SEQ_GAP, ReceiveStats
+from framebus.worker_node.subscription import Subscription
 from tests.wire import JPEG, T0, U64
-from worker_node.stats import MAX_SEQ_GAP, ReceiveStats
-from worker_node.subscription import Subscription
 
 Bind = Callable[[int], tuple[zmq.Socket, str]]
 

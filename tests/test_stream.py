@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from common.endpoint import parse_endpoint
-from common.protocol import Frame, Status, decode
-from common.publisher import FramePublisher
-from common.sockets import StreamOptions
-from common.stream import StreamPublisher, endpoint_after
-from common.words import Delivery, State
+from framebus.common.endpoint import parse_endpoint
+from framebus.common.protocol import Frame, Status, decode
+from framebus.common.publisher import FramePublisher
+from framebus.common.sockets import StreamOptions
+from framebus.common.stream import StreamPublisher, endpoint_after
+from framebus.common.words import Delivery, State
 
 JPEG = b"\xff\xd8 not decoded here \xff\xd9"
 _names = itertools.count()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.units import parse_duration, parse_size
+from framebus.common.units import parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

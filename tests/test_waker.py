@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from common.shutdown import ShutdownSignals
-from common.waker import Waker
+from framebus.common.shutdown import ShutdownSignals
+from framebus.common.waker import Waker
 
 
 @pytest.mark.parametrize("pair", [False, True])

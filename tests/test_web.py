@@ -18,8 +18,8 @@ import pytest
 import zmq
 from playwright.sync_api import sync_playwright
 
-from common import jpeg
-from common.protocol import (
+from framebus.common import jpeg
+from framebus.common.protocol import (
     CameraInfo,
     DescribeReply,
     DescribeRequest,

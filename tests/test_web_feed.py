@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from common.protocol import Frame, FrameHeader
-from worker_node.web_feed import CameraFeed, FeedHub, FeedSnapshot
+from framebus.common.protocol import Frame, FrameHeader
+from framebus.worker_node.web_feed import CameraFeed, FeedHub, FeedSnapshot
 
 
 def frame(seq: int) -> Frame:

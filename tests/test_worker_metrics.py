@@ -9,10 +9,10 @@ import time
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from common.words import State
-from worker_node.metrics import WorkerCollector
-from worker_node.stats import ReceiveStats
-from worker_node.subscription import STALE, CameraStatus
+from framebus.common.words import State
+from framebus.worker_node.metrics import WorkerCollector
+from framebus.worker_node.stats import ReceiveStats
+from framebus.worker_node.subscription import STALE, CameraStatus
 
 
 class Sub:

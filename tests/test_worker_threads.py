@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import jpeg
-from common.protocol import FrameHeader, encode_frame
+from framebus.common import jpeg
+from framebus.common.protocol import FrameHeader, encode_frame
 from tests.fake_node import FakeNode
 from tests.processes import ROOT, NodeProcess, Processes, wait_until
 from tests.test_web import get
@@ -101,7 +101,7 @@ def test_process_worker_counts_a_frame_that_breaks_the_decoder_and_goes_on(
 ) -> None:
     worker = nodes.worker(
         "process", "--node", deep_node.endpoint, "--camera", CAMERA, "--control", "tcp://127.0.0.1:*",
-        "--handler", "worker_node.handlers.motion:MotionDetector",
+        "--handler", "framebus.worker_node.handlers.motion:MotionDetector",
     )  # fmt: skip
     worker.wait_for(DROPPED, 30)
     worker.wait_for(rf"camera {CAMERA}: frame \d+ results", 30)  # valid frames are handled
@@ -119,7 +119,14 @@ def injected(nodes: Processes, target: str, after: int, *args: str) -> NodeProce
 def test_web_viewer_stops_with_one_line_when_its_receiving_thread_dies(nodes: Processes) -> None:
     _, control = nodes.capture("--width", "160", "--height", "120", "--fps", "15")
     worker = injected(
-        nodes, "worker_node.receiver:FrameReceiver.poll", 40, "web", "--node", control, "--listen", "127.0.0.1:0"
+        nodes,
+        "framebus.worker_node.receiver:FrameReceiver.poll",
+        40,
+        "web",
+        "--node",
+        control,
+        "--listen",
+        "127.0.0.1:0",
     )
     url = worker.wait_for(r"web viewer on (http://\S+)").group(1)
     assert worker.wait_exit(STOP_WITHIN_S + 20) == 1, worker.output
@@ -131,9 +138,9 @@ def test_web_viewer_stops_with_one_line_when_its_receiving_thread_dies(nodes: Pr
 @pytest.mark.parametrize(
     ("command", "target"),
     [
-        ("save", "worker_node.save:SaveSink.offer"),
-        ("top", "worker_node.receiver:FrameReceiver.poll"),
-        ("process", "worker_node.process:FrameProcessor._handle"),
+        ("save", "framebus.worker_node.save:SaveSink.offer"),
+        ("top", "framebus.worker_node.receiver:FrameReceiver.poll"),
+        ("process", "framebus.worker_node.process:FrameProcessor._handle"),
     ],
 )
 def test_a_worker_stops_with_one_line_on_an_internal_error(
@@ -149,7 +156,7 @@ def test_a_worker_stops_with_one_line_on_an_internal_error(
             "--control",
             "tcp://127.0.0.1:*",
             "--handler",
-            "worker_node.handlers.motion:MotionDetector",
+            "framebus.worker_node.handlers.motion:MotionDetector",
         ],
     }[command]
     worker = injected(nodes, target, 5, command, "--node", control, *extra)
@@ -164,8 +171,8 @@ def test_any_thread_that_dies_is_reported_and_stops_the_process() -> None:
     """Threads started by libraries too: threads.install() makes their death one line and a stop."""
     script = (
         "import logging, threading, select\n"
-        "from common import threads\n"
-        "from common.shutdown import ShutdownSignals\n"
+        "from framebus.common import threads\n"
+        "from framebus.common.shutdown import ShutdownSignals\n"
         "logging.basicConfig(level='INFO')\n"
         "threads.install()\n"
         "signals = ShutdownSignals()\n"

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from common.protocol import MAGIC, PREFIX, VERSION, Kind
+from framebus.common.protocol import MAGIC, PREFIX, VERSION, Kind
 
 U64 = 2**64 - 1
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z in ns: above 2**53, as every real time is

@@ -16,7 +16,8 @@ it is deterministic and idempotent (a second run changes nothing). What it rewri
    a bare `import X.m` also rewrites the file's `X.` references in code (not in strings);
 2. `X.m:attr` specs (entry points, handler and fault specs, in any text);
 3. `-m X` command lines in text (docs, shell, units, strings);
-4. a module named in a string given to `files(...)`, `import_module(...)` or `include=[...]`;
+4. a module named in a string given to `files(...)`, `import_module(...)`, `include=[...]` or
+   `set_forkserver_preload([...])`;
 5. `getLogger(__name__)` in the three packages becomes the module's old name as a literal, so
    log lines stay as they are;
 6. in pyproject.toml, mypy's `packages = [...]` becomes `["framebus"]`.
@@ -54,7 +55,9 @@ IMPORT_AS = re.compile(rf"^(\s*import\s+)({_P}(?:\.\w+)+\s+as\s+\w+\s*(?:#.*)?)$
 IMPORT_BARE = re.compile(rf"^(\s*import\s+)({_P})((?:\.\w+)*)\s*(#.*)?$", re.MULTILINE)
 SPEC = re.compile(rf"(?<![\w./-])({_P}(?:\.\w+)+:[A-Za-z_])")
 DASH_M = re.compile(rf"(?<=-m )({_P})\b(?![-/])")
-NAMED = re.compile(rf"""((?:\bfiles|\bimport_module)\(|\binclude=\[)(["'])({_P}(?:\.\w+)*)\2""")
+NAMED = re.compile(
+    rf"""((?:\bfiles|\bimport_module)\(|\b(?:include=|set_forkserver_preload\()\[)(["'])({_P}(?:\.\w+)*)\2"""
+)
 LOGGER = re.compile(r"getLogger\(__name__\)")
 MYPY_PACKAGES = re.compile(rf"^(packages\s*=\s*)\[[^\]\n]*\b{_P}\b[^\]\n]*\]", re.MULTILINE)
 

@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.endpoint import parse_host
-from common.keys import KeyFileError, KeyPair, load_key_pair, load_public_key, secret_file_is_private
-from common.security import CurveClient
-from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
+from framebus.common.endpoint import parse_host
+from framebus.common.keys import KeyFileError, KeyPair, load_key_pair, load_public_key, secret_file_is_private
+from framebus.common.security import CurveClient
+from framebus.common.sockets import DEFAULT_MAX_MESSAGE_BYTES
 
 log = logging.getLogger("worker_node.access")
 ANY_NODE = ""  # server_keys entry used for nodes not listed (and for --listen)

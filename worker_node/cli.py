@@ -9,13 +9,13 @@ import argparse
 import logging
 import sys
 
-from common import threads
-from common.bind_error import bind_error
-from common.cli_args import ArgumentParser
-from common.keys import KeyFileError
-from common.logs import setup_logging
-from common.metrics import serve_metrics
-from worker_node import describe, display, flags, process, save, top, web
+from framebus.common import threads
+from framebus.common.bind_error import bind_error
+from framebus.common.cli_args import ArgumentParser
+from framebus.common.keys import KeyFileError
+from framebus.common.logs import setup_logging
+from framebus.common.metrics import serve_metrics
+from framebus.worker_node import describe, display, flags, process, save, top, web
 
 log = logging.getLogger("worker_node")
 

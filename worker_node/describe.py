@@ -7,11 +7,11 @@ import logging
 
 import zmq
 
-from common.cli_args import arg_type, endpoint_arg
-from common.redact import redact
-from common.units import parse_duration
-from worker_node import flags
-from worker_node.discovery import ClockOffset, DiscoveryError, describe_with_clock
+from framebus.common.cli_args import arg_type, endpoint_arg
+from framebus.common.redact import redact
+from framebus.common.units import parse_duration
+from framebus.worker_node import flags
+from framebus.worker_node.discovery import ClockOffset, DiscoveryError, describe_with_clock
 
 log = logging.getLogger("worker_node")
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import zmq
 
-from common.endpoint import EndpointError, parse_endpoint
-from common.protocol import DescribeReply, ProtocolError, decode, encode_describe_request
-from common.security import CurveClient
-from common.sockets import connect_control
+from framebus.common.endpoint import EndpointError, parse_endpoint
+from framebus.common.protocol import DescribeReply, ProtocolError, decode, encode_describe_request
+from framebus.common.security import CurveClient
+from framebus.common.sockets import connect_control
 
 
 class DiscoveryError(RuntimeError):

@@ -21,17 +21,17 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from common import jpeg
-from common.cli_args import arg_type
-from common.protocol import Frame
-from common.ratelimit import RateLimitedLog
-from common.redact import redact
-from common.shutdown import ShutdownSignals
-from worker_node import flags, mosaic
-from worker_node.access import Access
-from worker_node.pixel_limit import PixelLimit
-from worker_node.sink import Driver, ReceiveOptions, ReceiverView
-from worker_node.subscription import Subscription
+from framebus.common import jpeg
+from framebus.common.cli_args import arg_type
+from framebus.common.protocol import Frame
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.redact import redact
+from framebus.common.shutdown import ShutdownSignals
+from framebus.worker_node import flags, mosaic
+from framebus.worker_node.access import Access
+from framebus.worker_node.pixel_limit import PixelLimit
+from framebus.worker_node.sink import Driver, ReceiveOptions, ReceiverView
+from framebus.worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.display")
 

@@ -9,16 +9,16 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli_args import arg_type, endpoint_arg
-from common.fields import validate_camera_id
-from common.metrics import METRICS_HELP, parse_metrics_address
-from common.sockets import DEFAULT_MAX_MESSAGE_BYTES
-from common.units import parse_size
-from worker_node import metrics
-from worker_node.access import Access
-from worker_node.follow import parse_follow_host
-from worker_node.pixel_limit import parse_max_pixels
-from worker_node.sink import Driver
+from framebus.common.cli_args import arg_type, endpoint_arg
+from framebus.common.fields import validate_camera_id
+from framebus.common.metrics import METRICS_HELP, parse_metrics_address
+from framebus.common.sockets import DEFAULT_MAX_MESSAGE_BYTES
+from framebus.common.units import parse_size
+from framebus.worker_node import metrics
+from framebus.worker_node.access import Access
+from framebus.worker_node.follow import parse_follow_host
+from framebus.worker_node.pixel_limit import parse_max_pixels
+from framebus.worker_node.sink import Driver
 
 
 def positive_int(text: str) -> int:

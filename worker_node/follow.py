@@ -20,8 +20,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Collection
 
-from common.endpoint import Endpoint, EndpointError, ip_literal, parse_endpoint, parse_host, same_host
-from common.ratelimit import RateLimitedLog, TokenBucket
+from framebus.common.endpoint import Endpoint, EndpointError, ip_literal, parse_endpoint, parse_host, same_host
+from framebus.common.ratelimit import RateLimitedLog, TokenBucket
 
 log = logging.getLogger("worker_node.follow")
 

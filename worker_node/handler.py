@@ -27,8 +27,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from common.fields import MAX_META_DEPTH
-from common.protocol import FrameHeader
+from framebus.common.fields import MAX_META_DEPTH
+from framebus.common.protocol import FrameHeader
 
 Handler = Callable[[np.ndarray, FrameHeader], object]
 HandlerFactory = Callable[[], Handler]

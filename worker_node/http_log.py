@@ -9,7 +9,7 @@ import logging
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from common.ratelimit import RateLimitedLog
+from framebus.common.ratelimit import RateLimitedLog
 
 REPEAT_S = 30.0
 

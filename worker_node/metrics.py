@@ -13,9 +13,9 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from common.metrics import STATES
-from worker_node.stats import AGE_BUCKETS
-from worker_node.subscription import STALE, Subscription
+from framebus.common.metrics import STATES
+from framebus.worker_node.stats import AGE_BUCKETS
+from framebus.worker_node.subscription import STALE, Subscription
 
 WORKER_STATES = (*STATES, STALE)
 

@@ -11,8 +11,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from common import jpeg
-from common.words import State
+from framebus.common import jpeg
+from framebus.common.words import State
 
 BACKGROUND = (24, 24, 24)
 LABEL_BAR = (0, 0, 0)

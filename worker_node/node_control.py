@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import zmq
 
-from common.protocol import DescribeReply, encode_describe_request
-from common.ratelimit import RateLimitedLog
-from common.security import CurveClient
-from common.sockets import connect_control
-from worker_node.discovery import DiscoveryError, parse_reply
-from worker_node.link import LinkMonitor
+from framebus.common.protocol import DescribeReply, encode_describe_request
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.security import CurveClient
+from framebus.common.sockets import connect_control
+from framebus.worker_node.discovery import DiscoveryError, parse_reply
+from framebus.worker_node.link import LinkMonitor
 
 log = logging.getLogger("worker_node.receiver")
 

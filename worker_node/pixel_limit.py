@@ -14,10 +14,10 @@ import logging
 
 import numpy as np
 
-from common import jpeg
-from common.protocol import CameraInfo
-from common.ratelimit import RateLimitedLog
-from worker_node.stats import ReceiveStats
+from framebus.common import jpeg
+from framebus.common.protocol import CameraInfo
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.worker_node.stats import ReceiveStats
 
 log = logging.getLogger("worker_node.pixels")
 

@@ -1,6 +1,6 @@
 """Run a user function on the newest frame of cameras and republish what it makes.
 
-    from worker_node import process
+    from framebus.worker_node import process
 
     def count_bright(image, header):
         return {"bright": int((image > 200).sum())}
@@ -27,17 +27,17 @@ from pathlib import Path
 
 import zmq
 
-from common import jpeg, threads
-from common.cli_args import endpoint_arg
-from common.endpoint import parse_endpoint
-from common.logs import setup_logging
-from common.protocol import CameraInfo, Frame, validate_camera_id
-from common.ratelimit import RateLimitedLog
-from common.security import CurveFiles, CurveServer, check_exposure
-from common.shutdown import ShutdownSignals
-from worker_node import flags
-from worker_node.access import Access
-from worker_node.handler import (
+from framebus.common import jpeg, threads
+from framebus.common.cli_args import endpoint_arg
+from framebus.common.endpoint import parse_endpoint
+from framebus.common.logs import setup_logging
+from framebus.common.protocol import CameraInfo, Frame, validate_camera_id
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.security import CurveFiles, CurveServer, check_exposure
+from framebus.common.shutdown import ShutdownSignals
+from framebus.worker_node import flags
+from framebus.worker_node.access import Access
+from framebus.worker_node.handler import (
     Handler,
     HandlerError,
     HandlerFactory,
@@ -46,10 +46,10 @@ from worker_node.handler import (
     normalise,
     results_meta,
 )
-from worker_node.pixel_limit import PixelLimit
-from worker_node.republish import DEFAULT_CONTROL, DerivedStreams
-from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
-from worker_node.subscription import Subscription
+from framebus.worker_node.pixel_limit import PixelLimit
+from framebus.worker_node.republish import DEFAULT_CONTROL, DerivedStreams
+from framebus.worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
+from framebus.worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.processing")  # the name scripts and docs know
 command_log = logging.getLogger("worker_node")  # what the command itself says, under the name it always had
@@ -309,7 +309,10 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> a
     )
     flags.add_nodes(proc, camera_required=True)
     proc.add_argument(
-        "--handler", required=True, metavar="MODULE:NAME", help="e.g. worker_node.handlers.motion:MotionDetector"
+        "--handler",
+        required=True,
+        metavar="MODULE:NAME",
+        help="e.g. framebus.worker_node.handlers.motion:MotionDetector",
     )
     proc.add_argument(
         "--control", type=endpoint_arg(bind=True), default=DEFAULT_CONTROL, metavar="ENDPOINT",

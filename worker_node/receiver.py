@@ -14,15 +14,15 @@ from collections.abc import Collection, Sequence
 
 import zmq
 
-from common.latest import LatestSocket
-from common.protocol import CameraInfo, Frame
-from common.ratelimit import LogBudget, RateLimitedLog
-from common.words import Delivery
-from worker_node.access import Access
-from worker_node.discovery import ClockOffset
-from worker_node.follow import FollowPolicy
-from worker_node.node_control import NodeControl, NodeHealth
-from worker_node.subscription import STALE, STALE_AFTER_S, Subscription
+from framebus.common.latest import LatestSocket
+from framebus.common.protocol import CameraInfo, Frame
+from framebus.common.ratelimit import LogBudget, RateLimitedLog
+from framebus.common.words import Delivery
+from framebus.worker_node.access import Access
+from framebus.worker_node.discovery import ClockOffset
+from framebus.worker_node.follow import FollowPolicy
+from framebus.worker_node.node_control import NodeControl, NodeHealth
+from framebus.worker_node.subscription import STALE, STALE_AFTER_S, Subscription
 
 log = logging.getLogger("worker_node.receiver")
 

@@ -20,15 +20,15 @@ import cv2
 import numpy as np
 import zmq
 
-from common import jpeg
-from common.endpoint import EndpointError, parse_endpoint, parse_host
-from common.protocol import CameraInfo, Frame, FrameHeader
-from common.words import Delivery, State
-from worker_node.access import Access
-from worker_node.discovery import DiscoveryError, describe
-from worker_node.follow import FollowPolicy
-from worker_node.pixel_limit import PixelLimit
-from worker_node.subscription import STALE_AFTER_S, CameraStatus, Subscription
+from framebus.common import jpeg
+from framebus.common.endpoint import EndpointError, parse_endpoint, parse_host
+from framebus.common.protocol import CameraInfo, Frame, FrameHeader
+from framebus.common.words import Delivery, State
+from framebus.worker_node.access import Access
+from framebus.worker_node.discovery import DiscoveryError, describe
+from framebus.worker_node.follow import FollowPolicy
+from framebus.worker_node.pixel_limit import PixelLimit
+from framebus.worker_node.subscription import STALE_AFTER_S, CameraStatus, Subscription
 
 log = logging.getLogger("worker_node.remote_capture")
 

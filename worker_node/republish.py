@@ -17,16 +17,16 @@ from typing import Any
 
 import zmq
 
-from common.control import ControlServer
-from common.endpoint import SCHEMES, parse_endpoint
-from common.protocol import STATES, CameraInfo, FrameHeader, ProtocolError
-from common.publisher import FramePublisher
-from common.ratelimit import RateLimitedLog
-from common.security import CurveServer
-from common.sockets import StreamOptions
-from common.stream import StreamPublisher, endpoint_after
-from common.words import State
-from worker_node.subscription import CameraStatus
+from framebus.common.control import ControlServer
+from framebus.common.endpoint import SCHEMES, parse_endpoint
+from framebus.common.protocol import STATES, CameraInfo, FrameHeader, ProtocolError
+from framebus.common.publisher import FramePublisher
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.security import CurveServer
+from framebus.common.sockets import StreamOptions
+from framebus.common.stream import StreamPublisher, endpoint_after
+from framebus.common.words import State
+from framebus.worker_node.subscription import CameraStatus
 
 log = logging.getLogger("worker_node.republish")
 

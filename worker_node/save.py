@@ -19,19 +19,19 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.bind_error import BindError
-from common.cli_args import arg_type
-from common.endpoint import EndpointError, parse_endpoint
-from common.protocol import Frame, validate_camera_id
-from common.ratelimit import RateLimitedLog
-from common.security import ExposureError, check_exposure
-from common.shutdown import ShutdownSignals
-from common.units import parse_duration, parse_size
-from worker_node import flags
-from worker_node.access import Access
-from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
-from worker_node.status_line import StatusLine
-from worker_node.subscription import Subscription
+from framebus.common.bind_error import BindError
+from framebus.common.cli_args import arg_type
+from framebus.common.endpoint import EndpointError, parse_endpoint
+from framebus.common.protocol import Frame, validate_camera_id
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.security import ExposureError, check_exposure
+from framebus.common.shutdown import ShutdownSignals
+from framebus.common.units import parse_duration, parse_size
+from framebus.worker_node import flags
+from framebus.worker_node.access import Access
+from framebus.worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
+from framebus.worker_node.status_line import StatusLine
+from framebus.worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.save")
 command_log = logging.getLogger("worker_node")  # what the command itself says, under the name it always had

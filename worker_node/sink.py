@@ -18,13 +18,13 @@ from typing import Protocol
 
 import zmq
 
-from common.protocol import CameraInfo, Frame
-from common.shutdown import ShutdownSignals
-from common.waker import Waker
-from worker_node.access import Access
-from worker_node.node_control import NodeHealth
-from worker_node.receiver import FrameReceiver
-from worker_node.subscription import Subscription
+from framebus.common.protocol import CameraInfo, Frame
+from framebus.common.shutdown import ShutdownSignals
+from framebus.common.waker import Waker
+from framebus.worker_node.access import Access
+from framebus.worker_node.node_control import NodeHealth
+from framebus.worker_node.receiver import FrameReceiver
+from framebus.worker_node.subscription import Subscription
 
 
 class ReceiverView(Protocol):

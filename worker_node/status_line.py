@@ -7,10 +7,10 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TextIO
 
-from common.redact import redact
-from common.words import State
-from worker_node.sink import BaseSink, ReceiverView
-from worker_node.subscription import Subscription
+from framebus.common.redact import redact
+from framebus.common.words import State
+from framebus.worker_node.sink import BaseSink, ReceiverView
+from framebus.worker_node.subscription import Subscription
 
 
 def format_line(sub: Subscription, extra: str = "") -> str:

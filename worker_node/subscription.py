@@ -8,20 +8,20 @@ from dataclasses import dataclass
 
 import zmq
 
-from common.latest import LatestSocket
-from common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
-from common.ratelimit import RateLimitedLog
-from common.security import CurveClient
-from common.sockets import (
+from framebus.common.latest import LatestSocket
+from framebus.common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.security import CurveClient
+from framebus.common.sockets import (
     DEFAULT_MAX_MESSAGE_BYTES,
     StreamOptions,
     bind_frame_listener,
     connect_frame_subscriber,
     connect_pull_client,
 )
-from common.words import State
-from worker_node.link import LinkMonitor
-from worker_node.stats import ReceiveStats
+from framebus.common.words import State
+from framebus.worker_node.link import LinkMonitor
+from framebus.worker_node.stats import ReceiveStats
 
 log = logging.getLogger("worker_node.subscription")
 STALE_AFTER_S = 3.0

@@ -17,13 +17,13 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from common.cli_args import arg_type
-from common.shutdown import ShutdownSignals
-from common.units import parse_duration
-from common.words import State
-from worker_node import flags
-from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
-from worker_node.subscription import STALE
+from framebus.common.cli_args import arg_type
+from framebus.common.shutdown import ShutdownSignals
+from framebus.common.units import parse_duration
+from framebus.common.words import State
+from framebus.worker_node import flags
+from framebus.worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
+from framebus.worker_node.subscription import STALE
 
 _STYLE: dict[str, str] = {
     State.STREAMING: "green",

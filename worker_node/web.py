@@ -24,15 +24,15 @@ from importlib import resources
 
 from aiohttp import web
 
-from common.bind_error import bind_error
-from common.cli_args import arg_type
-from common.endpoint import parse_listen
-from common.security import http_exposure_warning
-from common.shutdown import ShutdownSignals
-from worker_node import flags, metrics
-from worker_node.access import Access
-from worker_node.http_log import quiet_client_errors
-from worker_node.web_feed import CameraFeed, FeedGoneError, FeedHub, ReceivingThread
+from framebus.common.bind_error import bind_error
+from framebus.common.cli_args import arg_type
+from framebus.common.endpoint import parse_listen
+from framebus.common.security import http_exposure_warning
+from framebus.common.shutdown import ShutdownSignals
+from framebus.worker_node import flags, metrics
+from framebus.worker_node.access import Access
+from framebus.worker_node.http_log import quiet_client_errors
+from framebus.worker_node.web_feed import CameraFeed, FeedGoneError, FeedHub, ReceivingThread
 
 log = logging.getLogger("worker_node.web")
 command_log = logging.getLogger("worker_node")  # what the command itself says, under the name it always had
@@ -61,7 +61,7 @@ def _feed(request: web.Request) -> CameraFeed:
 
 
 async def index(_request: web.Request) -> web.Response:
-    page = resources.files("worker_node").joinpath("static/index.html").read_text(encoding="utf-8")
+    page = resources.files("framebus.worker_node").joinpath("static/index.html").read_text(encoding="utf-8")
     return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
 

@@ -20,15 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from common.protocol import Frame
-from common.ratelimit import RateLimitedLog
-from common.redact import redact
-from common.threads import WatchedThread
-from common.words import State
-from worker_node.access import Access
-from worker_node.node_control import NodeHealth
-from worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
-from worker_node.subscription import Subscription
+from framebus.common.protocol import Frame
+from framebus.common.ratelimit import RateLimitedLog
+from framebus.common.redact import redact
+from framebus.common.threads import WatchedThread
+from framebus.common.words import State
+from framebus.worker_node.access import Access
+from framebus.worker_node.node_control import NodeHealth
+from framebus.worker_node.sink import BaseSink, Driver, ReceiveOptions, ReceiverView
+from framebus.worker_node.subscription import Subscription
 
 log = logging.getLogger("worker_node.web")
 

@@ -26,8 +26,8 @@ ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from common.fields import MAX_META_KEYS, MAX_META_VALUES, MAX_STATUS_TEXT  # noqa: E402
-from common.protocol import (  # noqa: E402
+from framebus.common.fields import MAX_META_KEYS, MAX_META_VALUES, MAX_STATUS_TEXT  # noqa: E402
+from framebus.common.protocol import (  # noqa: E402
     MAX_ATTEMPT,
     MAX_HEADER_BYTES,
     MAX_HEADER_OBJECTS,

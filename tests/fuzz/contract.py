@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from common.protocol import (
+from framebus.common.protocol import (
     DescribeReply,
     DescribeRequest,
     Frame,

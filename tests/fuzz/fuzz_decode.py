@@ -26,10 +26,10 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, for `common` and `tests`
 sys.setrecursionlimit(1000)  # the interpreter's default, whatever the environment set
 
-with atheris.instrument_imports(include=["common"]):
-    import common.fields  # noqa: F401 - instrumented for coverage
-    import common.msgpack_shape  # noqa: F401
-    import common.protocol
+with atheris.instrument_imports(include=["framebus.common"]):
+    import framebus.common.fields  # noqa: F401 - instrumented for coverage
+    import framebus.common.msgpack_shape  # noqa: F401
+    import framebus.common.protocol
     from tests.fuzz import contract, shape_oracle
 
 if "FRAMEBUS_FUZZ_DECODER" in os.environ:
@@ -39,7 +39,7 @@ if "FRAMEBUS_FUZZ_DECODER" in os.environ:
 
 def test_one_input(data: bytes) -> None:
     contract.check_decode(data)
-    shape_oracle.check_shape_agrees(data[common.protocol.PREFIX.size :])  # the header scan, on any bytes
+    shape_oracle.check_shape_agrees(data[framebus.common.protocol.PREFIX.size :])  # the header scan, on any bytes
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgpack
 
-from common import protocol
+from framebus.common import protocol
 
 
 def _depth(value: object) -> int:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import msgpack
 
-from common.fields import MAX_META_DEPTH, MAX_META_KEYS, MAX_META_VALUES
-from common.protocol import (
+from framebus.common.fields import MAX_META_DEPTH, MAX_META_KEYS, MAX_META_VALUES
+from framebus.common.protocol import (
     MAX_HEADER_OBJECTS,
     CameraInfo,
     DescribeReply,

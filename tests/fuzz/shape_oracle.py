@@ -10,7 +10,7 @@ from typing import Any
 
 import msgpack
 
-from common.msgpack_shape import ShapeError, check_size
+from framebus.common.msgpack_shape import ShapeError, check_size
 
 
 class ShapeOracleError(AssertionError):

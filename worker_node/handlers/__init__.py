@@ -1,5 +1,5 @@
 """Example handlers for `worker-node process` that need nothing beyond OpenCV and NumPy:
 
-- ``worker_node.handlers.motion:MotionDetector``: frame differencing, moving regions boxed in green;
-- ``worker_node.handlers.faces:FaceDetector``: OpenCV's frontal-face Haar cascade, faces boxed in orange.
+- ``framebus.worker_node.handlers.motion:MotionDetector``: frame differencing, moving regions boxed in green;
+- ``framebus.worker_node.handlers.faces:FaceDetector``: OpenCV's frontal-face Haar cascade, faces boxed in orange.
 """

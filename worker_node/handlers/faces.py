@@ -1,6 +1,6 @@
 """Face detection with OpenCV's frontal-face Haar cascade (haarcascade_frontalface_default.xml).
 
-    worker-node process --node tcp://edge1:5555 --camera cam1 --handler worker_node.handlers.faces:FaceDetector
+    worker-node process --node tcp://edge1:5555 --camera cam1 --handler framebus.worker_node.handlers.faces:FaceDetector
 
 OpenCV 5.0's pip wheels ship no cascade files and no cv2.CascadeClassifier, so the cascade
 file comes with this package (data/, under OpenCV's Intel licence, kept in the file) and is
@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from framebus import FrameHeader
-from worker_node.handlers.haar import HaarCascade
+from framebus.worker_node.handlers.haar import HaarCascade
 
 BOX_COLOUR = (0, 165, 255)  # BGR orange
 CASCADE = Path(__file__).resolve().parent / "data" / "haarcascade_frontalface_default.xml"

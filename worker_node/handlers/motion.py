@@ -1,6 +1,6 @@
 """Motion detection by frame differencing: what changed since the previous frame, boxed.
 
-    worker-node process --node tcp://edge1:5555 --camera cam1 --handler worker_node.handlers.motion:MotionDetector
+    worker-node process --node tcp://edge1:5555 --camera cam1 --handler framebus.worker_node.handlers.motion:MotionDetector
 
 Frames are compared at a reduced width (noise and cost both drop), blurred, differenced and
 thresholded; the changed regions' bounding boxes are drawn on the full-size frame in
