@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from framebus import RemoteCapture, processing
 from framebus.common import jpeg
-from framebus.worker_node import RemoteCapture, processing
 from tests.handlers_for_tests import WORK_S
 from tests.pictures import HEIGHT, MESSI, MESSI_FACE, WIDTH, write_sliding_square
 from tests.processes import ROOT, NodeProcess, Processes
