@@ -13,7 +13,7 @@ See docs/pools.md for why, docs/protocol.md 3.6 for the bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,7 @@ class Pool:
         self.published = 0  # the ticket of the last result published
         self.late = 0  # results dropped: a newer one was published first
         self.empty_since: float | None = now
+        self.closed = False  # its stream is closed: requests still waiting on it are dropped
         self._window = (now, 0)  # (start, results published since)
         self.fps = 0.0
 
@@ -128,11 +129,14 @@ class Pools:
         """Only the newest frame goes out, and to one member: not the one handed last."""
         return pool.handed_seq != seq
 
-    def handed(self, pool: Pool, identity: bytes, seq: int, message: bytes) -> None:
-        member = pool.members.get(identity)
+    def handed(self, pool: Pool, identity: bytes, seq: int, message: bytes, now: float) -> None:
         pool.tickets += 1
         pool.handed_seq = seq
+        member = pool.members.get(identity)
+        if member is None and len(pool.members) < MAX_MEMBERS:  # it waited past its lease
+            member = pool.members[identity] = Member(now)
         if member is not None:
+            member.seen = now
             member.claim = Claim(pool.tickets, seq, message)
 
     def gone(self, pool: Pool, identity: bytes) -> None:
@@ -170,17 +174,19 @@ class Pools:
             return
         pool.counted()
 
-    def housekeeping(self, now: float, camera: tuple[State, str]) -> None:
-        """Expire silent members and idle pools, say on each stream why no result goes out."""
+    def housekeeping(self, now: float, camera: tuple[State, str], waiting: Collection[bytes] = ()) -> None:
+        """Expire silent members (a member whose request waits is not silent) and idle pools;
+        say on each stream why no result goes out."""
         for name, pool in list(self._pools.items()):
             for identity, member in list(pool.members.items()):
-                if now - member.seen > LEASE_S:
+                if now - member.seen > LEASE_S and identity not in waiting:
                     del pool.members[identity]
             if pool.members:
                 pool.empty_since = None
             elif pool.empty_since is None:
                 pool.empty_since = now
             elif now - pool.empty_since > POOL_IDLE_S:
+                pool.closed = True
                 pool.stream.close()
                 del self._pools[name]
                 log.info("camera %s: pool %s closed (no members for %.0f s)", self._camera, name, POOL_IDLE_S)
@@ -204,6 +210,7 @@ class Pools:
 
     def close(self) -> None:
         for pool in self._pools.values():
+            pool.closed = True
             pool.stream.close()
         self._pools.clear()
         self.described = ()

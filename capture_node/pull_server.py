@@ -163,7 +163,7 @@ class PullServer:
                 self._answer_pending()
                 now = time.monotonic()
                 if now >= next_housekeeping:
-                    self._pools.housekeeping(now, self._camera_state)
+                    self._pools.housekeeping(now, self._camera_state, self._pending.keys())
                     next_housekeeping = now + HOUSEKEEPING_S
         finally:
             self._pools.close()
@@ -217,6 +217,9 @@ class PullServer:
             # node never produced means the node restarted since: send the newest. A pool
             # member waits while the newest frame went to another member of its pool.
             handed = None
+            if pool is not None and pool.closed:  # closed while it waited (no member for long)
+                del self._pending[identity]
+                continue
             if frame is not None and (self._pools.may_hand(pool, frame[0]) if pool else frame[0] != after_seq):
                 reply = handed = frame[1]
             elif status is not None:
@@ -234,4 +237,4 @@ class PullServer:
                     self._pools.gone(pool, identity)  # and the frame is still there for another member
                 continue
             if pool is not None and handed is not None and frame is not None:
-                self._pools.handed(pool, identity, frame[0], handed)
+                self._pools.handed(pool, identity, frame[0], handed, now)

@@ -357,3 +357,34 @@ def test_a_bad_pool_name_gets_one_clear_line(nodes: Processes, name: str) -> Non
     assert worker.wait_exit(20) == 2
     lines = [line for line in worker.lines if line.strip()]
     assert len(lines) == 1 and "pool name" in lines[0] and "invalid" in lines[0], worker.output
+
+
+def test_a_silent_member_lapses_and_an_empty_pool_closes_with_its_stream(
+    ctx: zmq.Context, server: PullServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pools, "LEASE_S", 0.3)
+    monkeypatch.setattr(pools, "POOL_IDLE_S", 0.6)
+    a = member(ctx, server)
+    a.send(encode_pull_request(-1, "p"))
+    asked(server, 1)
+    offer(server, 1)
+    assert received(a) == 1  # and then it goes silent, holding frame 1
+    sub = pool_stream(ctx, server, "p")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:  # the stream says why nothing comes, once the member lapsed
+        assert sub.poll(max(1, int((deadline - time.monotonic()) * 1000))), "no status on the pool's stream"
+        message = decode(sub.recv())
+        if getattr(message, "reason", "") == "pool p has no members":
+            break
+    while server.pool_infos():
+        assert time.monotonic() < deadline, "the empty pool was not closed"
+        time.sleep(0.02)
+    offer(server, 2)
+    a.send(encode_pull_request(1, "p", PoolResult(1, {"results": {}})))  # too late: dropped, and a joins anew
+    assert received(a) == 2
+    b = member(ctx, server)
+    b.send(encode_pull_request(-1, "p"))
+    assert nothing_for(b)
+    offer(server, 3)
+    assert received(b) == 3
+    assert [i.camera for i in server.pool_infos()] == [f"{CAMERA}/p"]
