@@ -13,7 +13,13 @@ WINDOW_S = 5.0
 MIN_FPS = {1: 8.0, 2: 16.0, 3: 23.0}  # of 10 / 20 / 29: the 100 ms handler plus decode and a round trip
 # The issue's bound is the handler + 2 frame intervals (167 ms); a loaded 2-core CI machine adds
 # scheduling delays to the tail that no design removes: the margin is one more frame interval.
-AGE_P99_MS = (HANDLER_S + 3 / FPS) * 1000
+AGE_P99_INTERVALS = 3
+
+
+def expected_fps(members: int, camera_fps: float) -> float:
+    """The pool's share of the frames the camera made: when other load on the machine starves
+    the camera below 30 fps, no pool can process more than it makes."""
+    return MIN_FPS[members] * min(1.0, camera_fps / FPS)
 
 
 def test_a_pool_of_members_on_their_own_hosts_scales_and_survives_a_kill(tmp_path: Path) -> None:
@@ -22,8 +28,10 @@ def test_a_pool_of_members_on_their_own_hosts_scales_and_survives_a_kill(tmp_pat
     report = "\n".join(map(str, [*phases, kill]))
     for p in phases:
         assert p.duplicates == 0, report
-        assert p.processed_fps >= MIN_FPS[p.members], report
-        assert p.age_p99_ms <= AGE_P99_MS, report
+        assert p.camera_fps >= FPS / 2, f"the machine starved the camera: not a measurement of the pool\n{report}"
+        assert p.processed_fps >= expected_fps(p.members, p.camera_fps), report
+        interval_ms = 1000 / min(FPS, p.camera_fps)
+        assert p.age_p99_ms <= HANDLER_S * 1000 + AGE_P99_INTERVALS * interval_ms, report
     # The survivors never waited for the dead member: their rate in the first second after the
     # kill is their rate before (within 20 %), and the stream has no gap near a second.
     assert kill.first_second_fps >= 0.8 * kill.before_fps, report
