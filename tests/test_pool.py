@@ -28,6 +28,7 @@ from framebus.common.protocol import (
     encode_frame,
     encode_pull_request,
 )
+from framebus.worker_node import process
 from tests.processes import Processes
 from tests.wire import JPEG, raw
 
@@ -341,22 +342,25 @@ def test_members_share_a_camera_and_a_consumer_reads_one_stream(nodes: Processes
         assert "Traceback" not in proc.output
 
 
-@pytest.mark.parametrize("name", ["a b", "..", "x" * 65])
-def test_a_bad_pool_name_gets_one_clear_line(nodes: Processes, name: str) -> None:
+@pytest.mark.parametrize(
+    ("camera", "name", "said"),
+    [
+        ("cam1", "a b", "pool name 'a b' is invalid"),
+        ("cam1", "..", "pool name '..' is invalid"),
+        ("cam1", "x" * 65, "is invalid: use 1-64 of"),
+        ("a/b/c/d", "faces", "camera 'a/b/c/d' has 4 parts already"),
+    ],
+)
+def test_a_bad_pool_name_gets_one_clear_line(nodes: Processes, camera: str, name: str, said: str) -> None:
+    handler = "tests.handlers_for_tests:slow"
     worker = nodes.worker(
-        "process",
-        "--node",
-        "tcp://127.0.0.1:5555",
-        "--camera",
-        "cam1",
-        "--handler",
-        "tests.handlers_for_tests:slow",
-        "--pool",
-        name,
+        "process", "--node", "tcp://127.0.0.1:5555", "--camera", camera, "--handler", handler, "--pool", name
     )
     assert worker.wait_exit(20) == 2
     lines = [line for line in worker.lines if line.strip()]
-    assert len(lines) == 1 and "pool name" in lines[0] and "invalid" in lines[0], worker.output
+    assert len(lines) == 1 and said in lines[0], worker.output
+    with pytest.raises(ValueError, match=said.replace("(", r"\(")):
+        process.ProcessOptions(("tcp://127.0.0.1:5555",), (camera,), pool=name)
 
 
 def test_a_silent_member_lapses_and_an_empty_pool_closes_with_its_stream(

@@ -95,13 +95,13 @@ class ProcessOptions:
             parse_endpoint(node, "node")
         if not self.cameras:
             raise ValueError("give at least one camera id")
-        for camera in self.cameras:
+        if self.pool:
+            self._check_pool()
+        for camera in () if self.pool else self.cameras:  # a pool member publishes no stream of its own
             try:
                 validate_camera_id(f"{camera}/{self.suffix}")
             except ValueError as exc:  # name the setting: the user typed the suffix, not this id
                 raise ValueError(f"suffix {self.suffix!r}: the output stream id is wrong: {exc}") from None
-        if self.pool:
-            self._check_pool()
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
         control = parse_endpoint(self.control, "control", bind=True, schemes=("tcp", "ipc", "inproc"))
@@ -115,7 +115,7 @@ class ProcessOptions:
         try:
             validate_pool_name(self.pool)
         except ProtocolError as exc:
-            raise ValueError(f"pool: {exc}") from None
+            raise ValueError(str(exc)) from None
         for camera in self.cameras:
             try:
                 validate_camera_id(f"{camera}/{self.pool}")
