@@ -29,6 +29,7 @@ from framebus.common.protocol import (
     encode_pull_request,
 )
 from framebus.worker_node import process
+from framebus.worker_node.discovery import describe
 from tests.processes import Processes
 from tests.wire import JPEG, raw
 
@@ -392,3 +393,37 @@ def test_a_silent_member_lapses_and_an_empty_pool_closes_with_its_stream(
     offer(server, 3)
     assert received(b) == 3
     assert [i.camera for i in server.pool_infos()] == [f"{CAMERA}/p"]
+
+
+def test_a_hostile_member_costs_a_few_log_lines_and_the_pool_goes_on(nodes: Processes, ctx: zmq.Context) -> None:
+    """Endless pool names, a request flood, forged and oversized results, a 4 MiB request: the
+    node refuses each with a rate-limited line, and a real member's results still go out."""
+    node, control = nodes.capture("--camera-id", CAMERA, "--width", "320", "--height", "240", "--fps", "20")
+    (info,) = [c for c in describe(ctx, control, 10).cameras if c.camera == CAMERA]
+    rogue = ctx.socket(zmq.DEALER)
+    rogue.setsockopt(zmq.LINGER, 0)
+    rogue.connect(info.pull_endpoint)
+    rogue.send(encode_pull_request(-1, "held"))
+    assert rogue.poll(TIMEOUT_MS * 2)
+    held = decode(rogue.recv())
+    assert isinstance(held, Frame)
+    big_meta = {f"k{i}": i for i in range(256)}  # 256 keys: with the node's `source`, one too many
+    rogue.send(encode_pull_request(held.header.seq, "held", PoolResult(held.header.seq, big_meta)))
+    for i in range(40):
+        rogue.send(encode_pull_request(-1, f"pool{i}"))
+    for _ in range(200):
+        rogue.send(encode_pull_request(-1, "held", PoolResult(123456, {"forged": 1})))
+    rogue.send(encode_pull_request(-1, "held", PoolResult(1, {}, (8, 8), b"\xff\xd8" + bytes(4 << 20) + b"\xff\xd9")))
+    for said in ("pools already", "asks more than", "does not hold", "result not published: frame header"):
+        node.wait_for(said, 20)
+    # All 16 pools are taken (the bound holds until they idle out): a real member joins one.
+    member_ = nodes.worker(
+        "process", "--node", control, "--camera", CAMERA, "--handler", "tests.handlers_for_tests:slow", "--pool", "held"
+    )
+    probe = nodes.start("tests.pool_probe", [control, f"{CAMERA}/held", "2"])
+    probe.wait_for("probe: done", 40)
+    assert len(results(probe.output)) >= 5, probe.output
+    assert node.proc.poll() is None and "Traceback" not in node.output
+    refusals = [line for line in node.lines if "pools already" in line]
+    assert len(refusals) == 1, "refusals are rate-limited"
+    assert member_.stop(signal.SIGINT) < 5
