@@ -115,8 +115,8 @@ def draw() -> str:
     rows = workers()
     body = [node(CAPTURE_NODE), stage(CAMERAS)]
     body += [stage(box) for box in STAGES]
-    body.append(arrow(CAMERAS.right, STAGES[0].left))
-    body += [arrow(a.right, b.left) for a, b in zip(STAGES, STAGES[1:])]
+    chain = (CAMERAS, *STAGES)
+    body += [arrow(a.right, b.left) for a, b in zip(chain, chain[1:], strict=False)]
     for worker, subscribe, sink in rows:
         body += [node(worker), stage(subscribe), stage(sink), arrow(STAGES[-1].right, subscribe.left)]
         body.append(arrow(subscribe.right, sink.left))
