@@ -24,7 +24,8 @@ def capture_command() -> list[str]:
 
 
 def remote_capture_block() -> str:
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "RemoteCapture(" in b]
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", README, re.S)
+    (block,) = [b for b in blocks if "RemoteCapture(" in b]
     return block
 
 
