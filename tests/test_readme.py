@@ -1,5 +1,5 @@
 """The README's first screen, run as written: its `capture-node` command against a real RTSP
-server, then its `RemoteCapture` loop reading that node. Only what cannot be the same here is
+server, then its `RemoteCapture` loop and its `worker-node describe` line reading that node. Only what cannot be the same here is
 replaced: the camera's URL (the test server's), the describe endpoint (a free port instead of
 5555, which another node may hold) and the loop's `...` (print the frame, stop)."""
 
@@ -45,3 +45,8 @@ def test_the_first_screen_runs_as_written(nodes: Processes, rtsp: Callable[..., 
     reader.wait_for(r"^frame \(360, 640, 3\) door$", 30)
     assert reader.wait_exit(10) == 0
     assert "Traceback" not in reader.output
+
+    (describe,) = re.findall(rf"^worker-node describe --node {README_NODE}\b.*$", README, re.M)
+    listing = nodes.worker(*shlex.split(describe.split("#")[0].replace(README_NODE, control))[1:])
+    assert listing.wait_exit(15) == 0
+    assert re.search(r"door\s+streaming\s+640x360", listing.output), listing.output
