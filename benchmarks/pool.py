@@ -8,7 +8,8 @@ One 1280x720 30 fps camera (the capture node's test pattern) on an edge host; 1,
 would read a camera. Then one member is killed with SIGKILL. Measured per phase:
 
 - camera fps: how fast the camera's `seq` went up (the node's own rate: a machine loaded by other
-  work starves it, and then no pool can process 29 fps);
+  work starves it, and then no pool can process 29 fps); a window in which it fell below 27 fps
+  is measured again, up to 3 windows (`windows`);
 - processed fps: frames the members' handlers ran on, per second (each member's handler logs the
   seq of every frame it gets; their union is what the pool processed);
 - duplicates: frames handled by more than one member (must be 0);
@@ -30,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ SIZE = (1280, 720)
 CAMERA, POOL = "door", "faces"
 SEQ_LOG = "FRAMEBUS_POOL_SEQ_LOG"  # where `work` notes the seq of each frame it gets
 PY = sys.executable
+STARVED = 0.9  # a window whose camera made less than this share of FPS is measured again
 
 
 def work(image: Any, header: Any) -> dict[str, int]:
@@ -70,6 +72,8 @@ class Phase:
     age_p50_ms: float
     age_p99_ms: float
     results: int
+    windows: int = 1  # measured: a window in which other load starved the camera is measured again
+    ages_ms: list[float] = field(default_factory=list, repr=False)  # of each result, at the consumer
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Kill:
     survivors: int
     before_fps: float  # the survivors' processed fps before the kill
     first_second_fps: float  # theirs in the first second after it
+    second_second_fps: float  # and in the second: "recovered within 1 s" means this is their share
     longest_gap_ms: float  # in the pool's stream, across the kill
 
 
@@ -117,6 +122,7 @@ def phase(members: int, start: float, end: float, log_dir: Path, probe: NodeProc
         age_p50_ms=round(percentile(ages, 0.5), 1),
         age_p99_ms=round(percentile(ages, 0.99), 1),
         results=len(out),
+        ages_ms=ages,
     )
 
 
@@ -153,19 +159,28 @@ class Bench:
     def start_probe(self) -> NodeProcess:
         argv = [PY, "-m", "tests.pool_probe", self.control, f"{CAMERA}/{POOL}", "3600"]
         probe = self.probe = self.nodes.start_argv(self.viewer.command(argv))
-        probe.wait_for(r"^\{", 30)
+        probe.wait_for("probe: reading", 30)
         return probe
 
-    def run(self, window: float, settle: float = 2.5) -> tuple[list[Phase], Kill]:
+    def run(self, window: float, settle: float = 2.0, attempts: int = 3) -> tuple[list[Phase], Kill]:
+        """Each phase is measured until the camera kept its rate through a window (at most
+        `attempts` windows): on a shared machine, other work now and then takes the CPU the
+        camera needs, and such a window measures that work, not the pool."""
         self.start_node()
+        probe = self.start_probe()
         phases = []
         for i, host in enumerate(self.member_hosts):
             self.add_member(host)
-            probe = self.probe or self.start_probe()
-            hold(settle)  # the new member's first frames, and the node's first encodes for it
-            start = time.monotonic()
-            hold(window)  # the measurement window
-            phases.append(phase(i + 1, start, time.monotonic(), self.log_dir, probe))
+            probe.wait_for(rf'"member": "{host.name}@', 30)  # its results reach the consumer
+            hold(settle)  # past the new process's start (imports, first decodes: CPU the others lack)
+            for attempt in range(1, attempts + 1):
+                start = time.monotonic()
+                hold(window)  # the measurement window
+                measured = phase(i + 1, start, time.monotonic(), self.log_dir, probe)
+                measured.windows = attempt
+                if measured.camera_fps >= STARVED * FPS:
+                    break
+            phases.append(measured)
         return phases, self.kill_one(window)
 
     def kill_one(self, window: float) -> Kill:
@@ -187,6 +202,7 @@ class Bench:
             survivors=len(survivors),
             before_fps=round(rate(before_end - window, before_end), 2),
             first_second_fps=round(rate(killed, killed + 1.0), 2),
+            second_second_fps=round(rate(killed + 1.0, killed + 2.0), 2),
             longest_gap_ms=round(max(gaps) * 1000, 1) if gaps else float("inf"),
         )
 
@@ -206,17 +222,17 @@ def markdown(phases: list[Phase], kill: Kill, command: str) -> str:
         f"One {SIZE[0]}x{SIZE[1]} {FPS} fps camera, a {HANDLER_S * 1000:.0f} ms handler, members on hosts of "
         f"their own (network namespaces); `{command}`:",
         "",
-        "| members | camera fps | processed fps | published fps | duplicates | age p50 / p99 (ms) |",
-        "|---|---|---|---|---|---|",
+        "| members | camera fps | processed fps | published fps | duplicates | age p50 / p99 (ms) | windows |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in phases:
         lines.append(
-            f"| {p.members} | {p.camera_fps} | {p.processed_fps} | {p.published_fps} | {p.duplicates} | {p.age_p50_ms} / {p.age_p99_ms} |"
+            f"| {p.members} | {p.camera_fps} | {p.processed_fps} | {p.published_fps} | {p.duplicates} | {p.age_p50_ms} / {p.age_p99_ms} | {p.windows} |"
         )
     lines += [
         "",
         f"`kill -9` of one of 3 members: the {kill.survivors} survivors processed {kill.before_fps} fps before, "
-        f"{kill.first_second_fps} fps in the first second after; longest gap in the pool's stream "
+        f"{kill.first_second_fps} fps in the first second after and {kill.second_second_fps} in the next; longest gap in the pool's stream "
         f"across the kill: {kill.longest_gap_ms} ms.",
     ]
     return "\n".join(lines) + "\n"
@@ -236,7 +252,10 @@ def main() -> None:
         phases, kill = b.run(args.window)
     command = "python -m benchmarks.pool" + (f" --window {args.window:g}" if args.window != 8.0 else "")
     (args.out / "pool.json").write_text(
-        json.dumps({"phases": [asdict(p) for p in phases], "kill": asdict(kill)}, indent=1)
+        json.dumps(
+            {"phases": [{k: v for k, v in asdict(p).items() if k != "ages_ms"} for p in phases], "kill": asdict(kill)},
+            indent=1,
+        )
     )
     text = markdown(phases, kill, command)
     (args.out / "pool.md").write_text(text)
