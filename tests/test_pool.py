@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 import zmq
+from hypothesis import given
+from hypothesis import strategies as st
 
 from framebus.capture_node import pool as pools
 from framebus.capture_node.pull_server import PullServer
@@ -52,6 +54,24 @@ def test_a_pool_request_and_its_result_survive_the_wire() -> None:
     picture = decode(encode_pull_request(41, "faces", PoolResult(41, {}, (640, 360), JPEG)))
     assert isinstance(picture, PullRequest) and picture.result is not None
     assert picture.result.size == (640, 360) and bytes(picture.result.jpeg or b"") == JPEG
+
+
+@given(
+    after_seq=st.integers(-1, 2**64 - 1),
+    pool=st.from_regex(r"[A-Za-z0-9_.\-]{1,64}", fullmatch=True).filter(lambda p: p not in (".", "..")),
+    seq=st.integers(0, 2**64 - 1),
+    meta=st.dictionaries(
+        st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=8),
+        st.integers(-(2**63), 2**64 - 1),
+        max_size=8,
+    ),
+    picture=st.booleans(),
+)
+def test_any_valid_pool_request_round_trips(
+    after_seq: int, pool: str, seq: int, meta: dict[str, int], picture: bool
+) -> None:
+    result = PoolResult(seq, meta, (8, 8), JPEG) if picture else PoolResult(seq, meta)
+    assert decode(encode_pull_request(after_seq, pool, result)) == PullRequest(after_seq, pool, result)
 
 
 @pytest.mark.parametrize(
