@@ -12,6 +12,7 @@ import zmq
 
 from framebus.common import jpeg
 from framebus.common.protocol import CameraInfo, Frame, FrameHeader, encode_frame
+from framebus.worker_node.access import Access
 from framebus.worker_node.discovery import describe
 from framebus.worker_node.receiver import FrameReceiver
 from framebus.worker_node.relay import parse_upstream
@@ -34,12 +35,17 @@ def described(control: str, count: int, timeout: float = 20.0) -> tuple[CameraIn
 
 
 def receive(
-    endpoints: list[str], cameras: list[str], count: int, timeout: float = 20.0, pull: bool = False
+    endpoints: list[str],
+    cameras: list[str],
+    count: int,
+    timeout: float = 20.0,
+    pull: bool = False,
+    access: Access | None = None,
 ) -> dict[str, list[Frame]]:
     """`count` frames of each camera, read from `endpoints` with the FrameReceiver workers use.
     The JPEG of each frame is copied (a frame's view dies with its message)."""
     ctx = zmq.Context()
-    receiver = FrameReceiver(ctx, endpoints, cameras, pull=pull)
+    receiver = FrameReceiver(ctx, endpoints, cameras, pull=pull, access=access)
     got: dict[str, list[Frame]] = {c: [] for c in cameras}
     deadline = time.monotonic() + timeout
     try:
