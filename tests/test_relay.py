@@ -22,9 +22,14 @@ from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
 PY = sys.executable
 
 
-def start_relay(nodes: Processes, *args: str, control: str = "tcp://127.0.0.1:*") -> tuple[NodeProcess, str]:
+def start_relay(
+    nodes: Processes, *args: str, control: str = "tcp://127.0.0.1:*", waits: bool = True
+) -> tuple[NodeProcess, str]:
+    """A relay and its control endpoint; `waits`: once it relays a camera."""
     relay = nodes.worker("relay", "--control", control, *args)
     endpoint = relay.wait_for(r"control endpoint (\S+),").group(1)
+    if waits:
+        relay.wait_for(r"camera \S+: relayed on")
     return relay, endpoint
 
 
@@ -186,3 +191,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_node_behind_nat_connects_out_to_the_relay(nodes: Processes) -> None:
+    """No capture-side change: the node's existing --connect pushes to the relay's --listen;
+    the relay never connects to the node (its control endpoint is not even given)."""
+    listen = f"tcp://127.0.0.1:{free_port()}"
+    relay, control = start_relay(nodes, "--listen", f"site3={listen}", waits=False)
+    nodes.capture("--camera-id", "yard", "--fps", "10", "--width", "160", "--connect", listen)
+    relay.wait_for(r"camera site3/yard: relayed on")
+    assert [c.camera for c in described(control, 1)] == ["site3/yard"]
+    got = receive([control], ["site3/yard"], 3)
+    assert {f.header.width for f in got["site3/yard"]} == {160}

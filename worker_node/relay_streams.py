@@ -38,7 +38,7 @@ from framebus.worker_node.subscription import STALE_AFTER_S, CameraStatus, Subsc
 log = logging.getLogger("worker_node.relay")
 
 STATUS_INTERVAL_S = 1.0  # as a capture node's default: a quiet stream says why
-TICK_S = 0.1  # statuses and describe entries are refreshed this often
+TICK_S = 0.25  # statuses and describe entries are refreshed this often
 EVERY_FRAME_WAIT_S = 1.0  # an every-frame send waits this long for a full downstream queue
 RETRY_BIND_S = 5.0  # a stream whose ports could not be bound is tried again after this long
 MAX_REFUSED = 1024  # camera ids remembered as refused (each is logged once)
