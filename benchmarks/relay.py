@@ -190,7 +190,7 @@ def slow_link(net: Network, rate: str = "2mbit", seconds: float = 6.0) -> dict[s
 
 
 def restart(tries: int = 3) -> list[float]:
-    """Seconds from a restarted relay's first 'relayed on' line to its worker's next frame."""
+    """Seconds from a restarted relay being back (it answers describe) to its worker's next frame."""
     import socket
 
     with socket.socket() as s:
@@ -208,6 +208,7 @@ def restart(tries: int = 3) -> list[float]:
             current.stop(signal.SIGKILL)
             mark = len(reader.lines)
             current = relay(nodes, None, control, "--node", f"site1={edge}")
+            current.wait_for(r"control endpoint")  # it answers describe: it is back
             back_ns = time.time_ns()
             line = reader.wait_for(r"^frame \d+ \d+ (\d+)", timeout=10, start=mark)
             gaps.append(max(0.0, (int(line.group(1)) - back_ns) / 1e9))

@@ -20,7 +20,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import math
 import re
+import select
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,7 @@ from framebus.common.protocol import MAX_CAMERAS, CameraInfo
 from framebus.common.security import CurveFiles, CurveServer, check_exposure
 from framebus.common.shutdown import ShutdownSignals
 from framebus.common.threads import WatchedThread
+from framebus.common.waker import Waker
 from framebus.worker_node import flags, metrics
 from framebus.worker_node.access import Access
 from framebus.worker_node.relay_streams import RelaySink, Slots, Upstream
@@ -47,6 +51,7 @@ log = logging.getLogger("worker_node.relay")
 DEFAULT_CONTROL = "tcp://127.0.0.1:5580"
 DEFAULT_PER_NODE = 32
 MAX_UPSTREAMS = 64
+STARTUP_WAIT_S = 5.0  # describe waits this long at most for the nodes' cameras
 _NOT_A_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
@@ -133,10 +138,17 @@ class Relay:
         self.options = options
         self._ctx = zmq.Context()  # the served side's; each upstream's driver has its own
         self._security: CurveServer | None = None
+        self._ready = Waker()  # a node's cameras are known
         try:
             self._security = options.curve.server(self._ctx) if options.curve else None
             self._sinks = [
-                RelaySink(self._ctx, upstream, Slots(options.control, index, options.per_node), self._security)
+                RelaySink(
+                    self._ctx,
+                    upstream,
+                    Slots(options.control, index, options.per_node),
+                    self._security,
+                    self._ready.wake,
+                )
                 for index, upstream in enumerate(options.upstreams)
             ]
             self._control = ControlServer(self._ctx, options.control, options.name, self.infos, self._security)
@@ -164,10 +176,12 @@ class Relay:
         return list(itertools.chain.from_iterable(driver.subscriptions() for driver in self._drivers))
 
     def run(self, signals: ShutdownSignals) -> None:
-        """Until SIGTERM/SIGINT (or a thread's death, which raises one)."""
-        self._control.start()
+        """Until SIGTERM/SIGINT (or a thread's death, which raises one). Describe is answered
+        once every node's cameras are known, or after STARTUP_WAIT_S (a node that is down)."""
         for thread in self._threads:
             thread.start()
+        self._wait_until_ready(signals)
+        self._control.start()
         names = ", ".join(
             f"{u.name}={u.endpoint}" + (" (listening)" if u.listen else "") for u in self.options.upstreams
         )
@@ -177,6 +191,20 @@ class Relay:
                 signals.wait()
         finally:
             self.close()
+
+    def _wait_until_ready(self, signals: ShutdownSignals) -> None:
+        waiter = select.poll()
+        for fd in (signals.fd, self._ready.fileno()):
+            waiter.register(fd, select.POLLIN)
+        deadline = time.monotonic() + STARTUP_WAIT_S
+        while not signals.requested and not all(sink.ready for sink in self._sinks):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                waiting = ", ".join(s.upstream.name for s in self._sinks if not s.ready)
+                log.warning("relay %s: serving before node(s) %s described their cameras", self.options.name, waiting)
+                return
+            waiter.poll(math.ceil(remaining * 1000))
+            self._ready.clear()
 
     def close(self) -> None:
         for driver in self._drivers:
@@ -188,6 +216,7 @@ class Relay:
         self._close_context()
 
     def _close_context(self) -> None:
+        self._ready.close()
         if self._security is not None:
             self._security.close()
         self._ctx.destroy(0)

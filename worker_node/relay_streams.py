@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import zmq
 
@@ -128,8 +128,19 @@ class RelaySink(BaseSink):
 
     cadence = TICK_S
 
-    def __init__(self, ctx: zmq.Context, upstream: Upstream, slots: Slots, security: CurveServer | None) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        upstream: Upstream,
+        slots: Slots,
+        security: CurveServer | None,
+        on_ready: Callable[[], None] = lambda: None,
+    ) -> None:
         self.upstream = upstream
+        # Set once the node's cameras are known (and bound): a relay that answered describe
+        # before would tell its workers "no cameras", and they would drop their subscriptions.
+        self.ready = upstream.listen
+        self._on_ready = on_ready
         self._ctx = ctx
         self._slots = slots
         self._security = security
@@ -168,6 +179,9 @@ class RelaySink(BaseSink):
             self._tell(relayed.stream, status)
             entries.append(self._entry(relayed, upstream, status, receiver.subscriptions.get(camera)))
         self._described = tuple(entries)
+        if not self.ready and described and all(camera in self._streams for camera in described):
+            self.ready = True
+            self._on_ready()
 
     def infos(self) -> tuple[CameraInfo, ...]:
         """This node's relayed cameras, as last refreshed (any thread)."""
