@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from framebus.worker_node.discovery import describe
 from framebus.worker_node.receiver import FrameReceiver
 from framebus.worker_node.relay import parse_upstream
 from tests.fake_node import FakeNode
+from tests.media import frame_number, write_numbered_video
 from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
 
 PY = sys.executable
@@ -202,3 +204,15 @@ def test_a_node_behind_nat_connects_out_to_the_relay(nodes: Processes) -> None:
     assert [c.camera for c in described(control, 1)] == ["site3/yard"]
     got = receive([control], ["site3/yard"], 3)
     assert {f.header.width for f in got["site3/yard"]} == {160}
+
+
+def test_an_every_frame_camera_is_relayed_every_frame(nodes: Processes, tmp_path: Path) -> None:
+    """Once a worker reads the relay, it gets every frame of the file, in order, none missing
+    (the relay waits for the worker's queue as a node does; the file is paced at 30 fps)."""
+    video = write_numbered_video(tmp_path / "numbered.avi", 900)
+    _, edge = nodes.capture("--source", str(video), "--camera-id", "clip", "--every-frame")
+    _, control = start_relay(nodes, "--node", f"files={edge}")
+    assert [c.delivery for c in described(control, 1)] == ["every-frame"]
+    got = receive([control], ["files/clip"], 60)
+    numbers = [frame_number(jpeg.decode_bgr(bytes(f.jpeg))) for f in got["files/clip"]]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers

@@ -156,7 +156,8 @@ class RelaySink(BaseSink):
 
     def on_frame(self, sub: Subscription, frame: Frame) -> None:
         camera = frame.header.camera
-        relayed = self._streams.get(camera) or self._open(camera, Delivery.LATEST)
+        delivery = Delivery.EVERY_FRAME if sub.every_frame else Delivery.LATEST
+        relayed = self._streams.get(camera) or self._open(camera, delivery)
         if relayed is None:
             return
         self._last_frame[camera] = time.monotonic()
