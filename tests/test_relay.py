@@ -216,3 +216,29 @@ def test_an_every_frame_camera_is_relayed_every_frame(nodes: Processes, tmp_path
     got = receive([control], ["files/clip"], 60)
     numbers = [frame_number(jpeg.decode_bgr(bytes(f.jpeg))) for f in got["files/clip"]]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+
+
+def test_a_hostile_worker_costs_the_relay_a_few_lines(nodes: Processes) -> None:
+    """Garbage, wrong kinds and floods on the relay's control and pull endpoints: the relay
+    keeps serving the others, and says so in a few rate-limited lines."""
+    _, edge = nodes.capture("--camera-id", "cam1", "--fps", "10", "--width", "160")
+    relay, control = start_relay(nodes, "--node", f"edge={edge}")
+    pull = described(control, 1)[0].pull_endpoint
+    junk = [
+        b"",
+        b"FB",
+        b"FB\x01\x05" + b"\xff" * 60,
+        encode_frame(FrameHeader("x", 0, 1, 1, 8, 8), b"\xff\xd8\xff\xd9"),
+    ]
+    with zmq.Context() as ctx:
+        for endpoint in (control, pull):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(endpoint)
+            for i in range(2000):
+                sock.send_multipart([junk[i % len(junk)]] * (1 + i % 3))
+            sock.close(0)
+    assert receive([control], ["edge/cam1"], 5)  # the others are still served
+    assert relay.proc.poll() is None
+    complaints = [line for line in relay.lines if "WARNING" in line]
+    assert 1 <= len(complaints) <= 12, relay.output
