@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.run [--out bench-results] [--systems framebus,imagezmq,...]
 
-Writes OUT/results.json and OUT/results.md (the table for the README). Ratios are computed
+Writes OUT/results.json and OUT/results.md (the table of docs/benchmarks.md). Ratios are computed
 within the run, because absolute figures drift on a shared machine. See docs/benchmarks.md.
 """
 

@@ -2,7 +2,7 @@
 
 libzmq defaults suit none of this: no heartbeats (a frozen peer is never noticed), infinite
 linger (a stopping node hangs on unsent frames) and unbounded TCP buffering (frames go stale
-in the kernel). See ../docs/protocol.md and the README's design notes.
+in the kernel). See docs/protocol.md §1.4 (socket options) and §1.5.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
   remote  a pull-mode save worker behind a link limited to --rate (tc tbf on the edge's side)
 
 Every link is CURVE-encrypted; the demo makes the keys with `framebus-keys` first and prints
-each command, the same steps as across real machines (README, "Across machines, securely").
+each command, the same steps as across real machines (docs/security.md, "Setup across two machines").
 Prints each host's status lines; Ctrl-C stops everything and deletes the namespaces.
 """
 

@@ -20,16 +20,16 @@ def readme_snippet() -> str:
 
 def runnable(snippet: str, control: str) -> str:
     """The snippet pointed at the test's node, its own describe endpoint on any free port."""
-    assert 'node="tcp://edge1:5555"' in snippet and 'camera="cam1")' in snippet, snippet
-    return snippet.replace("tcp://edge1:5555", control).replace(
-        'camera="cam1")', 'camera="cam1", control="tcp://127.0.0.1:*")'
+    assert 'node="tcp://127.0.0.1:5555"' in snippet and 'camera="door")' in snippet, snippet
+    return snippet.replace("tcp://127.0.0.1:5555", control).replace(
+        'camera="door")', 'camera="door", control="tcp://127.0.0.1:*")'
     )
 
 
 def test_the_readme_one_liner_shows_its_results(nodes: Processes) -> None:
-    _, control = nodes.capture("--width", "320", "--height", "240", "--fps", "10")
+    _, control = nodes.capture("--camera-id", "door", "--width", "320", "--height", "240", "--fps", "10")
     script = nodes.start_argv([sys.executable, "-c", runnable(readme_snippet(), control)])
-    line = script.wait_for(r"INFO worker_node\.processing: camera cam1: frame \d+ results \{'mean': [\d.]+\}", 30)
+    line = script.wait_for(r"INFO worker_node\.processing: camera door: frame \d+ results \{'mean': [\d.]+\}", 30)
     assert line
     assert script.stop(signal.SIGINT) < 5
     assert script.proc.returncode == 0
@@ -37,13 +37,13 @@ def test_the_readme_one_liner_shows_its_results(nodes: Processes) -> None:
 
 
 def test_a_scripts_own_logging_is_left_alone(nodes: Processes) -> None:
-    _, control = nodes.capture("--width", "320", "--height", "240", "--fps", "10")
+    _, control = nodes.capture("--camera-id", "door", "--width", "320", "--height", "240", "--fps", "10")
     code = (
         "import logging\n"
         'logging.basicConfig(level=logging.INFO, format="MINE %(levelname)s %(message)s")\n'
         + runnable(readme_snippet(), control)
     )
     script = nodes.start_argv([sys.executable, "-c", code])
-    script.wait_for(r"^MINE INFO camera cam1: frame \d+ results \{'mean': [\d.]+\}", 30)
+    script.wait_for(r"^MINE INFO camera door: frame \d+ results \{'mean': [\d.]+\}", 30)
     assert script.stop(signal.SIGINT) < 5
     assert [line for line in script.lines if not line.startswith("MINE ")] == [], "one handler, the script's"

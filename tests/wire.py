@@ -2,7 +2,7 @@
 wrong prefix, a wrong field, a header nested past msgpack's packer. One home for the message
 shapes of docs/protocol.md, shared by the protocol tests (tests/test_protocol.py), the hostile
 peers (tests/rogue_corpus.py), the fuzzer's seeds and the conformance vectors
-(docs/protocol-vectors/make_vectors.py).
+(docs/protocol-vectors/vector_cases.py).
 
 Every builder returns plain dicts or bytes with fixed, valid defaults; a test changes the one
 field it is about (`frame_dict(seq=-1)`) or leaves it out (`frame_dict(seq=DROP)`).
