@@ -81,6 +81,7 @@ def test_two_sites_doors_are_relayed_apart(nodes: Processes) -> None:
     pulled = receive([control], ["site2/door"], 5, pull=True)
     seqs = [f.header.seq for f in pulled["site2/door"]]
     assert seqs == sorted(set(seqs)), "pulled frames come newest-after-last, never twice"
+    assert relay.stop() < 3.0 and relay.proc.returncode == 0, relay.output  # SIGTERM: a clean, quick exit
 
 
 def test_the_jpeg_is_forwarded_as_it_came(nodes: Processes) -> None:
