@@ -325,4 +325,6 @@ def test_edge_box_behind_nat_connects_out_to_a_listening_worker(
     # Skipping, not queueing: a backlog would hand it consecutive frames every time. One late
     # frame of a camera on a loaded machine can still make two neighbours (3 apart is the rule).
     steps = np.diff([seq for seq, _, _ in frames])
-    assert np.median(steps) >= 3 and np.mean(steps >= 2) >= 0.9, f"a slow consumer must skip to the newest frame: {steps}"
+    assert np.median(steps) >= 3 and np.mean(steps >= 2) >= 0.9, (
+        f"a slow consumer must skip to the newest frame: {steps}"
+    )
