@@ -27,10 +27,9 @@ class FramePublisher:
         self.every_frame = options.every_frame
         # A CURVE socket's one monitor is the allow-list watcher's (common/security.py), and
         # inproc connections raise no monitor events: such a stream is not told its subscribers
-        # and encodes every frame. So does one that connects out (to a listening worker or
-        # relay): a connection made before the monitor is attached below is never reported.
+        # and encodes every frame.
         inproc = any(a.startswith("inproc://") for a in (endpoint, *connect))
-        self._countable = not options.every_frame and security is None and not inproc and not connect
+        self._countable = not options.every_frame and security is None and not inproc
         self._revoked = RevocationCheck(security)
         self._make = lambda address: bind_frame_publisher(ctx, address, options, security)
         self._connect = connect
