@@ -87,8 +87,8 @@ class WallClient:
     async def read(self) -> str:
         """Reads until the page closes; returns why the viewer closes it instead ('' if not)."""
         async for message in self.ws:
-            if message.type == WSMsgType.ERROR:  # aiohttp has closed it (too big: code 1009)
-                return f"{message.data} (at most {MAX_MESSAGE} bytes)"
+            if message.type == WSMsgType.ERROR:  # aiohttp closed it ("Message size N exceeds limit M": 1009)
+                return str(message.data)
             if message.type != WSMsgType.TEXT:
                 return "a binary message: the page sends text only"
             problem = self.take(message.data)
