@@ -12,6 +12,9 @@ from typing import Any
 
 import aiohttp
 
+from framebus.capture_node.pattern import TestPattern
+from framebus.common import jpeg
+from tests.mjpeg_server import MjpegCamera
 from tests.processes import NodeProcess, Processes, wait_until
 from tests.test_web import cameras
 
@@ -50,12 +53,44 @@ async def next_frame(ws: aiohttp.ClientWebSocketResponse, timeout: float = 10.0)
             return got
 
 
+class PatternCameras:
+    """MJPEG cameras serving the node's test picture, encoded once (quality 80, as the node
+    would): the capture node passes their JPEGs through, so a wall of many cameras leaves the
+    machine's cores to the browser and the viewer under test."""
+
+    def __init__(self, names: tuple[str, ...], width: int, height: int, fps: float, frames: int = 30) -> None:
+        self.urls: dict[str, str] = {}
+        self._servers: list[MjpegCamera] = []
+        for name in names:
+            pattern = TestPattern(name, width, height)
+            parts = [jpeg.encode_bgr(pattern.render(i, 0.0), 80) for i in range(frames)]
+            server = MjpegCamera(fps, part=lambda i, parts=parts: parts[i % len(parts)])  # type: ignore[misc]
+            self._servers.append(server)
+            self.urls[name] = server.url
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+
+
 def start_wall(
-    nodes: Processes, tmp_path: Path, names: tuple[str, ...], width: int = 320, height: int = 240, fps: int = 30
+    nodes: Processes,
+    tmp_path: Path,
+    names: tuple[str, ...],
+    width: int = 320,
+    height: int = 240,
+    fps: int = 30,
+    sources: dict[str, str] | None = None,
 ) -> tuple[NodeProcess, str]:
-    """A capture node with test-pattern cameras and a web viewer; returns the viewer and its URL
-    once every camera has a frame."""
-    cams = "".join(f'[[camera]]\nid = "{c}"\nwidth = {width}\nheight = {height}\nfps = {fps}\n' for c in names)
+    """A capture node with test-pattern cameras (or `sources`, by camera) and a web viewer;
+    returns the viewer and its URL once every camera has a frame."""
+
+    def camera(name: str) -> str:
+        if sources:
+            return f'[[camera]]\nid = "{name}"\nsource = "{sources[name]}"\n'
+        return f'[[camera]]\nid = "{name}"\nwidth = {width}\nheight = {height}\nfps = {fps}\n'
+
+    cams = "".join(camera(c) for c in names)
     config = tmp_path / "node.toml"
     config.write_text('[node]\ncontrol = "tcp://127.0.0.1:*"\n' + cams)
     _, control = nodes.capture("--config", str(config))
