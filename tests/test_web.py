@@ -328,7 +328,8 @@ def test_a_camera_without_frames_shows_why_and_does_not_keep_the_page_loading(no
             dead_status = {c["camera"]: c for c in cameras(url)}["dead"]
             assert reason and reason == dead_status["reason"], reason
             waiting = dead_tile.locator(".waiting").inner_text()
-            assert waiting.splitlines() == [dead_status["state"].upper(), "no frame yet"], waiting  # in the picture's place
+            # Its state in the picture's place.
+            assert waiting.splitlines() == [dead_status["state"].upper(), "no frame yet"], waiting
             # No request left pending for ever (the tab's spinner) for a camera that has nothing to send.
             assert not [u for u in requested if "/cameras/" in u], requested
             page.wait_for_function("() => (wallStats().live || {frames: 0}).frames > 0", timeout=20_000)
