@@ -2,6 +2,7 @@
 
     GET /                      the page: one tile per camera, stats and state on each
     GET /wall                  the page's WebSocket: every visible camera's newest JPEG (web_wall)
+    GET /wall-worker.js        the page's worker: the socket, decoding and drawing off its main thread
     GET /cameras/<id>.mjpg     MJPEG stream (multipart/x-mixed-replace) of the JPEGs from the wire
     GET /cameras/<id>.jpg      the newest frame
     GET /api/status            JSON: per camera state, fps, age, drops, connected clients, frames sent
@@ -20,7 +21,7 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -64,9 +65,14 @@ def _feed(request: web.Request) -> CameraFeed:
     return feed
 
 
-async def index(_request: web.Request) -> web.Response:
-    page = resources.files("framebus.worker_node").joinpath("static/index.html").read_text(encoding="utf-8")
-    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+def static_file(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The page and its worker script, from the package (read on each request: a few KB)."""
+
+    async def serve(_request: web.Request) -> web.Response:
+        text = resources.files("framebus.worker_node").joinpath(f"static/{name}").read_text(encoding="utf-8")
+        return web.Response(text=text, content_type=content_type, headers={"Cache-Control": "no-cache"})
+
+    return serve
 
 
 async def status(request: web.Request) -> web.Response:
@@ -159,7 +165,8 @@ def build_app(hub: FeedHub) -> web.Application:
     app[HUB] = hub
     app[STREAMS] = set()
     app[WALL_CLIENTS] = set()
-    app.router.add_get("/", index)
+    app.router.add_get("/", static_file("index.html", "text/html"))
+    app.router.add_get("/wall-worker.js", static_file("wall-worker.js", "text/javascript"))
     app.router.add_get("/api/status", status)
     app.router.add_get("/wall", wall_socket)
     app.router.add_get("/cameras/{camera:.+}.mjpg", stream)
