@@ -51,7 +51,7 @@ def drawn_fps(page: Page, seconds: float) -> tuple[dict[str, float], int]:
     before, started = stats(page), time.monotonic()
     hold(seconds)  # the measurement window
     after, elapsed = stats(page), time.monotonic() - started
-    fps = {c: (after[c]["frames"] - before[c]["frames"]) / elapsed for c in SIXTEEN}
+    fps = {c: (after[c]["frames"] - before[c]["frames"]) / elapsed for c in sorted(after)}
     statuses = max(a["status"] for a in after.values()) - max(b["status"] for b in before.values())
     return fps, statuses
 
@@ -60,9 +60,10 @@ class SlowReader(threading.Thread):
     """A wall client in Python that wants every camera and takes 0.5 s over each frame: it
     reads its socket only that often, so anything sent it faster would pile up."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cameras: tuple[str, ...]) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.cameras = cameras
         self.frames: list[WallFrame] = []
         self.stopping = threading.Event()
         self.start()
@@ -72,13 +73,39 @@ class SlowReader(threading.Thread):
 
     async def _read(self) -> None:
         async with aiohttp.ClientSession() as session, session.ws_connect(self.url + "wall") as ws:
-            await ws.send_str("want " + " ".join(SIXTEEN))
+            await ws.send_str("want " + " ".join(self.cameras))
             while not self.stopping.is_set():
                 message = await next_message(ws)
                 if isinstance(message, WallFrame):
                     self.frames.append(message)
                     await asyncio.sleep(0.5)  # the slow consumer's work, not synchronisation
                     await ws.send_str(f"ack {message.camera}")
+
+
+class StuckReader(threading.Thread):
+    """A wall client that wants every camera and acks each four times a second (within the
+    message budget, whether a frame is in flight or not), but never reads: what the viewer
+    sends it piles up in the socket buffers until the viewer's writes to it stall."""
+
+    def __init__(self, url: str, cameras: tuple[str, ...]) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.cameras = cameras
+        self.acks = 0
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        asyncio.run(self._ack())
+
+    async def _ack(self) -> None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(self.url + "wall") as ws:
+            await ws.send_str("want " + " ".join(self.cameras))
+            while not self.stopping.is_set():
+                for camera in self.cameras:
+                    await ws.send_str(f"ack {camera}")
+                    self.acks += 1
+                await asyncio.sleep(0.25)  # the stuck client's own pace
 
 
 @pytest.fixture
@@ -88,49 +115,71 @@ def sixteen_cameras() -> Iterator[PatternCameras]:
     cameras.close()
 
 
-def test_sixteen_cameras_live_in_one_page_and_a_slow_client_slows_no_one(
-    nodes: Processes, tmp_path: Path, sixteen_cameras: PatternCameras
-) -> None:
+def all_drawing(page: Page, count: int) -> None:
+    page.wait_for_function(
+        "(n) => Object.values(wallStats()).filter(s => s.frames > 0).length === n", arg=count, timeout=30_000
+    )
+
+
+def shown(fps: dict[str, float]) -> str:
+    return " ".join(f"{c}={f:.1f}" for c, f in fps.items())
+
+
+def test_sixteen_cameras_live_in_one_page(nodes: Processes, tmp_path: Path, sixteen_cameras: PatternCameras) -> None:
     viewer, url = start_wall(nodes, tmp_path, SIXTEEN, sources=sixteen_cameras.urls)
     with chromium() as browser:
         page = open_wall(browser, url)
         requests: list[str] = []
         page.on("request", lambda request: requests.append(request.url))
-        page.wait_for_function(
-            "(n) => Object.values(wallStats()).filter(s => s.frames > 0).length === n", arg=16, timeout=30_000
-        )
-        alone, statuses = drawn_fps(page, WINDOW_S)
+        all_drawing(page, 16)
+        fps, statuses = drawn_fps(page, WINDOW_S)
         shot = tmp_path / "wall-16-cameras.png"
         page.screenshot(path=str(shot))
-        print(f"\nscreenshot: {shot}")
-        print("fps alone: " + " ".join(f"{c}={f:.1f}" for c, f in alone.items()))
-        slow = [c for c, f in alone.items() if f < MIN_FPS]
-        assert not slow, f"tiles under {MIN_FPS} fps over {WINDOW_S:g} s: { {c: round(alone[c], 1) for c in slow} }"
+        print(f"\nscreenshot: {shot}\nfps: {shown(fps)}")
+        slow = {c: round(f, 1) for c, f in fps.items() if f < MIN_FPS}
+        assert not slow, f"tiles under {MIN_FPS} fps over {WINDOW_S:g} s: {slow}"
         assert statuses >= WINDOW_S * 0.8, f"only {statuses} status updates in {WINDOW_S:g} s"
+        # One socket: no request per camera (the page, its worker script and a favicon before).
         assert not requests, f"the page asked for more than its one socket: {requests}"
-
-        throttled = open_wall(browser, url)
-        browser_cdp = throttled.context.new_cdp_session(throttled)
-        browser_cdp.send("Emulation.setCPUThrottlingRate", {"rate": 20})
-        reader = SlowReader(url)
-        try:
-            throttled.wait_for_function("() => Object.values(wallStats()).some(s => s.frames > 0)", timeout=30_000)
-            wait_until(lambda: len(reader.frames) >= 4, 30, "the slow reader's first frames")
-            beside, _ = drawn_fps(page, WINDOW_S / 2)
-            throttled_fps, _ = drawn_fps(throttled, 5)
-        finally:
-            reader.stopping.set()
-        print("fps beside a throttled page and a slow reader: " + " ".join(f"{c}={f:.1f}" for c, f in beside.items()))
-        slowed = {c: round(f, 1) for c, f in beside.items() if f < MIN_FPS}
-        assert not slowed, f"tiles slowed by the others: {slowed} (alone: min {min(alone.values()):.1f} fps)"
-        # The slow ones really were slow, and what they got was new, not a backlog.
-        assert sum(throttled_fps.values()) < 0.8 * sum(beside.values()), (throttled_fps, beside)
-        assert len(reader.frames) < 5 * WINDOW_S, len(reader.frames)
-        ages = sorted(f.age_ms for f in reader.frames)
-        assert ages[len(ages) // 2] < 500, f"the slow reader's frames were old when sent: {ages}"
-    reader.join(15)
-    wait_until(lambda: all(n == 0 for n in clients(url).values()), 15, "every page counted out")
+    wait_until(lambda: all(n == 0 for n in clients(url).values()), 15, "the page counted out")
     assert "Traceback" not in viewer.output
+
+
+def test_a_slow_reader_and_a_stuck_one_slow_no_page(nodes: Processes, tmp_path: Path) -> None:
+    """Four cameras (the isolation under test, not the browser's capacity): a page's fps alone,
+    then beside a Python reader that takes 0.5 s over each frame and one that acks every
+    camera but never reads its socket (the viewer's writes to it stall on a full socket). A CPU-throttled page would not do: the page decodes in a worker, which
+    CDP's CPU throttling leaves alone, and was as fast as the other."""
+    four = SIXTEEN[:4]
+    cameras = PatternCameras(four, 640, 360, FPS)
+    try:
+        viewer, url = start_wall(nodes, tmp_path, four, sources=cameras.urls)
+        with chromium() as browser:
+            page = open_wall(browser, url)
+            all_drawing(page, 4)
+            alone, _ = drawn_fps(page, WINDOW_S / 2)
+            reader, stuck = SlowReader(url, four), StuckReader(url, four)
+            try:
+                wait_until(lambda: len(reader.frames) >= 4, 30, "the slow reader's first frames")
+                wait_until(lambda: stuck.acks >= 100, 30, "the stuck reader's acks (its socket full by then)")
+                beside, _ = drawn_fps(page, WINDOW_S / 2)
+            finally:
+                reader.stopping.set()
+                stuck.stopping.set()
+            print(f"\nalone: {shown(alone)}\nbeside: {shown(beside)}")
+            assert min(alone.values()) >= MIN_FPS, f"under {MIN_FPS} fps with nothing beside: {shown(alone)}"
+            slowed = {c: round(f, 1) for c, f in beside.items() if f < 0.9 * alone[c]}
+            assert not slowed, f"tiles slowed by the others: {slowed} (alone: {shown(alone)})"
+        reader.join(15)
+        stuck.join(15)
+        # The slow reader really was slow, and what it got was new when sent, not a backlog.
+        assert len(reader.frames) < 2.5 * WINDOW_S, len(reader.frames)
+        ages = sorted(f.age_ms for f in reader.frames)
+        assert ages[len(ages) // 2] < 300, f"the slow reader's frames were old when sent: {ages}"
+        wait_until(lambda: all(n == 0 for n in clients(url).values()), 15, "every page counted out")
+        assert "Traceback" not in viewer.output and " closed: " not in viewer.output, viewer.output
+    finally:
+        cameras.close()
 
 
 def test_click_enlarges_one_camera_and_hidden_tiles_are_paused(nodes: Processes, tmp_path: Path) -> None:

@@ -6,13 +6,12 @@
 // taken over without a copy, and there is no object URL to revoke.
 //
 // Protocol (docs/web.md): the viewer sends each wanted camera's newest frame once the last one
-// was acked. A frame is acked when it is taken for decoding; up to DECODES decode at once per
-// camera and one more waits (replaced by a newer one): a bounded pipeline, never a backlog.
+// was acked. A frame is acked when it is taken for decoding, and one more may wait while a
+// camera's frame decodes: at most two frames per camera here, never a backlog.
 //
 // page -> worker: {connect: url} {tile: camera, canvas} {forget: camera} {want: "want A B"}
 // worker -> page: {status: text} {stats: {camera: {frames, fps, ageMs}}} {closed: reason}
 
-const DECODES = 2;  // per camera at once: a decode that takes longer than a frame interval costs no rate
 const tiles = new Map();
 const utf8 = new TextDecoder();
 let socket = null;
@@ -23,7 +22,7 @@ onmessage = (e) => {
   if (m.connect) connect(m.connect);
   if (m.tile) {
     tiles.set(m.tile, { camera: m.tile, canvas: m.canvas, context: m.canvas.getContext("bitmaprenderer"),
-      decoding: 0, pending: null, taken: 0, shown: 0, frames: 0, draws: [], ageMs: null });
+      decoding: false, pending: null, frames: 0, draws: [], ageMs: null });
   }
   if (m.forget) tiles.delete(m.forget);
   if (m.want !== undefined && m.want !== want) {
@@ -54,24 +53,21 @@ function onFrame(buffer) {
   const frame = { head, jpeg: new Uint8Array(buffer, 2 + n), arrived: performance.now() };
   const t = tiles.get(head.camera);
   if (!t) send("ack " + head.camera);  // a tile gone meanwhile: nothing to draw
-  else if (t.decoding >= DECODES) t.pending = frame;  // at most one waits (the next is sent after its ack)
+  else if (t.decoding) t.pending = frame;  // at most one waits (the next is sent after its ack)
   else decode(t, frame);
 }
 
 async function decode(t, frame) {
-  t.decoding += 1;
-  const order = ++t.taken;
+  t.decoding = true;
   send("ack " + t.camera);  // taken: the next frame of this camera may come while this one decodes
   try {
     const bitmap = await createImageBitmap(new Blob([frame.jpeg], { type: "image/jpeg" }));
-    if (tiles.get(t.camera) === t && order > t.shown) {
-      t.shown = order;
-      draw(t, bitmap, frame.head.age_ms + performance.now() - frame.arrived);
-    } else bitmap.close();  // a newer one was drawn first
+    if (tiles.get(t.camera) === t) draw(t, bitmap, frame.head.age_ms + performance.now() - frame.arrived);
+    else bitmap.close();
   } catch (err) {
     console.warn("camera " + t.camera + ": a frame that does not decode", err);
   }
-  t.decoding -= 1;
+  t.decoding = false;
   const next = t.pending;
   t.pending = null;
   if (next) decode(t, next);
