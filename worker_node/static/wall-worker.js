@@ -16,13 +16,14 @@ const tiles = new Map();
 const utf8 = new TextDecoder();
 let socket = null;
 let want = "want";
+let painting = false;
 
 onmessage = (e) => {
   const m = e.data;
   if (m.connect) connect(m.connect);
   if (m.tile) {
     tiles.set(m.tile, { camera: m.tile, canvas: m.canvas, context: m.canvas.getContext("bitmaprenderer"),
-      decoding: false, pending: null, frames: 0, draws: [], ageMs: null });
+      decoding: false, pending: null, next: null, nextAgeMs: null, frames: 0, draws: [], ageMs: null });
   }
   if (m.forget) tiles.delete(m.forget);
   if (m.want !== undefined && m.want !== want) {
@@ -73,15 +74,31 @@ async function decode(t, frame) {
   if (next) decode(t, next);
 }
 
-function draw(t, bitmap, ageMs) {
-  if (t.canvas.width !== bitmap.width || t.canvas.height !== bitmap.height) {
-    t.canvas.width = bitmap.width;
-    t.canvas.height = bitmap.height;
+function draw(t, bitmap, ageMs) {  // on the next animation frame, all tiles together
+  if (t.next) t.next.close();  // not shown yet and already old: skipped
+  t.next = bitmap;
+  t.nextAgeMs = ageMs;
+  if (!painting) {
+    painting = true;
+    requestAnimationFrame(paint);
   }
-  t.context.transferFromImageBitmap(bitmap);
-  t.frames += 1;
-  t.ageMs = ageMs;
-  t.draws.push(performance.now());
+}
+
+function paint() {
+  painting = false;
+  for (const t of tiles.values()) {
+    const bitmap = t.next;
+    if (!bitmap) continue;
+    t.next = null;
+    if (t.canvas.width !== bitmap.width || t.canvas.height !== bitmap.height) {
+      t.canvas.width = bitmap.width;
+      t.canvas.height = bitmap.height;
+    }
+    t.context.transferFromImageBitmap(bitmap);
+    t.frames += 1;
+    t.ageMs = t.nextAgeMs;
+    t.draws.push(performance.now());
+  }
 }
 
 setInterval(() => {  // what the captions show, four times a second
