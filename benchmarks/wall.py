@@ -7,7 +7,7 @@ at 10 fps, JPEG-encoded once (quality 80, ~35 KB; the node passes them through),
 machine's cores go to the viewer and its clients. Clients: Python wall clients (aiohttp, in
 one helper process) that want every camera and ack each frame on arrival: the viewer's cost
 at full delivery. With --chromium, one headless Chromium page too (the page as people see
-it). Measured over the window: the viewer process's CPU (user + system), the frames it sent,
+it), with the browser's own CPU per frame drawn, by process and thread. Measured over the window: the viewer process's CPU (user + system), the frames it sent,
 and from those the CPU per client-camera (% of one core) and per frame sent (ms); 0 clients is
 the viewer receiving alone, and the CPU each client-camera adds comes from the runs with the
 fewest and the most clients.
@@ -18,17 +18,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.*
 
-from benchmarks.measure import MachineSample, cpu_seconds  # noqa: E402
+from benchmarks.measure import TICKS, MachineSample, cpu_seconds, process_tree  # noqa: E402
 from tests.processes import NodeProcess  # noqa: E402
 from tests.wall_client import PatternCameras, WallFrame, next_message  # noqa: E402
 
@@ -122,7 +125,29 @@ def marginal(results: dict[str, Any], cameras: int, counts: list[int]) -> dict[s
     return {"viewer_cpu_percent_added_per_client_camera": round((cpu[high] - cpu[low]) / ((high - low) * cameras), 3)}
 
 
-def with_chromium(web: NodeProcess, url: str, cameras: int, seconds: float) -> dict[str, float]:
+def chromium_threads() -> Counter[str]:
+    """CPU seconds of this benchmark's Chromium, by process kind and thread name."""
+    seconds: Counter[str] = Counter()
+    for pid in process_tree(os.getpid()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()  # Chromium rewrites it: spaces, not NULs
+        except OSError:
+            continue
+        if b"chromium" not in command.split(b"\0")[0].split(b" ")[0]:
+            continue
+        found = re.search(rb"--type=([\w-]+)", command)
+        kind = found.group(1).decode() if found else "browser"
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seconds[f"{kind}/{name}"] += (int(fields[11]) + int(fields[12])) / TICKS
+    return seconds
+
+
+def with_chromium(web: NodeProcess, url: str, cameras: int, seconds: float) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -133,9 +158,21 @@ def with_chromium(web: NodeProcess, url: str, cameras: int, seconds: float) -> d
             page.wait_for_function(
                 "(n) => Object.values(wallStats()).filter(s => s.frames > 0).length === n", arg=cameras, timeout=60_000
             )
-            return measure(web, url, seconds, cameras)
+            threads0, drawn0 = chromium_threads(), page.evaluate("wallStats()")
+            found: dict[str, Any] = measure(web, url, seconds, cameras)
+            threads1, drawn1 = chromium_threads(), page.evaluate("wallStats()")
         finally:
             browser.close()
+    window = seconds + 3  # measure() lets the page settle 3 s first: both samples span it
+    drawn = sum(drawn1[c]["frames"] - drawn0[c]["frames"] for c in drawn1)
+    used = {name: threads1[name] - threads0.get(name, 0.0) for name in threads1}
+    total = sum(used.values())
+    found["page_fps_per_tile"] = round(drawn / window / cameras, 2)
+    found["chromium_cpu_percent"] = round(100 * total / window, 1)
+    found["chromium_cpu_ms_per_frame_drawn"] = round(1000 * total / max(drawn, 1), 2)
+    top = sorted(used.items(), key=lambda item: -item[1])[:8]
+    found["chromium_cpu_ms_per_frame_by_thread"] = {name: round(1000 * s / max(drawn, 1), 2) for name, s in top}
+    return found
 
 
 def main() -> None:
