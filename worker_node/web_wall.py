@@ -126,6 +126,10 @@ class WallClient:
                 feed.watchers.add(self.wake)
                 feed.clients += 1
         self.wanted = feeds
+        # What is kept per camera stays within the cameras shown (a page that scrolls still acks
+        # the frames of the tiles it no longer wants, for free) and the cameras wanted.
+        self.in_flight = {c for c in self.in_flight if c in feeds or c in self.hub.feeds}
+        self.sent = {c: sent for c, sent in self.sent.items() if c in feeds}
         self.wake.set()
 
     def forget(self) -> None:
@@ -146,8 +150,8 @@ class WallClient:
                     await self.ws.send_str(json.dumps(self.hub.status()))
                 for camera, feed in list(self.wanted.items()):
                     frame, version = feed.frame, feed.version
-                    last = self.sent.get(camera)
-                    if frame is None or camera in self.in_flight or (last is not None and last == (feed, version)):
+                    last_feed, last_version = self.sent.get(camera, (None, 0))
+                    if frame is None or camera in self.in_flight or (last_feed is feed and last_version == version):
                         continue
                     self.in_flight.add(camera)
                     self.sent[camera] = (feed, version)
