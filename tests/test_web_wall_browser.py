@@ -218,6 +218,14 @@ def test_click_enlarges_one_camera_and_hidden_tiles_are_paused(nodes: Processes,
         wait_until(lambda: clients(url)["cam00"] == 0, 10, "cam05 enlarged")
         page.locator('figure[data-camera="cam05"]').click()  # a second click goes back too
         wait_until(lambda: set(clients(url).values()) == {1}, 10, "every tile wanted after the second click")
+        hide = (
+            "(h) => { Object.defineProperty(document, 'hidden', {value: h, configurable: true});"
+            " document.dispatchEvent(new Event('visibilitychange')) }"
+        )  # as a browser does for a background tab
+        page.evaluate(hide, True)
+        wait_until(lambda: set(clients(url).values()) == {0}, 10, "nothing wanted by a hidden page")
+        page.evaluate(hide, False)
+        wait_until(lambda: set(clients(url).values()) == {1}, 10, "every tile wanted again once shown")
 
         small = open_wall(browser, url, 300, 260)  # room for about two tiles: the rest scroll
         small.wait_for_function("() => Object.values(wallStats()).some(s => s.frames > 0)")
