@@ -91,7 +91,7 @@ clean:
 # Benchmarks (benchmarks/, docs/benchmarks.md). framebus is installed only if it is not yet, and
 # the bench extra's packages by name rather than as '.[bench]': pip then leaves the venv's OpenCV
 # build alone (test swaps in the GUI build; '.[bench]' would reinstall the headless one beside it).
-.PHONY: soak bench-cameras bench-bandwidth bench-pool
+.PHONY: soak bench-cameras bench-bandwidth bench-pool bench-relay
 SOAK_MINUTES ?= 30
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
@@ -113,6 +113,9 @@ bench-bandwidth: $(VENV)/.installed  # Mbit/s by JPEG quality, size and fps: ben
 
 bench-pool: $(VENV)/.installed  # a worker pool of 1/2/3 members on their own hosts (root: netns), kill -9 of one: bench-results/pool.{json,md}
 	$(BIN)/python -m benchmarks.pool $(POOL_ARGS)
+
+bench-relay: $(VENV)/.installed  # relay vs direct fan-out across namespaces (root): bench-results/relay.{json,md}
+	$(BIN)/python -m benchmarks.relay $(RELAY_ARGS)
 
 # A wheel and an sdist in dist/ (`pip install dist/framebus-*.whl` on any host). The wheel is built
 # from the sdist, so a file missing from the sdist fails here rather than on a user's machine.

@@ -5,7 +5,8 @@ showing a 4-camera mosaic.
 
 Cameras: one capture node with four 1280x720 test-picture cameras at 30 fps (quality 80,
 ~130 KB frames). Web clients: (a) 4 headless Chromium pages (Debian chromium through
-Playwright), each showing all 4 cameras (16 MJPEG streams), and (b) 4 plain HTTP clients per
+Playwright), each showing all 4 cameras (over the wall's WebSocket since the wall; before it,
+16 MJPEG streams), and (b) 4 plain HTTP clients per
 camera that read and discard the streams (16 streams, no rendering: the viewer's cost at full
 delivery, with the CPU left to it). Display: `worker-node display` of the 4 cameras as a
 1280x720 mosaic on Xvfb (1920x1080 screen). CPU is user + system time of the worker process
@@ -110,7 +111,7 @@ def web_with_chromium(control: str, seconds: float) -> dict[str, float]:
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 page.goto(url)
                 page.wait_for_function(
-                    "() => { const i = [...document.images]; return i.length === 4 && i.every(x => x.naturalWidth > 0) }",
+                    "() => { const s = Object.values(wallStats()); return s.length === 4 && s.every(x => x.frames > 0) }",
                     timeout=30_000,
                 )
             time.sleep(2)  # let streams settle before the measured window

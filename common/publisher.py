@@ -33,14 +33,17 @@ class FramePublisher:
         self._revoked = RevocationCheck(security)
         self._make = lambda address: bind_frame_publisher(ctx, address, options, security)
         self._connect = connect
-        self._sock = self._bind(endpoint)
-        self.endpoint = bound_endpoint(self._sock)
         self._subscribed = False
         self._peers: set[int] = set()  # latest: the connections' fds
-        self._monitor = self._watch_peers()
+        self._monitor: zmq.Socket | None = None
+        self._sock = self._open(endpoint)
+        self.endpoint = bound_endpoint(self._sock)
 
-    def _bind(self, endpoint: str) -> zmq.Socket:
+    def _open(self, endpoint: str) -> zmq.Socket:
+        """Bind, watch, then connect out: a connection made before the monitor is attached
+        raises no event, and its worker would never be counted (nor its frames encoded)."""
         sock = self._make(endpoint)
+        self._monitor = self._watch_peers(sock)
         for target in self._connect:
             # Reverse direction, for edge boxes behind NAT: the worker binds, we connect out.
             # The same socket, so the same conflation: one pipe per worker, newest frame each.
@@ -54,11 +57,10 @@ class FramePublisher:
             return
         self._stop_watching()
         self._sock.close(0)
-        self._sock = rebuild(lambda: self._bind(self.endpoint))
         self._subscribed = False
-        self._monitor = self._watch_peers()
+        self._sock = rebuild(lambda: self._open(self.endpoint))
 
-    def _watch_peers(self) -> zmq.Socket | None:
+    def _watch_peers(self, sock: zmq.Socket) -> zmq.Socket | None:
         """A conflating PUB cannot be an XPUB (no CONFLATE there) and so never hears of its
         subscribers: its connections are counted instead (every framebus subscriber subscribes
         to everything). Every-frame's XPUB reports subscriptions itself."""
@@ -67,7 +69,7 @@ class FramePublisher:
             return None
         # Accepted / connected carry the connection's fd, as disconnected does (a handshake's
         # event carries none); a peer that never completes its handshake counts until it leaves.
-        return self._sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        return sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
 
     def _stop_watching(self) -> None:
         if self._monitor is not None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,13 @@ EVERY_PYTHON = (
     "tests/test_republish.py", "tests/test_save.py", "tests/test_stats.py", "tests/test_stream.py",
     "tests/test_units.py", "tests/test_web_feed.py",
 )  # fmt: skip
+
+
+# A run started as a background job (`cmd &` in a script, nohup) inherits SIGINT ignored, and so
+# would every node the tests start: the Ctrl-C tests would then see nodes that rightly keep an
+# ignored signal ignored. The nodes are started as from a terminal, where SIGINT stops them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

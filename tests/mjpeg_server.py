@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -34,9 +35,10 @@ class MjpegCamera:
                 self.send_response(200)
                 self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
                 self.end_headers()
-                index = 0
+                index, next_at = 0, time.monotonic() + 1 / fps
                 try:
-                    while not camera.stop.wait(1 / fps):
+                    while not camera.stop.wait(max(0.0, next_at - time.monotonic())):  # paced: no drift
+                        next_at += 1 / fps
                         data = part(index)
                         self.wfile.write(b"--" + BOUNDARY + b"\r\nContent-Type: image/jpeg\r\n")
                         length = f"Content-Length: {len(data)}\r\n" if content_length else ""

@@ -322,4 +322,9 @@ def test_edge_box_behind_nat_connects_out_to_a_listening_worker(
     )
     assert len(ages) >= 20
     assert np.percentile(ages, 99) < 33 + 100, "conflation must hold in the reverse direction too"
-    assert np.diff([seq for seq, _, _ in frames]).min() >= 2, "a slow consumer must skip to the newest frame"
+    # Skipping, not queueing: a backlog would hand it consecutive frames every time. One late
+    # frame of a camera on a loaded machine can still make two neighbours (3 apart is the rule).
+    steps = np.diff([seq for seq, _, _ in frames])
+    assert np.median(steps) >= 3 and np.mean(steps >= 2) >= 0.9, (
+        f"a slow consumer must skip to the newest frame: {steps}"
+    )

@@ -168,16 +168,16 @@ def capture_to_end(sessions: list[Session], *args: str) -> tuple[Session, int]:
 
 
 @pytest.mark.parametrize(
-    ("flag", "expected"),
+    ("flag", "value", "expected"),
     [
-        ("--width", "camera[0].width: must be between 16 and 16384, got 0"),
-        ("--quality", "camera[0].quality: must be between 1 and 100, got 0"),
+        ("--quality", "0", "camera[0].quality: must be between 1 and 100, got 0"),
+        ("--width", "8", "camera[0].width: must be 0 (the source's size) or between 16 and 16384, got 8"),
     ],
 )
-def test_zero_is_checked_not_ignored(sessions: list[Session], flag: str, expected: str) -> None:
-    """`capture-node --width 0` streamed 1280x720 and `--quality 0` used 80: 0 == False, so the
-    flag was taken for not given."""
-    node, code = capture_to_end(sessions, flag, "0")
+def test_small_values_are_checked_not_ignored(sessions: list[Session], flag: str, value: str, expected: str) -> None:
+    """`--quality 0` used 80: 0 == False, so the flag was taken for not given. (`--width 0`
+    now means what the config's 0 means, the source's size.)"""
+    node, code = capture_to_end(sessions, flag, value)
     node.assert_clean_end(code, expected_code=2)
     assert f"ERROR capture_node: command line: {expected}" in node.output, node.output
 

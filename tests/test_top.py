@@ -21,7 +21,10 @@ def test_top_shows_state_rates_and_age(nodes: Processes) -> None:
     capture, control = nodes.capture("--width", "160", "--height", "120", "--fps", "20")
     os.environ["COLUMNS"] = "160"  # rich sizes its table to the terminal; tests have none
     try:
-        top: NodeProcess = nodes.worker("top", "--node", control, "--count", "8", "--refresh", "0.5s")
+        # 6 s: the node's published fps is its describe reply's, asked every 2 s. The first reply
+        # comes before top subscribes (nothing is encoded for nobody: 0 fps, truly), the second
+        # spans the subscription; the last row shows a later one, a whole window of subscribed.
+        top: NodeProcess = nodes.worker("top", "--node", control, "--count", "12", "--refresh", "0.5s")
         assert top.wait_exit(30) == 0, top.output
     finally:
         del os.environ["COLUMNS"]

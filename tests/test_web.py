@@ -92,24 +92,22 @@ def test_page_shows_every_camera_live_in_chromium(nodes: Processes, tmp_path: Pa
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url)
+            drawn = "(cams) => cams.every(c => (wallStats()[c] || {frames: 0}).frames > 0)"
+            page.wait_for_function(drawn, arg=list(CAMERAS), timeout=20_000)
             for cam in CAMERAS:
-                img = page.locator(f'figure[data-camera="{cam}"] img')
-                img.wait_for(timeout=20_000)
-                page.wait_for_function(
-                    "(i) => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=20_000
-                )
-                assert img.evaluate("(i) => [i.naturalWidth, i.naturalHeight]") == [320, 240]
+                canvas = page.locator(f'figure[data-camera="{cam}"] canvas')
+                assert canvas.evaluate("(c) => [c.width, c.height]") == [320, 240]
             page.wait_for_function(
                 "() => [...document.querySelectorAll('figcaption .fps')].every(e => parseFloat(e.textContent) > 0)",
                 timeout=20_000,
             )
             for cam in CAMERAS:
-                img = page.locator(f'figure[data-camera="{cam}"] img')
-                first = png(img.screenshot())
+                canvas = page.locator(f'figure[data-camera="{cam}"] canvas')
+                first = png(canvas.screenshot())
                 assert first.std() > 20, f"{cam}: the tile is blank"
 
-                def changed(img: Any = img, first: np.ndarray = first) -> bool:
-                    shot = png(img.screenshot())
+                def changed(canvas: Any = canvas, first: np.ndarray = first) -> bool:
+                    shot = png(canvas.screenshot())
                     return shot.shape == first.shape and float(np.abs(shot - first).mean()) > 1.0
 
                 wait_until(changed, 15, f"{cam}: the picture changing in the browser")
@@ -118,8 +116,8 @@ def test_page_shows_every_camera_live_in_chromium(nodes: Processes, tmp_path: Pa
             assert "streaming" in caption and "fps" in caption and "age" in caption, caption
         finally:
             browser.close()
-    # The browser went away: its streams are cleaned up.
-    wait_until(lambda: clients(url) == {cam: 0 for cam in CAMERAS}, 10, "stream clients counted out")
+    # The browser went away: its wall client is counted out.
+    wait_until(lambda: clients(url) == {cam: 0 for cam in CAMERAS}, 10, "the page counted out")
     assert viewer.stop() < 1.5
     assert "Traceback" not in viewer.output
 
@@ -302,8 +300,8 @@ def test_memory_stays_bounded_while_a_node_describes_ever_new_cameras(nodes: Pro
 
 def test_a_camera_without_frames_shows_why_and_does_not_keep_the_page_loading(nodes: Processes, tmp_path: Path) -> None:
     """One camera streams, one never can (its RTSP server is not there): the broken camera's tile
-    says why in words (not only in a tooltip), and no stream request hangs for it (an <img> that
-    waits for a first frame keeps the page loading for ever)."""
+    says why in words (not only in a tooltip), and nothing waits for it (an MJPEG <img> that
+    waits for a first frame kept the page loading for ever: the page has none)."""
     dead = f"rtsp://127.0.0.1:{free_port()}/nothing"
     config = tmp_path / "node.toml"
     config.write_text(
@@ -327,13 +325,15 @@ def test_a_camera_without_frames_shows_why_and_does_not_keep_the_page_loading(no
             dead_tile = page.locator('figure[data-camera="dead"]')
             dead_tile.locator(".reason").wait_for(state="visible", timeout=10_000)
             reason = dead_tile.locator(".reason").inner_text()
-            assert reason and reason == {c["camera"]: c for c in cameras(url)}["dead"]["reason"], reason
-            assert dead_tile.locator(".waiting").inner_text() == "no frame yet"
-            # No request left pending for ever (the tab's spinner) for a stream that has nothing to send.
-            assert dead_tile.locator("img").get_attribute("src") is None
-            assert not [u for u in requested if "/cameras/dead" in u], requested
-            live = page.locator('figure[data-camera="live"] img')
-            page.wait_for_function("(i) => i.complete && i.naturalWidth > 0", arg=live.element_handle(), timeout=20_000)
+            dead_status = {c["camera"]: c for c in cameras(url)}["dead"]
+            assert reason and reason == dead_status["reason"], reason
+            waiting = dead_tile.locator(".waiting").inner_text()
+            # Its state in the picture's place.
+            assert waiting.splitlines() == [dead_status["state"].upper(), "no frame yet"], waiting
+            # No request left pending for ever (the tab's spinner) for a camera that has nothing to send.
+            assert not [u for u in requested if "/cameras/" in u], requested
+            page.wait_for_function("() => (wallStats().live || {frames: 0}).frames > 0", timeout=20_000)
+            assert page.evaluate("wallStats().dead.frames") == 0
             assert page.evaluate("document.readyState") == "complete"
         finally:
             browser.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from framebus.common.protocol import Frame, FrameHeader
 from framebus.worker_node.web_feed import CameraFeed, FeedHub, FeedSnapshot
@@ -54,5 +55,30 @@ def test_hub_keeps_stats_and_frames_per_camera() -> None:
         one, two = hub.feeds["cam1"].status(), hub.feeds["cam2"].status()
         assert (one["state"], one["fps"], one["seq"], one["width"], one["clients"]) == ("streaming", 30.0, 4, 4, 0)
         assert (two["state"], two["seq"], two["age_ms"]) == ("stale", None, None)
+
+    asyncio.run(scenario())
+
+
+def test_a_wall_client_watching_a_feed_is_woken_by_each_frame_and_by_its_end() -> None:
+    async def scenario() -> None:
+        feed = CameraFeed("cam1")
+        wake = asyncio.Event()
+        feed.watchers.add(wake)
+        feed.publish(frame(1))
+        assert wake.is_set()
+        wake.clear()
+        feed.close()
+        assert wake.is_set()  # the client lets the camera go at once
+
+    asyncio.run(scenario())
+
+
+def test_the_hub_status_lists_cameras_in_order_and_the_nodes() -> None:
+    async def scenario() -> None:
+        hub = FeedHub()
+        hub.update("b", FeedSnapshot(state="streaming"), frame(1))
+        hub.update("a", FeedSnapshot(state="stale"), None)
+        body: dict[str, Any] = hub.status()
+        assert [c["camera"] for c in body["cameras"]] == ["a", "b"] and body["nodes"] == []
 
     asyncio.run(scenario())

@@ -15,11 +15,11 @@ from framebus.common.cli_args import ArgumentParser
 from framebus.common.keys import KeyFileError
 from framebus.common.logs import setup_logging
 from framebus.common.metrics import serve_metrics
-from framebus.worker_node import describe, display, flags, process, save, top, web
+from framebus.worker_node import describe, display, flags, process, relay, save, top, web
 
 log = logging.getLogger("worker_node")
 
-COMMANDS = (save, display, web, process, top, describe)  # in the order `--help` lists them
+COMMANDS = (save, display, web, process, top, describe, relay)  # in the order `--help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,19 +84,25 @@ class NodeControl:
     def ask(self) -> bool:
         """Send a describe request. True when the socket was made anew (re-register `sockets`):
         libzmq stops retrying after some failures (a refused key, a protocol error)."""
+        if self._send():
+            return False
+        self._unsent_rounds += 1
+        if self.monitor.gave_up or self._unsent_rounds % RECREATE_AFTER_ROUNDS == 0:
+            self._recreate()
+            return True
+        return False
+
+    def _send(self) -> bool:
+        """One describe request, if the node is connected (IMMEDIATE: none queues meanwhile)."""
         self.asked_ns = time.time_ns()
         try:
             self.socket.send(encode_describe_request(), zmq.NOBLOCK)
         except zmq.Again:
-            self._unsent_rounds += 1
-            if self.monitor.gave_up or self._unsent_rounds % RECREATE_AFTER_ROUNDS == 0:
-                self._recreate()
-                return True
             return False
         self._unsent_rounds = 0
         self._outstanding = min(MAX_OUTSTANDING, self._outstanding + 1)
         self._parses_left = PARSES_PER_REQUEST
-        return False
+        return True
 
     def _recreate(self) -> None:
         previous = self.monitor
@@ -107,7 +113,8 @@ class NodeControl:
 
     def read(self) -> list[DescribeReply]:
         """The replies to our requests among at most MAX_READS_PER_POLL pending messages."""
-        self.monitor.read()
+        if zmq.EVENT_HANDSHAKE_SUCCEEDED in self.monitor.read() and self._unsent_rounds:
+            self._send()  # the request that found no connection goes now, not a round (2 s) later
         replies = []
         for _ in range(MAX_READS_PER_POLL):
             try:

@@ -8,6 +8,7 @@ asynchronous: a node that is down never blocks frames from the others.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Collection, Sequence
@@ -103,7 +104,8 @@ class FrameReceiver:
             pulled.request()  # pull mode: the caller is ready for the next frame
             if pulled.awaiting_connection:
                 wait = min(wait, 0.1)  # the request could not go out yet: try again soon
-        ready = dict(self._poller.poll(int(wait * 1000)))
+        # Rounded up: a wait of 0.9 ms truncated to 0 spun the caller until its deadline.
+        ready = dict(self._poller.poll(math.ceil(wait * 1000)))
         frames: list[tuple[Subscription, Frame]] = []
         for sock in ready:
             if (control := self._controls.get(sock)) is not None:

@@ -1,6 +1,8 @@
 """`worker-node web`: a live grid of the cameras in any browser, served with aiohttp.
 
-    GET /                      the page: one tile per camera, stats and state under each
+    GET /                      the page: one tile per camera, stats and state on each
+    GET /wall                  the page's WebSocket: every visible camera's newest JPEG (web_wall)
+    GET /wall-worker.js        the page's worker: the socket, decoding and drawing off its main thread
     GET /cameras/<id>.mjpg     MJPEG stream (multipart/x-mixed-replace) of the JPEGs from the wire
     GET /cameras/<id>.jpg      the newest frame
     GET /api/status            JSON: per camera state, fps, age, drops, connected clients, frames sent
@@ -19,6 +21,8 @@ import asyncio
 import json
 import logging
 import socket
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -33,6 +37,7 @@ from framebus.worker_node import flags, metrics
 from framebus.worker_node.access import Access
 from framebus.worker_node.http_log import quiet_client_errors
 from framebus.worker_node.web_feed import CameraFeed, FeedGoneError, FeedHub, ReceivingThread
+from framebus.worker_node.web_wall import WALL_CLIENTS, wall
 
 log = logging.getLogger("worker_node.web")
 command_log = logging.getLogger("worker_node")  # what the command itself says, under the name it always had
@@ -60,20 +65,18 @@ def _feed(request: web.Request) -> CameraFeed:
     return feed
 
 
-async def index(_request: web.Request) -> web.Response:
-    page = resources.files("framebus.worker_node").joinpath("static/index.html").read_text(encoding="utf-8")
-    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+def static_file(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The page and its worker script, from the package (read on each request: a few KB)."""
+
+    async def serve(_request: web.Request) -> web.Response:
+        text = resources.files("framebus.worker_node").joinpath(f"static/{name}").read_text(encoding="utf-8")
+        return web.Response(text=text, content_type=content_type, headers={"Cache-Control": "no-cache"})
+
+    return serve
 
 
 async def status(request: web.Request) -> web.Response:
-    hub = request.app[HUB]
-    body = {
-        "cameras": [hub.feeds[name].status() for name in sorted(hub.feeds)],
-        "nodes": [
-            {"node": n.node, "answering": n.answering, "problem": n.problem, "silent_s": round(n.silent_s, 1)}
-            for n in hub.nodes
-        ],
-    }
+    body = request.app[HUB].status()
     return web.Response(text=json.dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -89,7 +92,31 @@ async def snapshot(request: web.Request) -> web.Response:
     )
 
 
+@contextmanager
+def cancelled_at_shutdown(request: web.Request) -> Iterator[None]:
+    """A long-lived response (a stream, the wall) that shutdown ends at once."""
+    task = asyncio.current_task()
+    streams = request.app[STREAMS]
+    if task is not None:
+        streams.add(task)
+    try:
+        yield
+    finally:
+        if task is not None:
+            streams.discard(task)
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
+    with cancelled_at_shutdown(request):
+        return await _stream(request)
+
+
+async def wall_socket(request: web.Request) -> web.StreamResponse:
+    with cancelled_at_shutdown(request):
+        return await wall(request, request.app[HUB])
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
     response = web.StreamResponse(
         headers={
@@ -102,10 +129,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-    task = asyncio.current_task()
-    streams = request.app[STREAMS]
-    if task is not None:
-        streams.add(task)
     feed.clients += 1
     log.info("camera %s: stream client %s connected (%d now)", feed.camera, request.remote, feed.clients)
     try:
@@ -127,8 +150,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
         log.info("camera %s: no longer described; stream client %s ended", feed.camera, request.remote)
     finally:
         feed.clients -= 1
-        if task is not None:
-            streams.discard(task)
         log.info("camera %s: stream client %s gone (%d left)", feed.camera, request.remote, feed.clients)
     return response
 
@@ -143,8 +164,11 @@ def build_app(hub: FeedHub) -> web.Application:
     app = web.Application()
     app[HUB] = hub
     app[STREAMS] = set()
-    app.router.add_get("/", index)
+    app[WALL_CLIENTS] = set()
+    app.router.add_get("/", static_file("index.html", "text/html"))
+    app.router.add_get("/wall-worker.js", static_file("wall-worker.js", "text/javascript"))
     app.router.add_get("/api/status", status)
+    app.router.add_get("/wall", wall_socket)
     app.router.add_get("/cameras/{camera:.+}.mjpg", stream)
     app.router.add_get("/cameras/{camera:.+}.jpg", snapshot)
     app.on_shutdown.append(_cancel_streams)
@@ -199,7 +223,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> a
     web = sub.add_parser(
         "web",
         help="serve a live web page of the cameras",
-        description="A page with every camera as a live MJPEG tile, /cameras/<id>.mjpg, /cameras/<id>.jpg and /api/status.",
+        description="A page with every camera live in one grid (over one WebSocket, /wall), /cameras/<id>.mjpg, /cameras/<id>.jpg and /api/status.",
     )
     flags.add_nodes(web)
     web.add_argument(

@@ -1,5 +1,5 @@
-"""The web viewer's frames: a newest-frame slot per camera that any number of HTTP clients
-wait on, fed from a ZeroMQ receiving thread.
+"""The web viewer's frames: a newest-frame slot per camera that any number of HTTP and wall
+clients wait on, fed from a ZeroMQ receiving thread.
 
 Why a thread and not zmq.asyncio: FrameReceiver (discovery, staleness, stats, validation) is
 the one subscription implementation every worker shares, and it is synchronous; running it in
@@ -58,9 +58,10 @@ class CameraFeed:
     stats: FeedSnapshot = field(default_factory=FeedSnapshot)
     frame: Frame | None = None
     version: int = 0
-    clients: int = 0
-    sent: int = 0  # frames written to stream clients, all clients together
+    clients: int = 0  # stream clients and wall clients that want this camera
+    sent: int = 0  # frames written to stream and wall clients, all clients together
     gone: bool = False
+    watchers: set[asyncio.Event] = field(default_factory=set)  # wall clients, woken on every change
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def publish(self, frame: Frame) -> None:
@@ -74,6 +75,8 @@ class CameraFeed:
         self._wake()
 
     def _wake(self) -> None:
+        for watcher in self.watchers:
+            watcher.set()
         self._changed.set()
         self._changed = asyncio.Event()  # waiters hold the event that was set
 
@@ -139,6 +142,16 @@ class FeedHub:
                 return None
             found = self.feeds[camera] = CameraFeed(camera)
         return found
+
+    def status(self) -> dict[str, object]:
+        """What /api/status serves and the wall pushes once a second."""
+        return {
+            "cameras": [self.feeds[name].status() for name in sorted(self.feeds)],
+            "nodes": [
+                {"node": n.node, "answering": n.answering, "problem": n.problem, "silent_s": round(n.silent_s, 1)}
+                for n in self.nodes
+            ],
+        }
 
     def update(self, camera: str, stats: FeedSnapshot | None, frame: Frame | None) -> None:
         feed = self.feed(camera)
