@@ -447,3 +447,28 @@ def test_a_hostile_member_costs_a_few_log_lines_and_the_pool_goes_on(nodes: Proc
     refusals = [line for line in node.lines if "pools already" in line]
     assert len(refusals) == 1, "refusals are rate-limited"
     assert member_.stop(signal.SIGINT) < 5
+
+
+def test_a_pool_through_a_relay(nodes: Processes) -> None:
+    """The relay re-serves cameras with the same pull server: members of a pool on the relay's
+    camera `site1/door` share its frames, and the relay describes `site1/door/faces`."""
+    _, node = nodes.capture("--camera-id", CAMERA, "--width", "320", "--height", "240", "--fps", "20")
+    relay = nodes.worker("relay", "--control", "tcp://127.0.0.1:*", "--node", f"site1={node}")
+    control = relay.wait_for(r"control endpoint (\S+),").group(1)
+    relay.wait_for(r"camera \S+: relayed on")
+    camera = f"site1/{CAMERA}"
+    handler = "tests.handlers_for_tests:slow"
+    members = [
+        nodes.worker(
+            "process", "--node", control, "--camera", camera, "--handler", handler, "--pool", "faces", "--name", f"r{i}"
+        )
+        for i in range(2)
+    ]
+    probe = nodes.start("tests.pool_probe", [control, f"{camera}/faces", "3"])
+    probe.wait_for("probe: done", 40)
+    rows = results(probe.output)
+    seqs = [r["seq"] for r in rows]
+    assert len(seqs) >= 8 and len(set(seqs)) == len(seqs), probe.output
+    assert {str(r["member"]).split("@")[0] for r in rows} == {"r0", "r1"}
+    for member_ in members:
+        assert member_.stop(signal.SIGINT) < 5
