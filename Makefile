@@ -91,7 +91,7 @@ clean:
 # Benchmarks (benchmarks/, docs/benchmarks.md). framebus is installed only if it is not yet, and
 # the bench extra's packages by name rather than as '.[bench]': pip then leaves the venv's OpenCV
 # build alone (test swaps in the GUI build; '.[bench]' would reinstall the headless one beside it).
-.PHONY: soak bench-cameras bench-bandwidth bench-relay
+.PHONY: soak bench-cameras bench-bandwidth bench-pool bench-relay
 SOAK_MINUTES ?= 30
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
@@ -110,6 +110,9 @@ bench-cameras: $(VENV)/.installed  # N = 4, 8, 12, 16 RTSP and file cameras on o
 
 bench-bandwidth: $(VENV)/.installed  # Mbit/s by JPEG quality, size and fps: bench-results/bandwidth.{json,md}
 	$(BIN)/python -m benchmarks.bandwidth
+
+bench-pool: $(VENV)/.installed  # a worker pool of 1/2/3 members on their own hosts (root: netns), kill -9 of one: bench-results/pool.{json,md}
+	$(BIN)/python -m benchmarks.pool $(POOL_ARGS)
 
 bench-relay: $(VENV)/.installed  # relay vs direct fan-out across namespaces (root): bench-results/relay.{json,md}
 	$(BIN)/python -m benchmarks.relay $(RELAY_ARGS)

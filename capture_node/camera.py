@@ -23,6 +23,7 @@ from framebus.capture_node.frame_slot import FrameSlot
 from framebus.capture_node.pull_server import PullServer
 from framebus.capture_node.sources import Source, open_source, picture_size
 from framebus.common import jpeg
+from framebus.common.protocol import CameraInfo
 from framebus.common.publisher import FramePublisher
 from framebus.common.ratelimit import RateLimitedLog
 from framebus.common.redact import redact
@@ -87,7 +88,7 @@ class Camera:
         self._socket = FramePublisher(ctx, config.bind, options, config.connect, security)
         self.endpoint = self._socket.endpoint
         try:
-            self._pull = PullServer(ctx, config.pull_bind, config.id, security)
+            self._pull = PullServer(ctx, config.pull_bind, config.id, security, status_interval)
         except zmq.ZMQError:
             self._socket.close()
             raise
@@ -127,6 +128,10 @@ class Camera:
         if self._publish_thread.is_alive():
             log.warning("camera %s: publish thread did not stop within %.1f s", self.config.id, PUBLISH_JOIN_S)
         self._grab_thread.join(timeout)
+
+    def pool_infos(self) -> tuple[CameraInfo, ...]:
+        """The describe entries of the streams of this camera's worker pools."""
+        return self._pull.pool_infos()
 
     def state(self) -> CameraState:
         """The state with the counters folded in (read a few times a second, not per frame)."""

@@ -25,6 +25,7 @@ from framebus.capture_node.config import CameraConfig
 from framebus.common.keys import KeyFileError
 from framebus.common.logs import setup_logging
 from framebus.common.native_output import NativeOutput
+from framebus.common.protocol import CameraInfo
 from framebus.common.security import CurveFiles
 
 REPORT_S = 0.25
@@ -45,6 +46,7 @@ class BindFailed:
 class Report:
     state: CameraState
     stuck_for: float  # seconds inside one open() or read(), 0 when not in one
+    pools: tuple[CameraInfo, ...] = ()  # the streams of the camera's worker pools, for describe
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def run(
     camera.start()
     try:
         while not stop.is_set():
-            conn.send(Report(camera.state(), camera.stuck_for()))
+            conn.send(Report(camera.state(), camera.stuck_for(), camera.pool_infos()))
             if conn.poll(REPORT_S) and isinstance(conn.recv(), Stop):
                 break
     except (EOFError, BrokenPipeError, ConnectionResetError):

@@ -90,7 +90,7 @@ class CaptureNode:
     def camera_infos(self) -> list[CameraInfo]:
         with self._lock:
             cameras = list(self._cameras.values())
-        return [c.info() for c in cameras]
+        return [info for c in cameras for info in c.infos()]
 
     def cameras(self) -> dict[str, CameraSupervisor]:
         with self._lock:

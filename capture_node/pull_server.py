@@ -6,6 +6,10 @@ two requests ("the newest frame after seq N"), so at most that many frames are e
 flight: the node answers a waiting request the moment a newer frame is encoded, or at once if
 it already has one. Measured across namespaces: ~1.3 frame transmit times of age at half the
 needed rate, against ~2.5 with conflated PUB/SUB.
+
+A request may name a pool (capture_node/pool.py): then each frame goes to at most one member of
+that pool, and the members' results come back with their requests and go out as the pool's
+own stream, `<camera>/<pool>`.
 """
 
 from __future__ import annotations
@@ -13,52 +17,102 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import NamedTuple
 
 import zmq
 
-from framebus.common.protocol import ProtocolError, PullRequest, decode
+from framebus.capture_node.pool import Pool, Pools, camera_state
+from framebus.common.endpoint import parse_endpoint
+from framebus.common.protocol import CameraInfo, ProtocolError, PullRequest, decode, validate_camera_id
+from framebus.common.publisher import FramePublisher
 from framebus.common.ratelimit import RateLimitedLog
 from framebus.common.security import CurveServer, RevocationCheck
-from framebus.common.sockets import bind_pull_server, bound_endpoint, rebuild
+from framebus.common.sockets import StreamOptions, bind_pull_server, bound_endpoint, rebuild
+from framebus.common.stream import StreamPublisher
 from framebus.common.waker import Waker
+from framebus.common.words import State
 
 log = logging.getLogger("capture_node.pull_server")
 PENDING_LIMIT = 1024  # requesters waiting at once; more are answered with the status
 PENDING_EXPIRY_S = 30.0
+HOUSEKEEPING_S = 0.25  # pools: expiry, and the status of their streams
+_STREAMING = (State.STREAMING, "")
+
+
+class Waiting(NamedTuple):
+    after_seq: int
+    since: float
+    pool: Pool | None  # a pool member's request: the pool's newest frame not handed yet
+
+
+def pool_endpoint(pull_endpoint: str, pool: str) -> str:
+    """Where a pool's stream binds: any free port on the pull endpoint's host, or PATH-POOL."""
+    parsed = parse_endpoint(pull_endpoint, "pull endpoint", bind=True, schemes=("tcp", "ipc", "inproc"))
+    if parsed.scheme == "tcp":
+        return str(parsed.with_port(None))
+    return f"{parsed.scheme}://{parsed.path}-{pool}"
 
 
 class PullServer:
     """Owns a ROUTER socket in its own thread; the publish thread hands it frames via offer()."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, camera: str, security: CurveServer | None = None) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        camera: str,
+        security: CurveServer | None = None,
+        status_interval: float = 1.0,
+    ) -> None:
         self._camera = camera
-        self._sock = bind_pull_server(ctx, endpoint, security)
+        self._ctx = ctx
+        self._security = security
+        self._status_interval = status_interval  # of the pools' streams
+        self._sock = self._bind(endpoint)
         self.endpoint = bound_endpoint(self._sock)
-        self._rebind = lambda: bind_pull_server(ctx, self.endpoint, security)
+        self._rebind = lambda: self._bind(self.endpoint)
         self._revoked = RevocationCheck(security)
         self._waker = Waker()
         self._lock = threading.Lock()
         self._frame: tuple[int, bytes] | None = None  # (seq, encoded FRAME message)
         self._status: bytes | None = None
-        self._pending: dict[bytes, tuple[int, float]] = {}  # identity -> (after_seq, since)
+        self._pending: dict[bytes, Waiting] = {}  # identity -> its request
+        self._camera_state: tuple[State, str] = _STREAMING  # as the last frame or status told
+        self._pools = Pools(camera, self._open_pool_stream)
         self._stop = threading.Event()
         self._bad = RateLimitedLog(log)
         self._thread = threading.Thread(target=self._serve, name=f"pull-{camera}", daemon=True)
 
+    def _bind(self, endpoint: str) -> zmq.Socket:
+        sock = bind_pull_server(self._ctx, endpoint, self._security)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a member gone: the send fails, the frame goes to another
+        return sock
+
+    def _open_pool_stream(self, pool: str) -> StreamPublisher:
+        stream_id = validate_camera_id(f"{self._camera}/{pool}")
+        socket = FramePublisher(self._ctx, pool_endpoint(self.endpoint, pool), StreamOptions(), security=self._security)
+        return StreamPublisher(stream_id, socket, self._status_interval)
+
     def start(self) -> None:
         self._thread.start()
+
+    def pool_infos(self) -> tuple[CameraInfo, ...]:
+        """The describe entries of this camera's pools' streams (from any thread)."""
+        return self._pools.described
 
     def offer_frame(self, seq: int, message: bytes) -> None:
         with self._lock:
             self._frame = (seq, message)
             self._status = None
+        self._camera_state = _STREAMING
         if self._pending:  # nobody waiting: a request arriving later finds this frame anyway
             self._wake()
 
     def waiting(self) -> bool:
-        """Is a pull request waiting for a frame? (Read by the publish thread: a len() of a
-        dict the pull thread changes is safe to read.)"""
-        return bool(self._pending)
+        """Is a pull request waiting for a frame, or a pool member working (it asks again soon,
+        and must find a fresh frame then)? (Read by the publish thread: a len() of a dict the
+        pull thread changes is safe to read, as is a bool.)"""
+        return bool(self._pending) or self._pools.busy
 
     def forget_frame(self) -> None:
         """Frames are not being encoded (nobody watches): a request arriving now must wait
@@ -70,6 +124,7 @@ class PullServer:
         """Waiting requesters learn why no frame comes (and ask again)."""
         with self._lock:
             self._status = message
+        self._camera_state = camera_state(message)
         self._wake()
 
     def _wake(self) -> None:
@@ -89,8 +144,11 @@ class PullServer:
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._waker, zmq.POLLIN)
         try:
+            next_housekeeping = 0.0
             while not self._stop.is_set():
-                ready = dict(poller.poll(1000))
+                ready = dict(
+                    poller.poll(int(1000 * HOUSEKEEPING_S) if self._pools.busy or self._pools.described else 1000)
+                )
                 if self._revoked.due():  # drop every connection: peers re-authenticate
                     poller.unregister(self._sock)
                     self._sock.close(0)
@@ -103,7 +161,12 @@ class PullServer:
                 if self._waker.fileno() in ready:
                     self._waker.clear()
                 self._answer_pending()
+                now = time.monotonic()
+                if now >= next_housekeeping:
+                    self._pools.housekeeping(now, self._camera_state, self._pending.keys())
+                    next_housekeeping = now + HOUSEKEEPING_S
         finally:
+            self._pools.close()
             self._sock.close(0)
             self._waker.close()
 
@@ -132,7 +195,15 @@ class PullServer:
                     "full", "camera %s: %d pull requests waiting; one refused", self._camera, PENDING_LIMIT
                 )
                 continue
-            self._pending[identity] = (request.after_seq, time.monotonic())
+            now = time.monotonic()
+            pool = None
+            if request.pool:
+                pool = self._pools.admit(identity, request.pool, now)
+                if pool is None:
+                    continue  # refused, and said why
+                if request.result is not None:
+                    self._pools.take_result(pool, identity, request.result)
+            self._pending[identity] = Waiting(request.after_seq, now, pool)
 
     def _answer_pending(self) -> None:
         if not self._pending:
@@ -141,11 +212,16 @@ class PullServer:
             frame, status = self._frame, self._status
             self._status = None  # a status answers the requests waiting now, once
         now = time.monotonic()
-        for identity, (after_seq, since) in list(self._pending.items()):
+        for identity, (after_seq, since, pool) in list(self._pending.items()):
             # Wait only while the worker already has the newest frame; a sequence number the
-            # node never produced means the node restarted since: send the newest.
-            if frame is not None and frame[0] != after_seq:
-                reply = frame[1]
+            # node never produced means the node restarted since: send the newest. A pool
+            # member waits while the newest frame went to another member of its pool.
+            handed = None
+            if pool is not None and pool.closed:  # closed while it waited (no member for long)
+                del self._pending[identity]
+                continue
+            if frame is not None and (self._pools.may_hand(pool, frame[0]) if pool else frame[0] != after_seq):
+                reply = handed = frame[1]
             elif status is not None:
                 reply = status
             elif now - since > PENDING_EXPIRY_S:
@@ -156,5 +232,9 @@ class PullServer:
             del self._pending[identity]
             try:
                 self._sock.send_multipart([identity, reply], zmq.NOBLOCK, copy=False)
-            except zmq.ZMQError:
-                pass  # the worker went away
+            except zmq.ZMQError:  # the worker went away
+                if pool is not None:
+                    self._pools.gone(pool, identity)  # and the frame is still there for another member
+                continue
+            if pool is not None and handed is not None and frame is not None:
+                self._pools.handed(pool, identity, frame[0], handed, now)

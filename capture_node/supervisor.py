@@ -53,6 +53,7 @@ class CameraSupervisor:
         self._lock = threading.Lock()
         self._state = CameraState()
         self._latest_counts = CameraState()
+        self._pools: tuple[CameraInfo, ...] = ()  # the streams of the camera's worker pools
         self._carried: dict[str, float] = dict.fromkeys(COUNTERS, 0)
         self._fps_mark = (time.monotonic(), 0.0)
         self._fps = 0.0
@@ -132,6 +133,10 @@ class CameraSupervisor:
             reconnects=s.reconnects + self.restarts,
         )
 
+    def infos(self) -> list[CameraInfo]:
+        """The camera's describe entry, and those of its worker pools' streams."""
+        return [self.info(), *self._pools]
+
     def _published_fps(self, published: float) -> float:
         """Frames per second since the previous call at least a second ago."""
         now = time.monotonic()
@@ -152,6 +157,7 @@ class CameraSupervisor:
             with self._lock:  # counters of the dead process carry over to the next one
                 self._carried = {c: self._carried[c] + getattr(self._latest_counts, c) for c in COUNTERS}
                 self._latest_counts = CameraState()
+                self._pools = ()
             attempt += 1
             self.restarts += 1
             delay = backoff_delay(attempt, self.config.reconnect_max)
@@ -186,6 +192,7 @@ class CameraSupervisor:
                 with self._lock:
                     self._state = report.state
                     self._latest_counts = report.state
+                    self._pools = report.pools
                 if report.stuck_for > limit:
                     return f"capture made no progress for {report.stuck_for:.0f} s (hung in open/read)"
             elif now - last_report > SILENCE_LIMIT_S:

@@ -17,6 +17,7 @@ MAX_META_DEPTH = 16  # levels of maps and lists, 'meta' itself being the first
 MAX_META_VALUES = 4096  # entries of every map and list in 'meta', at all levels
 MAX_SHOWN = 80  # characters of a peer's value quoted in an error message
 CAMERA_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}(/[A-Za-z0-9_.\-]{1,64}){0,3}")
+POOL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # one part of a camera id: <camera>/<pool>
 
 
 class ProtocolError(ValueError):
@@ -81,6 +82,15 @@ def validate_camera_id(camera: object) -> str:
     if any(part in (".", "..") for part in camera.split("/")):
         raise ProtocolError(f"camera id {camera!r} may not contain '.' or '..' parts")
     return camera
+
+
+def validate_pool_name(pool: object) -> str:
+    """A pool's name becomes the last part of its stream's id (`door/faces`): one camera id part."""
+    if not isinstance(pool, str) or not POOL_NAME_PATTERN.fullmatch(pool) or pool in (".", ".."):
+        raise ProtocolError(
+            f"pool name {shown(pool)} is invalid: use 1-64 of [A-Za-z0-9_.-] (not '.' or '..'), e.g. faces"
+        )
+    return pool
 
 
 def shown(value: object) -> str:

@@ -32,6 +32,7 @@ from framebus.common.fields import (
     shown,
     text_field,
     validate_camera_id,
+    validate_pool_name,
 )
 from framebus.common.msgpack_shape import ShapeError, check_size
 from framebus.common.redact import redact
@@ -67,7 +68,7 @@ MAX_HEADER_OBJECTS = {
     Kind.STATUS: 2 * MAX_META_VALUES + 256,
     Kind.DESCRIBE_REQUEST: 256,
     Kind.DESCRIBE_REPLY: 24 * MAX_CAMERAS + 256,  # a camera's map and its 11 fields: 23
-    Kind.PULL_REQUEST: 256,
+    Kind.PULL_REQUEST: 2 * MAX_META_VALUES + 256,  # a pool member's result carries meta
 }
 
 
@@ -113,10 +114,26 @@ class DescribeRequest:
 
 
 @dataclass(frozen=True)
+class PoolResult:
+    """What a pool member made of the frame it was handed (`seq`), sent with its next request:
+    the node publishes it on the pool's stream. `jpeg` and `size`: an output picture; None: the
+    node republishes the source frame's own JPEG with `meta`."""
+
+    seq: int
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    size: tuple[int, int] | None = None
+    jpeg: memoryview | bytes | None = None
+
+
+@dataclass(frozen=True)
 class PullRequest:
-    """Pull mode: "send me the newest frame with a sequence number above after_seq"."""
+    """Pull mode: "send me the newest frame with a sequence number above after_seq". With
+    `pool`: "the newest frame not yet handed to any member of this pool", and `result` is what
+    this member made of the last frame it was handed (docs/protocol.md 3.5, 3.6)."""
 
     after_seq: int = -1
+    pool: str = ""
+    result: PoolResult | None = None
 
 
 @dataclass(frozen=True)
@@ -203,8 +220,20 @@ def encode_describe_request() -> bytes:
     return _pack(Kind.DESCRIBE_REQUEST, {})
 
 
-def encode_pull_request(after_seq: int) -> bytes:
-    return _pack(Kind.PULL_REQUEST, {"after_seq": after_seq})
+def encode_pull_request(after_seq: int, pool: str = "", result: PoolResult | None = None) -> bytes:
+    d: dict[str, Any] = {"after_seq": after_seq}
+    if pool:
+        d["pool"] = pool
+    payload: bytes | memoryview = b""
+    if result is not None:
+        r: dict[str, Any] = {"seq": result.seq}
+        if result.meta:
+            r["meta"] = checked_meta(dict(result.meta), "pool result")
+        if result.jpeg is not None and result.size is not None:
+            r["width"], r["height"] = result.size
+            payload = result.jpeg
+        d["result"] = r
+    return _pack(Kind.PULL_REQUEST, d, payload)
 
 
 def encode_describe_reply(reply: DescribeReply) -> bytes:
@@ -273,8 +302,7 @@ def _decode(message: bytes | memoryview) -> Message:
         _no_payload(payload, "describe request")
         return DescribeRequest()
     if kind == Kind.PULL_REQUEST:
-        _no_payload(payload, "pull request")
-        return PullRequest(int_in(header, "after_seq", -1, U64_MAX, "pull request"))
+        return _pull_request(header, payload)
     _no_payload(payload, "describe reply")
     return _describe_reply(header)
 
@@ -319,6 +347,32 @@ def _frame_header(h: Mapping[str, Any]) -> FrameHeader:
         encoding=encoding,
         meta=meta,
     )
+
+
+def _pull_request(h: Mapping[str, Any], payload: memoryview) -> PullRequest:
+    where = "pull request"
+    after_seq = int_in(h, "after_seq", -1, U64_MAX, where)
+    pool = validate_pool_name(field_of(h, "pool", str, where)) if "pool" in h else ""
+    if "result" not in h:
+        _no_payload(payload, "pull request without a result")
+        return PullRequest(after_seq, pool)
+    if not pool:
+        raise ProtocolError(f"{where}: a 'result' needs a 'pool'")
+    r = field_of(h, "result", dict, where)
+    where = "pull request: result"
+    sized = "width" in r or "height" in r
+    size = (
+        (int_in(r, "width", 1, MAX_DIMENSION, where), int_in(r, "height", 1, MAX_DIMENSION, where)) if sized else None
+    )
+    if size is None:
+        _no_payload(payload, "pool result without width and height")
+    result = PoolResult(
+        seq=int_in(r, "seq", 0, U64_MAX, where),
+        meta=checked_meta(r.get("meta", {}), where),
+        size=size,
+        jpeg=checked_jpeg(payload) if size is not None else None,
+    )
+    return PullRequest(after_seq, pool, result)
 
 
 def _status(h: Mapping[str, Any], payload: memoryview) -> Status:

@@ -25,6 +25,7 @@ HEARTBEAT_TIMEOUT_MS = 1500
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 500
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_PULL_REQUEST_BYTES = 8 * 1024 * 1024  # a pool result's header (64 KiB at most) and output JPEG
 DEFAULT_SOCKET_BUFFER = 0  # kernel autotuning: a fixed buffer caps throughput at buffer / RTT
 DEFAULT_NOTSENT_LOWAT = 16 * 1024
 DEFAULT_QUEUE_FRAMES = 64
@@ -155,7 +156,7 @@ def bind_frame_listener(
 def bind_pull_server(ctx: zmq.Context, endpoint: str, security: SocketSecurity | None = None) -> zmq.Socket:
     """Pull mode, node side: a ROUTER answering each worker's requests for the newest frame."""
     sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.MAXMSGSIZE, 1024)  # requests are tiny
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_PULL_REQUEST_BYTES)  # tiny, but a pool member's carries its result
     _liveness(sock, security)
     return _bind_or_close(sock, endpoint)
 

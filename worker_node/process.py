@@ -13,6 +13,11 @@ backlog. Its output (a frame and/or a dict of results) goes out as the derived s
 `<camera>/<suffix>` (default `cam1/annotated`) on this worker's own PUB socket, with a describe
 endpoint (`control`) like a capture node's. A handler that raises is logged with its traceback
 (rate-limited) and the next frame is handled as usual.
+
+With `pool="faces"`, this worker is one member of a worker pool: it pulls frames, each frame is
+handed to one member only, and its results go back to the capture node with its next request;
+the node publishes the pool's results as the one stream `<camera>/faces` (docs/pools.md). Such a
+worker serves no stream of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +38,14 @@ from framebus.common import jpeg, threads
 from framebus.common.cli_args import endpoint_arg
 from framebus.common.endpoint import parse_endpoint
 from framebus.common.logs import setup_logging
-from framebus.common.protocol import CameraInfo, Frame, validate_camera_id
+from framebus.common.protocol import (
+    CameraInfo,
+    Frame,
+    PoolResult,
+    ProtocolError,
+    validate_camera_id,
+    validate_pool_name,
+)
 from framebus.common.ratelimit import RateLimitedLog
 from framebus.common.security import CurveFiles, CurveServer, check_exposure
 from framebus.common.shutdown import ShutdownSignals
@@ -71,6 +85,7 @@ class ProcessOptions:
     curve: CurveFiles | None = None  # keys for the derived streams this worker serves
     insecure: bool = False  # without curve, allow serving on addresses other hosts can reach
     max_pixels: int | None = None  # pictures decoded at most; None: each camera's described size (pixel_limit)
+    pool: str = ""  # a member of this worker pool: results go to the node, which publishes <camera>/<pool>
 
     def __post_init__(self) -> None:
         """Raises ValueError (EndpointError, ExposureError) naming the value that is wrong."""
@@ -80,7 +95,9 @@ class ProcessOptions:
             parse_endpoint(node, "node")
         if not self.cameras:
             raise ValueError("give at least one camera id")
-        for camera in self.cameras:
+        if self.pool:
+            self._check_pool()
+        for camera in () if self.pool else self.cameras:  # a pool member publishes no stream of its own
             try:
                 validate_camera_id(f"{camera}/{self.suffix}")
             except ValueError as exc:  # name the setting: the user typed the suffix, not this id
@@ -88,9 +105,25 @@ class ProcessOptions:
         if not 1 <= self.quality <= 100:
             raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
         control = parse_endpoint(self.control, "control", bind=True, schemes=("tcp", "ipc", "inproc"))
+        if self.pool:
+            return  # a pool member serves nothing: the node publishes the pool's stream
         fix = "Give --key and --allow"
         if check_exposure("control", control, secured=self.curve is not None, insecure=self.insecure, fix=fix):
             log.warning("INSECURE: control %s: no CURVE keys; derived streams go out in plaintext to anyone", control)
+
+    def _check_pool(self) -> None:
+        try:
+            validate_pool_name(self.pool)
+        except ProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        for camera in self.cameras:
+            try:
+                validate_camera_id(f"{camera}/{self.pool}")
+            except ValueError:
+                raise ValueError(
+                    f"pool {self.pool!r}: camera {camera!r} has 4 parts already, so its pool stream "
+                    f"{camera}/{self.pool} would be no valid camera id"
+                ) from None
 
 
 class FrameProcessor:
@@ -108,20 +141,11 @@ class FrameProcessor:
         self._handlers: dict[str, Handler] = {}
         self._ctx = zmq.Context()  # the derived streams'; the driver has its own for receiving
         self._security: CurveServer | None = None
-        try:  # a port taken must not leave the key watcher's thread or sockets behind
-            self._security = options.curve.server(self._ctx) if options.curve else None
-            self.streams = DerivedStreams(self._ctx, options.control, options.name, self._security)
-        except BaseException:
-            self._close_resources()
-            raise
-        self.endpoint = self.streams.endpoint
-        try:
-            for camera in options.cameras:  # described (as connecting) before the first frame
-                self.streams.stream(self._derived(camera))
-        except BaseException:
-            self.streams.close()
-            self._close_resources()
-            raise
+        self.streams: DerivedStreams | None = None  # none for a pool member: the node publishes
+        self.member = f"{options.name}@{socket.gethostname()}:{os.getpid()}"  # in a pool's results
+        if not options.pool:
+            self._open_streams()
+        self.endpoint = self.streams.endpoint if self.streams is not None else ""
         self._last_traceback: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._last_results_log: dict[str, float] = {}
@@ -133,8 +157,23 @@ class FrameProcessor:
         self._pending: dict[str, tuple[Subscription, Frame]] = {}
         self.handled = 0
         self.failed = 0
-        receive = ReceiveOptions(options.nodes, options.cameras, access=options.access)
-        self.driver = Driver([self, _UpstreamStatus(self)], receive)
+        receive = ReceiveOptions(options.nodes, options.cameras, access=options.access, pool=options.pool)
+        self.driver = Driver([self, _UpstreamStatus(self)] if self.streams is not None else [self], receive)
+
+    def _open_streams(self) -> None:
+        try:  # a port taken must not leave the key watcher's thread or sockets behind
+            self._security = self.options.curve.server(self._ctx) if self.options.curve else None
+            self.streams = DerivedStreams(self._ctx, self.options.control, self.options.name, self._security)
+        except BaseException:
+            self._close_resources()
+            raise
+        try:
+            for camera in self.options.cameras:  # described (as connecting) before the first frame
+                self.streams.stream(self._derived(camera))
+        except BaseException:
+            self.streams.close()
+            self._close_resources()
+            raise
 
     def stop(self) -> None:
         """From any thread."""
@@ -152,7 +191,10 @@ class FrameProcessor:
 
     def start(self, receiver: ReceiverView) -> None:
         self._camera_info = receiver.camera_info
-        log.info("control endpoint %s", self.endpoint)
+        if self.streams is not None:
+            log.info("control endpoint %s", self.endpoint)
+        else:
+            log.info("member %s of pool %s", self.member, self.options.pool)
 
     def on_frame(self, sub: Subscription, frame: Frame) -> None:
         self._pending[sub.name] = (sub, frame)  # a newer frame keeps its camera's place in the turn
@@ -162,7 +204,8 @@ class FrameProcessor:
             self._handle(*self._pending.pop(next(iter(self._pending))))
 
     def close(self) -> None:
-        self.streams.close()
+        if self.streams is not None:
+            self.streams.close()
         self._close_resources()
         log.info("handled %d frames (%d raised)", self.handled, self.failed)
 
@@ -172,7 +215,8 @@ class FrameProcessor:
         self._ctx.destroy(0)
 
     def send_status(self, sub: Subscription) -> None:
-        self.streams.send_status(self._derived(sub.name), sub.status)
+        if self.streams is not None:
+            self.streams.send_status(self._derived(sub.name), sub.status)
 
     def _derived(self, camera: str) -> str:
         return f"{camera}/{self.options.suffix}"
@@ -185,21 +229,39 @@ class FrameProcessor:
         return handler
 
     def _handle(self, sub: Subscription, frame: Frame) -> None:
+        """Run the handler on the frame and publish what it made; a pool member hands it back
+        (or hands back nothing, so that the node gives it the next frame)."""
+        output = self._run(sub, frame)
+        if self.streams is None:
+            result = None
+            if output is not None:
+                data, size, meta = output
+                meta["member"] = self.member
+                picture = data is not frame.jpeg  # the source JPEG is the node's already: not sent back
+                result = PoolResult(frame.header.seq, meta, size if picture else None, data if picture else None)
+            sub.hand_back(frame.header.seq, result)
+        elif output is not None:
+            self.streams.publish(self._derived(sub.name), frame.header, *output)
+
+    def _run(
+        self, sub: Subscription, frame: Frame
+    ) -> tuple[bytes | memoryview, tuple[int, int], dict[str, object]] | None:
+        """(output JPEG, its size, its meta), or None when the frame gave nothing (logged)."""
         camera = sub.name
         try:
             image = self._pixels.decode_bgr(camera, frame.jpeg, self._camera_info.get(camera), sub.stats)
         except jpeg.JpegTooLargeError:
-            return  # counted and logged
+            return None  # counted and logged
         except jpeg.JpegError as exc:
             self._log.warning(f"decode-{camera}", "camera %s: %s; frame skipped", camera, exc)
-            return
+            return None
         started = time.monotonic()
         try:
             output = normalise(self._handler_for(camera)(image, frame.header))
         except Exception:  # the user's code: report it and go on with the next frame
             self.failed += 1
             self._report_failure(camera, frame.header.seq)
-            return
+            return None
         self.handled += 1
         meta: dict[str, object] = {
             "source": {"camera": camera, "seq": frame.header.seq},
@@ -217,7 +279,7 @@ class FrameProcessor:
         else:
             data = jpeg.encode_bgr(output.image, self.options.quality)
             size = (output.image.shape[1], output.image.shape[0])
-        self.streams.publish(self._derived(camera), frame.header, data, size, meta)
+        return data, size, meta
 
     def _report_failure(self, camera: str, seq: int) -> None:
         """The traceback at most every TRACEBACK_EVERY_S per camera, with a count of the others."""
@@ -263,13 +325,16 @@ def run(
     insecure: bool = False,
     follow_hosts: Sequence[str] = (),
     max_pixels: int | None = None,
+    pool: str = "",
 ) -> None:
     """Process until SIGINT/SIGTERM (call from the main thread). `handler` is a function
     ``(image, header) -> None | dict | frame | (frame, dict)``, or a class (one instance per camera).
     `key`/`server_key` reach CURVE nodes; `allow` serves the derived streams with CURVE too;
     `follow_hosts` are hosts besides each node's own that its described streams may be on.
     `max_pixels`: pictures above it are refused before decoding (default: each camera's
-    described size with a margin, see worker_node.pixel_limit). A wrong value raises ValueError
+    described size with a margin, see worker_node.pixel_limit). `pool`: share the cameras' frames
+    with the other members of this worker pool, each frame handled by one member; the capture
+    node publishes the results as `<camera>/<pool>` (docs/pools.md). A wrong value raises ValueError
     naming it. Results and problems are logged: to stderr in the nodes' format, unless the
     application configured logging itself (then its configuration is left as it is)."""
     if not logging.getLogger().handlers:  # a script's one-liner would otherwise print nothing
@@ -287,6 +352,7 @@ def run(
         curve=CurveFiles(Path(key), Path(allow)) if key and allow else None,
         insecure=insecure,
         max_pixels=max_pixels,
+        pool=pool,
     )
     signals = ShutdownSignals()
     processor = FrameProcessor(as_factory(handler, getattr(handler, "__name__", "handler")), options)
@@ -331,6 +397,11 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> a
         action="store_true",
         help="without --key/--allow, allow a --control address other hosts can reach (plaintext)",
     )
+    proc.add_argument(
+        "--pool", default="", metavar="NAME",
+        help="share the frames with the other workers of this pool: each frame goes to one of them, and the "
+        "capture node publishes the results as the stream <camera>/NAME (no --control needed)",
+    )  # fmt: skip
     flags.add_max_pixels(proc)
     proc.set_defaults(func=main)
     return proc
@@ -352,6 +423,7 @@ def main(args: argparse.Namespace) -> int:
             curve=CurveFiles(args.key, args.allow) if args.allow else None,
             insecure=args.insecure,
             max_pixels=args.max_pixels,
+            pool=args.pool,
         )
         factory = load_handler(args.handler)
         processor = FrameProcessor(factory, options)

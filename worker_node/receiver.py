@@ -46,13 +46,16 @@ class FrameReceiver:
         pull: bool = False,
         listen: Sequence[str] = (),
         access: Access | None = None,
+        pool: str = "",
     ) -> None:
-        """Raises KeyFileError if `access` lacks a server key for one of the nodes."""
+        """`pool`: pull as a member of that worker pool (cameras without a pull endpoint are
+        not followed: every member would get every frame). Raises KeyFileError if `access` lacks a server key for one of the nodes."""
         self._ctx = ctx
         self._access = access or Access()
         self._policy = FollowPolicy(self._access.follow_hosts)
         self._wanted = set(cameras)
-        self._pull = pull  # ask for each frame (slow links) instead of subscribing
+        self._pull = pull or bool(pool)  # ask for each frame (slow links) instead of subscribing
+        self._pool = pool
         self._stale_after = stale_after_s
         self._poller = zmq.Poller()
         self._controls: dict[zmq.Socket, NodeControl] = {}  # control and monitor sockets -> their node
@@ -208,6 +211,12 @@ class FrameReceiver:
     def _follow(self, node: str, node_name: str, cam: CameraInfo) -> None:
         """Subscribe to a described camera, or keep (and if silent, reopen) the subscription."""
         pull = self._pull and bool(cam.pull_endpoint)
+        if self._pool and not pull:
+            self._log.warning(
+                f"pool-{cam.camera}", "camera %s has no pull endpoint: it cannot be shared by pool %s; not followed",
+                cam.camera, self._pool,
+            )  # fmt: skip
+            return
         endpoint = cam.pull_endpoint if pull else cam.endpoint
         every_frame = cam.delivery == Delivery.EVERY_FRAME
         current = self.subscriptions.get(cam.camera)
@@ -229,7 +238,7 @@ class FrameReceiver:
             return
         security, limit = self._access.client(node), self._access.max_message_bytes
         try:
-            sub = Subscription(self._ctx, endpoint, cam.camera, every_frame, pull, False, security, limit)
+            sub = Subscription(self._ctx, endpoint, cam.camera, every_frame, pull, False, security, limit, self._pool)
         except zmq.ZMQError as exc:
             self._log.warning(f"endpoint-{node}", "camera %s: cannot connect to %s: %s", cam.camera, endpoint, exc)
             return

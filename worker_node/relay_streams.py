@@ -118,6 +118,10 @@ class RelayedStream:
             self.dropped += 1
         return sent
 
+    def pool_infos(self) -> tuple[CameraInfo, ...]:
+        """The streams of the worker pools on this relayed camera (docs/pools.md)."""
+        return self._pull.pool_infos()
+
     def close(self) -> None:
         self._pull.stop()
         self.stream.close()
@@ -179,6 +183,7 @@ class RelaySink(BaseSink):
             status = self._status(camera, receiver.subscriptions)
             self._tell(relayed.stream, status)
             entries.append(self._entry(relayed, upstream, status, receiver.subscriptions.get(camera)))
+            entries.extend(relayed.pool_infos())
         self._described = tuple(entries)
         if not self.ready and described and all(camera in self._streams for camera in described):
             self.ready = True

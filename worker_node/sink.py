@@ -105,11 +105,18 @@ class ReceiveOptions:
     pull: bool = False  # ask for each frame (slow links) instead of subscribing
     listen: Sequence[str] = ()  # bind here for capture nodes that connect out
     access: Access = field(default_factory=Access)
+    pool: str = ""  # pull as a member of this worker pool
 
 
 def open_receiver(ctx: zmq.Context, options: ReceiveOptions) -> FrameSource:
     return FrameReceiver(
-        ctx, options.nodes, options.cameras, pull=options.pull, listen=options.listen, access=options.access
+        ctx,
+        options.nodes,
+        options.cameras,
+        pull=options.pull,
+        listen=options.listen,
+        access=options.access,
+        pool=options.pool,
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import zmq
 
 from framebus.common.latest import LatestSocket
-from framebus.common.protocol import Frame, ProtocolError, Status, decode, encode_pull_request
+from framebus.common.protocol import Frame, PoolResult, ProtocolError, Status, decode, encode_pull_request
 from framebus.common.ratelimit import RateLimitedLog
 from framebus.common.security import CurveClient
 from framebus.common.sockets import (
@@ -44,7 +44,9 @@ class CameraStatus:
 class Subscription:
     """Receives one camera. `camera` is the id expected on the wire (None: accept the first
     seen, for a bare frame endpoint). With `pull`, `endpoint` is the camera's pull endpoint
-    and frames come only when asked for with request(): for links slower than the stream."""
+    and frames come only when asked for with request(): for links slower than the stream.
+    With `pool` too, this worker is a member of that pool: each frame it is handed is its own
+    (no other member gets it), and hand_back() returns what it made of it with the next request."""
 
     def __init__(
         self,
@@ -56,8 +58,12 @@ class Subscription:
         listen: bool = False,
         security: CurveClient | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        pool: str = "",
     ) -> None:
         self.endpoint = endpoint
+        self.pool = pool if pull else ""
+        self._held: int | None = None  # pool: the seq of the frame handed to us, until handed back
+        self._result: PoolResult | None = None  # pool: goes out with the next request
         self.camera = camera
         self.every_frame = every_frame and not pull
         self.pull = pull
@@ -119,12 +125,22 @@ class Subscription:
         now = time.monotonic()
         if not self.pull or (self._asked_at is not None and now - self._asked_at < REQUEST_RETRY_S):
             return
+        if self._held is not None:
+            return  # a pool member asks when it hands back the frame it holds
         try:
             last_seq = self._last.get(self.camera or "", (-1, 0))[0]
-            self.socket.send(encode_pull_request(last_seq), zmq.NOBLOCK)
+            self.socket.send(encode_pull_request(last_seq, self.pool, self._result), zmq.NOBLOCK)
             self._asked_at = now
+            self._result = None  # sent once: lost with its connection, it is one frame's result
         except zmq.Again:
             pass  # not connected (yet): asked again on the next call
+
+    def hand_back(self, seq: int, result: PoolResult | None) -> None:
+        """Pool member: done with frame `seq`; `result` (None: nothing to publish) goes to the
+        node with the next request, which this releases."""
+        if seq == self._held:
+            self._held = None
+            self._result = result
 
     @property
     def name(self) -> str:
@@ -157,12 +173,16 @@ class Subscription:
         if isinstance(decoded, Status):
             self.stats.last_message = time.monotonic()
             self.status = CameraStatus(decoded.state, decoded.reason, decoded.attempt, decoded.retry_in_s)
-            # A status carries the last frame so that it never displaces an unread one.
-            return self._accept(decoded.frame) if decoded.frame is not None else None
+            # A status carries the last frame so that it never displaces an unread one; to a pool
+            # member it is no work: that frame may be another member's.
+            return self._accept(decoded.frame) if decoded.frame is not None and not self.pool else None
         if self.status.state == STALE:
             log.info("camera %s: receiving again", self.name)
         self.status = CameraStatus(State.STREAMING)
-        return self._accept(decoded)
+        accepted = self._accept(decoded)
+        if accepted is not None and self.pool:
+            self._held = accepted.header.seq  # ours alone: no request until it is handed back
+        return accepted
 
     def pending(self) -> list[Frame]:
         """Everything pending on a conflated stream: its newest frame, or a listener's newest
@@ -191,6 +211,7 @@ class Subscription:
         self.close()
         self.socket = self._open_socket()
         self._asked_at = None
+        self._held = None
 
     def mark_stale_if_silent(self, after_s: float) -> bool:
         """A camera that sends nothing (not even status) for after_s is stale: the node, the

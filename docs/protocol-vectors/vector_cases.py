@@ -653,6 +653,79 @@ def status_cases() -> list[Vector]:
     return cases
 
 
+def pool_cases() -> list[Vector]:
+    def pull(fields: dict[str, Any], payload: bytes = b"") -> bytes:
+        return raw(Kind.PULL_REQUEST, {"after_seq": 41, **fields}, payload)
+
+    result = {"seq": 41, "meta": {"results": {"faces": 2}}}
+    return [
+        ok("pull-request-pool", pull({"pool": "faces"}), "3.6", "a member of pool faces asks"),
+        ok("pull-request-pool-64", pull({"pool": "p" * 64}), "3.6", "a pool name of 64 characters"),
+        ok("pull-request-pool-result", pull({"pool": "faces", "result": result}), "3.6", "a result with meta"),
+        ok(
+            "pull-request-pool-result-jpeg",
+            pull({"pool": "faces", "result": {**result, "width": 8, "height": 8}}, SMALL_JPEG),
+            "3.6",
+            "a result with an output picture: width, height and the JPEG as payload",
+        ),
+        ok("pull-request-pool-result-bare", pull({"pool": "faces", "result": {"seq": 0}}), "3.6", "seq alone"),
+        bad("pull-request-pool-65", pull({"pool": "p" * 65}), "3.6", "at most 64 characters", r"pool name .* invalid"),
+        bad("pull-request-pool-slash", pull({"pool": "a/b"}), "3.6", "one camera id part", r"pool name .* invalid"),
+        bad("pull-request-pool-dotdot", pull({"pool": ".."}), "3.6", "not '..'", r"pool name '..' is invalid"),
+        bad("pull-request-pool-empty", pull({"pool": ""}), "3.6", "not empty", r"pool name '' is invalid"),
+        bad("pull-request-pool-bin", pull({"pool": b"faces"}), "3.6", "a str", r"field 'pool' must be str"),
+        bad(
+            "pull-request-result-no-pool",
+            pull({"result": result}),
+            "3.6",
+            "a result needs a pool",
+            r"a 'result' needs a 'pool'",
+        ),
+        bad(
+            "pull-request-result-not-map",
+            pull({"pool": "faces", "result": 41}),
+            "3.6",
+            "result is a map",
+            r"field 'result' must be dict",
+        ),
+        bad(
+            "pull-request-result-no-seq",
+            pull({"pool": "faces", "result": {"meta": {}}}),
+            "3.6",
+            "result.seq is required",
+            r"missing field 'seq'",
+        ),
+        bad(
+            "pull-request-result-width-only",
+            pull({"pool": "faces", "result": {"seq": 1, "width": 8}}, SMALL_JPEG),
+            "3.6",
+            "width and height come together",
+            r"missing field 'height'",
+        ),
+        bad(
+            "pull-request-result-size-no-jpeg",
+            pull({"pool": "faces", "result": {"seq": 1, "width": 8, "height": 8}}),
+            "3.6",
+            "a size announces a JPEG payload",
+            r"not a JPEG",
+        ),
+        bad(
+            "pull-request-result-jpeg-no-size",
+            pull({"pool": "faces", "result": {"seq": 1}}, SMALL_JPEG),
+            "3.6",
+            "a JPEG comes with its size",
+            r"must have no payload",
+        ),
+        bad(
+            "pull-request-result-meta-key",
+            pull({"pool": "faces", "result": {"seq": 1, "meta": {"": 1}}}),
+            "3.6",
+            "meta follows the FRAME rules",
+            r"'meta' key",
+        ),
+    ]
+
+
 def request_cases() -> list[Vector]:
     return [
         ok("describe-request", raw(Kind.DESCRIBE_REQUEST, {}), "3.3", "the 9 bytes a node expects"),
@@ -874,6 +947,7 @@ def vectors() -> list[Vector]:
         + frame_cases()
         + status_cases()
         + request_cases()
+        + pool_cases()
         + reply_cases()
     )
     names = [v.name for v in every]

@@ -39,7 +39,7 @@ def encode(message: Message) -> bytes:
     if isinstance(message, DescribeRequest):
         return encode_describe_request()
     if isinstance(message, PullRequest):
-        return encode_pull_request(message.after_seq)
+        return encode_pull_request(message.after_seq, message.pool, message.result)
     return encode_describe_reply(message)
 
 
