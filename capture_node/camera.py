@@ -20,11 +20,11 @@ import zmq
 
 from framebus.capture_node.config import CameraConfig
 from framebus.capture_node.frame_slot import FrameSlot
-from framebus.capture_node.pull_server import PullServer
 from framebus.capture_node.sources import Source, open_source, picture_size
 from framebus.common import jpeg
 from framebus.common.protocol import CameraInfo
 from framebus.common.publisher import FramePublisher
+from framebus.common.pull_server import PullServer
 from framebus.common.ratelimit import RateLimitedLog
 from framebus.common.redact import redact
 from framebus.common.security import CurveServer

@@ -15,10 +15,10 @@ import zmq
 
 from framebus.capture_node.camera import Camera
 from framebus.capture_node.config import CameraConfig
-from framebus.capture_node.pull_server import PullServer
 from framebus.capture_node.sources import Source, SourceError, SourceInfo
 from framebus.common import jpeg
 from framebus.common.protocol import Frame, Status, decode, encode_pull_request
+from framebus.common.pull_server import PullServer
 from framebus.common.words import Delivery, State
 
 DEADLINE_S = 10.0

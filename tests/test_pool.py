@@ -1,4 +1,4 @@
-"""Worker pools on the pull endpoint (capture_node/pool.py, docs/pools.md): the wire fields, the
+"""Worker pools on the pull endpoint (common/pool.py, docs/pools.md): the wire fields, the
 pull server handing each frame to one member, results published as one stream, the bounds a
 hostile member meets; then real `worker-node process --pool` members against a capture node."""
 
@@ -18,7 +18,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from framebus.capture_node import pool as pools
-from framebus.capture_node.pull_server import PullServer
 from framebus.common.protocol import (
     Frame,
     FrameHeader,
@@ -30,6 +29,7 @@ from framebus.common.protocol import (
     encode_frame,
     encode_pull_request,
 )
+from framebus.common.pull_server import PullServer
 from framebus.worker_node import process
 from framebus.worker_node.discovery import describe
 from tests.processes import Processes

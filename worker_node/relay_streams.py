@@ -2,7 +2,7 @@
 
 Each camera the node describes (or, for a node that connects out to the relay, sends) becomes
 `<node name>/<camera id>` here, on a conflated PUB socket and a pull endpoint of its own, exactly
-as a capture node serves a camera (common.stream.StreamPublisher, capture_node.pull_server's
+as a capture node serves a camera (common.stream.StreamPublisher, common.pull_server's
 PullServer). A frame goes out as it came: the JPEG bytes are not decoded or encoded again, only
 the header is new (the relay's id, sequence number and publish time; the capture time and the
 metadata are the source's, so ages downstream are end to end).
@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 
 import zmq
 
-from framebus.capture_node.pull_server import PullServer
 from framebus.common.protocol import CameraInfo, Frame, ProtocolError
 from framebus.common.publisher import FramePublisher
+from framebus.common.pull_server import PullServer
 from framebus.common.ratelimit import RateLimitedLog
 from framebus.common.security import CurveServer
 from framebus.common.sockets import StreamOptions

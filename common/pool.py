@@ -22,7 +22,7 @@ from framebus.common.ratelimit import RateLimitedLog, TokenBucket
 from framebus.common.stream import StreamPublisher
 from framebus.common.words import State
 
-log = logging.getLogger("capture_node.pool")
+log = logging.getLogger("framebus.pool")
 
 MAX_POOLS = 16  # pools per camera: a member naming endless pools cannot open endless sockets
 MAX_MEMBERS = 64  # members per pool

@@ -7,7 +7,7 @@ flight: the node answers a waiting request the moment a newer frame is encoded, 
 it already has one. Measured across namespaces: ~1.3 frame transmit times of age at half the
 needed rate, against ~2.5 with conflated PUB/SUB.
 
-A request may name a pool (capture_node/pool.py): then each frame goes to at most one member of
+A request may name a pool (common/pool.py): then each frame goes to at most one member of
 that pool, and the members' results come back with their requests and go out as the pool's
 own stream, `<camera>/<pool>`.
 """
@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import zmq
 
-from framebus.capture_node.pool import Pool, Pools, camera_state
 from framebus.common.endpoint import parse_endpoint
+from framebus.common.pool import Pool, Pools, camera_state
 from framebus.common.protocol import CameraInfo, ProtocolError, PullRequest, decode, validate_camera_id
 from framebus.common.publisher import FramePublisher
 from framebus.common.ratelimit import RateLimitedLog
@@ -32,7 +32,7 @@ from framebus.common.stream import StreamPublisher
 from framebus.common.waker import Waker
 from framebus.common.words import State
 
-log = logging.getLogger("capture_node.pull_server")
+log = logging.getLogger("framebus.pull_server")
 PENDING_LIMIT = 1024  # requesters waiting at once; more are answered with the status
 PENDING_EXPIRY_S = 30.0
 HOUSEKEEPING_S = 0.25  # pools: expiry, and the status of their streams
