@@ -2,7 +2,7 @@
 
     python -m benchmarks.cameras [--counts 4,8,12,16] [--seconds 15] [--sources rtsp,file]
 
-For each N: one RTSP server (tests/rtsp_server.py) sends a pre-encoded 720p30 H.264 clip (no
+For each N: one RTSP server (tests/support/rtsp_server.py) sends a pre-encoded 720p30 H.264 clip (no
 encoder in the server) to N mounts; one capture node reads all N (a [[camera]] table each);
 one subscriber per camera (a SUB socket each, in one process that only counts) takes every
 frame. The same with the clip as a looped file (`source = "clip.mp4"`, paced at 30 fps).

@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.netns import Host, Network  # noqa: E402
-from tests.processes import NodeProcess, Processes, hold  # noqa: E402
+from tests.support.netns import Host, Network  # noqa: E402
+from tests.support.processes import NodeProcess, Processes, hold  # noqa: E402
 
 HANDLER_S = 0.100
 FPS = 30
@@ -157,7 +157,7 @@ class Bench:
         return member
 
     def start_probe(self) -> NodeProcess:
-        argv = [PY, "-m", "tests.pool_probe", self.control, f"{CAMERA}/{POOL}", "3600"]
+        argv = [PY, "-m", "tests.support.pool_probe", self.control, f"{CAMERA}/{POOL}", "3600"]
         probe = self.probe = self.nodes.start_argv(self.viewer.command(argv))
         probe.wait_for("probe: reading", 30)
         return probe

@@ -2,7 +2,7 @@
 
     python -m benchmarks.relay [--seconds 5] [--out bench-results]
 
-Scenarios (hosts are network namespaces, tests/netns.py; needs root and iproute2):
+Scenarios (hosts are network namespaces, tests/support/netns.py; needs root and iproute2):
 - uplink: the edge's eth0 transmit bytes (/sys/class/net/eth0/statistics, the kernel's count)
   per second with 1, 4 and 16 remote workers reading one camera directly, then through a relay;
 - hop: frame age p50/p99 on loopback of a worker reading directly and one reading through a
@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.measure import cpu_seconds
-from tests.netns import Host, Network
-from tests.processes import NodeProcess, Processes, hold
+from tests.support.netns import Host, Network
+from tests.support.processes import NodeProcess, Processes, hold
 
 PY = sys.executable
 CAMERA = ["--camera-id", "cam1", "--width", "640", "--fps", "15"]  # the test pattern: ~34 KB JPEGs
@@ -203,7 +203,7 @@ def restart(tries: int = 3) -> list[dict[str, float]]:
         node = capture(nodes, None, "tcp://127.0.0.1:*")
         edge = node.wait_for(r"control endpoint (\S+)").group(1)
         current = relay(nodes, None, control, "--node", f"site1={edge}")
-        reader = nodes.start_argv([PY, "tests/age_probe.py", control, "site1/cam1", "--receiver"])
+        reader = nodes.start_argv([PY, "tests/support/age_probe.py", control, "site1/cam1", "--receiver"])
         reader.wait_for(r"^frame ", timeout=30)
         for _ in range(tries):
             current.stop(signal.SIGKILL)

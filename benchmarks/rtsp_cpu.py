@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/rtsp_cpu.py [--seconds 20]
 
-The RTSP server (tests/rtsp_server.py, GStreamer) streams a loop of natural-looking pictures
+The RTSP server (tests/support/rtsp_server.py, GStreamer) streams a loop of natural-looking pictures
 (the ball pattern is ~97 % black and decodes unrealistically cheaply). CPU is the sum over the
 node's process and its camera processes, with one subscriber receiving every frame.
 """
@@ -56,7 +56,7 @@ def measure(width: int, height: int, seconds: float) -> dict[str, float]:
         server = subprocess.Popen(
             [
                 "/usr/bin/python3",
-                str(ROOT / "tests/rtsp_server.py"),
+                str(ROOT / "tests/support/rtsp_server.py"),
                 "--source",
                 "images",
                 "--images-dir",

@@ -28,10 +28,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests.xvfb
+sys.path.insert(0, str(ROOT))  # tests.support.xvfb
 
-from tests.processes import NodeProcess  # noqa: E402
-from tests.xvfb import VirtualScreen  # noqa: E402
+from tests.support.processes import NodeProcess  # noqa: E402
+from tests.support.xvfb import VirtualScreen  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 CAMERAS = ("cam1", "cam2", "cam3", "cam4")

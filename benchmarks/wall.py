@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.*
 
 from benchmarks.measure import TICKS, MachineSample, cpu_seconds, process_tree  # noqa: E402
-from tests.processes import NodeProcess  # noqa: E402
-from tests.wall_client import PatternCameras, WallFrame, next_message  # noqa: E402
+from tests.support.processes import NodeProcess  # noqa: E402
+from tests.support.wall_client import PatternCameras, WallFrame, next_message  # noqa: E402
 
 FPS = 10
 CHROMIUM_ARGS = [

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.netns import Network  # noqa: E402
+from tests.support.netns import Network  # noqa: E402
 
 CONFIG = """
 [node]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.processes import Processes
-from tests.rtsp_harness import RtspServer
+from tests.support.processes import Processes
+from tests.support.rtsp_harness import RtspServer
 
 # What `make test-all` (CI) runs on every supported Python; the rest of the suite runs on the
 # one `make test` runs on (the whole suite, 28 min on a 2-core machine: four of those do not

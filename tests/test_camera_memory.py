@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.processes import Processes, wait_until
+from tests.support.processes import Processes, wait_until
 from tests.test_secret_leaks import children, node_config
 
 

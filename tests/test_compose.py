@@ -1,6 +1,6 @@
 """deploy/compose.yaml and the image's default command, run for real: each service's command,
 volumes, environment and healthcheck in a network-namespace host named like it
-(tests/compose_hosts.py stands in for the engine). A broken command, config or volume fails here."""
+(tests/support/compose_hosts.py stands in for the engine). A broken command, config or volume fails here."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.compose_hosts import ComposeHosts
-from tests.image_stand_in import Images
-from tests.processes import wait_until
+from tests.support.compose_hosts import ComposeHosts
+from tests.support.image_stand_in import Images
+from tests.support.processes import wait_until
 from tests.test_end_to_end import saved_files
 
 # The first test builds the image (~20 s: apt-get for tini) before it runs three services.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import wait_until
+from tests.support.processes import wait_until
 from tests.test_end_to_end import saved_files
 
 # The first build makes the base image with debootstrap and installs the wheels: 12 min here.

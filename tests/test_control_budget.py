@@ -12,7 +12,7 @@ import zmq
 from framebus.common.control import ALL_PEERS_BURST, ALL_PEERS_PER_S, PER_PEER_BURST, PER_PEER_PER_S
 from framebus.common.protocol import encode_describe_request
 from framebus.worker_node.discovery import describe
-from tests.processes import Processes
+from tests.support.processes import Processes
 
 FLOOD_S = 2.0
 

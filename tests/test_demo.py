@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, NodeProcess, wait_until
+from tests.support.processes import ROOT, NodeProcess, wait_until
 
 DEMO = ROOT / "deploy" / "demo.sh"
 BIN = Path(sys.executable).parent

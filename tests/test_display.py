@@ -16,9 +16,9 @@ import pytest
 
 from framebus.worker_node import mosaic
 from framebus.worker_node.display import display_problem, gui_problem
-from tests.pictures import HEIGHT, WIDTH, write_sliding_square
-from tests.processes import Processes, wait_until
-from tests.xvfb import VirtualScreen
+from tests.support.pictures import HEIGHT, WIDTH, write_sliding_square
+from tests.support.processes import Processes, wait_until
+from tests.support.xvfb import VirtualScreen
 
 TITLE = "framebus-test"
 SIZE = (640, 360)

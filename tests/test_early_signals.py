@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import wait_until
+from tests.support.processes import wait_until
 
 BIN = Path(sys.executable).parent
 COMMANDS = {  # the console scripts as installed, and python -m

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from framebus.worker_node import RemoteCapture
-from tests.processes import Processes, hold, wait_until
+from tests.support.processes import Processes, hold, wait_until
 from tests.test_metrics import free_port, metric
 
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from framebus.common import jpeg
 from framebus.worker_node import RemoteCapture
-from tests.media import HEIGHT, WIDTH, frame_number, write_numbered_video
-from tests.mjpeg_server import MjpegCamera
-from tests.processes import Processes, wait_until
+from tests.support.media import HEIGHT, WIDTH, frame_number, write_numbered_video
+from tests.support.mjpeg_server import MjpegCamera
+from tests.support.processes import Processes, wait_until
 
 SAVED = re.compile(r"^\d{8}T\d{6}\.\d{6}Z_(?P<camera>[^_]+)_(?P<seq>\d{12})\.jpg$")
 

@@ -24,7 +24,7 @@ from framebus.common.endpoint import (
 )
 from framebus.common.metrics import parse_metrics_address
 from framebus.common.security import ExposureError, check_exposure, http_exposure_warning
-from tests.processes import ROOT
+from tests.support.processes import ROOT
 
 PASSWORD = "S3cret-pw"
 

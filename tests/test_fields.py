@@ -19,7 +19,7 @@ from framebus.common.fields import (
     validate_camera_id,
 )
 from framebus.common.protocol import FrameHeader, encode_frame
-from tests.protocol_strategies import any_values
+from tests.support.protocol_strategies import any_values
 
 JPEG = b"\xff\xd8\xff\xd9"
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import framebus
-from tests.processes import ROOT
+from tests.support.processes import ROOT
 
 
 def test_it_gives_the_names_user_code_needs() -> None:

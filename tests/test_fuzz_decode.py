@@ -15,7 +15,7 @@ from pathlib import Path
 
 from framebus.common.protocol import MAX_HEADER_BYTES, PREFIX
 from tests.fuzz import contract, old_decoder
-from tests.processes import ROOT
+from tests.support.processes import ROOT
 
 TARGET = ROOT / "tests" / "fuzz" / "fuzz_decode.py"
 CORPUS = ROOT / "tests" / "fuzz" / "corpus" / "decode"

@@ -12,9 +12,9 @@ HEADER = FrameHeader("cam1", 7, 1, 2, 4, 3)
 
 
 def test_a_function_is_shared_and_a_class_gives_one_instance_per_camera() -> None:
-    shared = load_handler("tests.handlers_for_tests:slow")
+    shared = load_handler("tests.support.handlers_for_tests:slow")
     assert shared() is shared()
-    per_camera = load_handler("tests.handlers_for_tests:FailEveryOther")
+    per_camera = load_handler("tests.support.handlers_for_tests:FailEveryOther")
     first, second = per_camera(), per_camera()
     assert first is not second
     assert first(np.zeros((3, 4, 3), np.uint8), HEADER) == {"calls": 1}
@@ -26,8 +26,8 @@ def test_a_function_is_shared_and_a_class_gives_one_instance_per_camera() -> Non
     [
         ("no_colon", "must look like package.module:function"),
         ("tests.does_not_exist:f", "cannot import tests.does_not_exist"),
-        ("tests.handlers_for_tests:missing", "has no attribute 'missing'"),
-        ("tests.handlers_for_tests:WORK_S", "not a function or class"),
+        ("tests.support.handlers_for_tests:missing", "has no attribute 'missing'"),
+        ("tests.support.handlers_for_tests:WORK_S", "not a function or class"),
     ],
 )
 def test_bad_specs_are_clear_errors(spec: str, problem: str) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 from framebus.common.protocol import FrameHeader
 from framebus.worker_node.handlers import faces, motion
 from framebus.worker_node.handlers.haar import HaarCascade, group_rectangles
-from tests.pictures import MESSI, MESSI_FACE
+from tests.support.pictures import MESSI, MESSI_FACE
 
 HEADER = FrameHeader("cam1", 0, 1, 2, 640, 360)
 

@@ -1,5 +1,5 @@
 """A rogue node floods real workers: 100,000 malformed and oversized messages from its own process
-(tests/rogue_publisher.py), plus malformed describe replies every round. Each worker, a save
+(tests/support/rogue_publisher.py), plus malformed describe replies every round. Each worker, a save
 worker and a web worker, also subscribes to a real capture node. Neither may crash, write a file
 outside the save directory or grow in memory, and the real camera's frames keep arriving
 throughout. The worker must parse (and reject) every message of the rogue's lossless stream,
@@ -28,11 +28,11 @@ import pytest
 from framebus.common.protocol import Frame, FrameHeader
 from framebus.worker_node.follow import BURST, PER_SECOND
 from framebus.worker_node.save import SavePolicy, SaveSink, file_name
-from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
-from tests.rogue_corpus import BIG_IDS, FLOOD, HOSTILE_IDS, LONG_ID
+from tests.support.processes import ROOT, NodeProcess, Processes, hold, wait_until
+from tests.support.rogue_corpus import BIG_IDS, FLOOD, HOSTILE_IDS, LONG_ID
+from tests.support.wire import JPEG as ROGUE_JPEG
 from tests.test_metrics import free_port, scrape
 from tests.test_web import get as http_get
-from tests.wire import JPEG as ROGUE_JPEG
 
 COUNT = 100_000
 WARM_UP = 5_000
@@ -69,7 +69,7 @@ class Attack:
         self.nodes = nodes
         _, self.real_control = nodes.capture("--camera-id", REAL, "--width", "160", "--height", "120", "--fps", "15")
         self.rogue = nodes.start(
-            "tests/rogue_publisher.py",
+            "tests/support/rogue_publisher.py",
             ["--count", str(COUNT), "--warm-up", str(WARM_UP), "--real", REAL, *rogue_args],
         )
         self.rogue_control = self.rogue.wait_for(r"rogue control (\S+)", 60).group(1)  # it builds its corpus first
@@ -588,7 +588,7 @@ def test_a_full_queue_outliving_its_connection_does_not_abort_the_worker(nodes: 
     again, and the worker reads the queue while the new one handshakes. Plain libzmq 4.3.5 aborts
     there (this documents the probe; if a libzmq release fixes it, that case fails: see
     docs/protocol.md); framebus's subscriber drops its queue with its connection (IMMEDIATE)."""
-    probe = nodes.start("tests/full_queue_probe.py", ["--reconnects", "3", *(["--plain"] if plain else [])])
+    probe = nodes.start("tests/support/full_queue_probe.py", ["--reconnects", "3", *(["--plain"] if plain else [])])
     code = probe.wait_exit(60)
     if plain:
         assert code == -signal.SIGABRT and "_input_stopped" in probe.output, probe.output
@@ -618,8 +618,8 @@ def test_save_and_process_workers_survive_frames_whose_meta_nests_1023_levels(no
     with status 1. Both now parse and count each of them as malformed, and carry on with the
     real camera."""
     from framebus.worker_node import RemoteCapture
-    from tests.deep_meta_node import CAMERA as DEEP
-    from tests.deep_meta_node import DeepMetaNode
+    from tests.support.deep_meta_node import CAMERA as DEEP
+    from tests.support.deep_meta_node import DeepMetaNode
 
     count = 200  # lists and maps in turn
     _, real_control = nodes.capture("--camera-id", REAL, "--width", "160", "--height", "120", "--fps", "15")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from framebus.common import jpeg
-from tests.processes import ROOT, NodeProcess, Processes
+from tests.support.processes import ROOT, NodeProcess, Processes
 
 SAVED = re.compile(r"^\d{8}T\d{6}\.\d{6}Z_cam1_\d{12}\.jpg$")
 # setuptools and build say "warning:"/"Warning:"/"!!"; pip's own "WARNING: ..." lines are the

@@ -9,7 +9,7 @@ import zmq
 from framebus.common.protocol import FrameHeader, encode_frame
 from framebus.common.sockets import StreamOptions, bind_frame_publisher
 from framebus.worker_node.receiver import FrameReceiver
-from tests.processes import wait_until
+from tests.support.processes import wait_until
 
 JPEG = b"\xff\xd8x\xff\xd9"
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from framebus.worker_node import RemoteCapture
-from tests.processes import Processes, wait_until
+from tests.support.processes import Processes, wait_until
 
 PASSWORD = "metrics-S3cret"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, NodeProcess
+from tests.support.processes import ROOT, NodeProcess
 
 BIN = Path(sys.executable).parent
 SECRET = "s3cr/t:p@ss"  # a password with the characters that used to escape redaction

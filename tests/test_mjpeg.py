@@ -11,9 +11,9 @@ import pytest
 from framebus.capture_node.mjpeg import MjpegStream, NotMjpegError
 from framebus.common import jpeg
 from framebus.worker_node import RemoteCapture
-from tests.media import frame_number
-from tests.mjpeg_server import MjpegCamera, numbered_jpeg
-from tests.processes import Processes
+from tests.support.media import frame_number
+from tests.support.mjpeg_server import MjpegCamera, numbered_jpeg
+from tests.support.processes import Processes
 from tests.test_jpeg import bomb
 
 

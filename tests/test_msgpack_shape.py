@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from framebus.common.msgpack_shape import MAX_DEPTH, ShapeError, check_size
 from tests.fuzz.shape_oracle import check_shape_agrees
-from tests.protocol_strategies import any_values, deep_values, wide_values
+from tests.support.protocol_strategies import any_values, deep_values, wide_values
 
 AGREE = settings(max_examples=500, deadline=None, derandomize=True, database=None)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.netns import Host, Network
-from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
+from tests.support.netns import Host, Network
+from tests.support.processes import ROOT, NodeProcess, Processes, hold, wait_until
 from tests.test_end_to_end import saved_files
 from tests.test_security import keys_cli
 
@@ -36,7 +36,7 @@ def start_capture(nodes: Processes, host: Host, *args: str) -> NodeProcess:
 def start_probe(
     nodes: Processes, host: Host, node: Host, camera: str = "cam1", pull: bool = False, receiver: bool = False
 ) -> NodeProcess:
-    argv = [PY, str(ROOT / "tests/age_probe.py"), f"tcp://{node.address}:5555", camera]
+    argv = [PY, str(ROOT / "tests/support/age_probe.py"), f"tcp://{node.address}:5555", camera]
     argv += (["--pull"] if pull else []) + (["--receiver"] if receiver else [])
     probe = nodes.start_argv(host.command(argv))
     probe.wait_for(r"^frame ", timeout=30)
@@ -86,7 +86,7 @@ def test_frames_flow_from_a_camera_host_to_worker_hosts(nodes: Processes, networ
         camera.command(
             [
                 "/usr/bin/python3",
-                str(ROOT / "tests/rtsp_server.py"),
+                str(ROOT / "tests/support/rtsp_server.py"),
                 "--address",
                 camera.address,
                 "--width",
@@ -298,7 +298,9 @@ def test_edge_box_behind_nat_connects_out_to_a_listening_worker(
     )
     assert unreachable.returncode != 0, "the worker host must not reach the edge box"
     probe = nodes.start_argv(
-        worker.command([PY, str(ROOT / "tests/age_probe.py"), "tcp://0.0.0.0:6000", "-", "--listen", "--work", "0.1"])
+        worker.command(
+            [PY, str(ROOT / "tests/support/age_probe.py"), "tcp://0.0.0.0:6000", "-", "--listen", "--work", "0.1"]
+        )
     )
     probe.wait_for("opened")
     start_capture(

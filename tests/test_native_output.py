@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from framebus.common.native_output import NativeOutput, parse_line
-from tests.processes import NodeProcess
+from tests.support.processes import NodeProcess
 
 PASSWORD = "Hunter2/x@y:z"  # noqa: S105 - a test password, the one that must not show
 BASIC = "YWRtaW46SHVudGVyMi94QHk6eg=="  # base64 of admin:Hunter2/x@y:z

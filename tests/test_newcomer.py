@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.media import write_numbered_video
-from tests.processes import ROOT, NodeProcess, wait_until
+from tests.support.media import write_numbered_video
+from tests.support.processes import ROOT, NodeProcess, wait_until
 from tests.test_start_failures import session_members
 
 DEADLINE_S = 30.0
@@ -486,7 +486,7 @@ def test_remote_capture_given_the_node_endpoint_without_camera(sessions: list[Se
 def test_process_suffix_mistake(sessions: list[Session], tmp_path: Path) -> None:
     """`--suffix ''` said only `camera id 'cam1/' is invalid`: an id the user never typed."""
     argv = [sys.executable, "-m", "worker_node", "process", "--node", f"tcp://127.0.0.1:{free_port()}"]
-    argv += ["--camera", "cam1", "--handler", "tests.handlers_for_tests:slow", "--suffix", ""]
+    argv += ["--camera", "cam1", "--handler", "tests.support.handlers_for_tests:slow", "--suffix", ""]
     worker, code = run_to_end(sessions, argv)
     worker.assert_clean_end(code, expected_code=2)
     assert "ERROR worker_node: suffix '': the output stream id is wrong: camera id 'cam1/' is invalid" in (

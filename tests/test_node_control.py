@@ -13,7 +13,7 @@ import zmq
 
 from framebus.common.protocol import DescribeReply, DescribeRequest, decode
 from framebus.worker_node.node_control import NodeControl
-from tests.wire import camera_entry, reply
+from tests.support.wire import camera_entry, reply
 
 
 def replies_to(node: NodeControl, answer: bytes, router: zmq.Socket) -> list[DescribeReply]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT
+from tests.support.processes import ROOT
 
 SOURCES = ("pyproject.toml", "README.md", "MANIFEST.in", "framebus", "capture_node", "common", "worker_node")
 BUILD_WARNING = re.compile(r"[Ww]arning:|setuptools|!!")  # pip's own "WARNING: ..." lines are the machine's pip.conf

@@ -17,7 +17,7 @@ from framebus.common import jpeg
 from framebus.common.protocol import Frame, decode
 from framebus.common.sockets import StreamOptions, connect_frame_subscriber
 from framebus.worker_node.discovery import describe
-from tests.processes import Processes
+from tests.support.processes import Processes
 
 NOW = time.mktime((2024, 5, 17, 13, 28, 31, 0, 0, -1)) + 0.035
 

@@ -2,7 +2,7 @@
 declaring 16384x6100 pixels cost a process worker 0.8 s and 284 MB each. The size is read from
 the JPEG's own frame header; the limit follows the camera's described size (with a margin)
 unless --max-pixels / max_pixels says otherwise. Real process workers and RemoteCapture against
-a node (tests/fake_node.py) that sends such bombs between valid frames."""
+a node (tests/support/fake_node.py) that sends such bombs between valid frames."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from framebus.common import jpeg
 from framebus.common.protocol import FrameHeader, encode_frame
 from framebus.worker_node import RemoteCapture
 from framebus.worker_node.pixel_limit import FALLBACK_PIXELS, PixelLimit, parse_max_pixels
-from tests.fake_node import FakeNode
-from tests.processes import Processes, hold
+from tests.support.fake_node import FakeNode
+from tests.support.processes import Processes, hold
 from tests.test_jpeg import bomb
 
 CAMERA = "bombed"

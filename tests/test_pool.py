@@ -17,7 +17,7 @@ import zmq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from framebus.capture_node import pool as pools
+from framebus.common import pool as pools
 from framebus.common.protocol import (
     Frame,
     FrameHeader,
@@ -32,8 +32,8 @@ from framebus.common.protocol import (
 from framebus.common.pull_server import PullServer
 from framebus.worker_node import process
 from framebus.worker_node.discovery import describe
-from tests.processes import Processes
-from tests.wire import JPEG, raw
+from tests.support.processes import Processes
+from tests.support.wire import JPEG, raw
 
 _ports = itertools.count()
 TIMEOUT_MS = 5000
@@ -338,17 +338,17 @@ def results(probe_output: str) -> list[dict[str, object]]:
 
 def test_members_share_a_camera_and_a_consumer_reads_one_stream(nodes: Processes, tmp_path: object) -> None:
     _, control = nodes.capture("--camera-id", CAMERA, "--width", "320", "--height", "240", "--fps", "20")
-    handler = "tests.handlers_for_tests:slow"  # 0.2 s a frame: one member takes at most 5 of 20 fps
+    handler = "tests.support.handlers_for_tests:slow"  # 0.2 s a frame: one member takes at most 5 of 20 fps
     cli = nodes.worker(
         "process", "--node", control, "--camera", CAMERA, "--handler", handler, "--pool", "faces", "--name", "cli"
     )
     script = (
         "from framebus import processing\n"
-        "from tests.handlers_for_tests import slow\n"
+        "from tests.support.handlers_for_tests import slow\n"
         f"processing.run(slow, node={control!r}, camera={CAMERA!r}, pool='faces')\n"
     )
     api = nodes.start_argv([sys.executable, "-c", script])
-    probe = nodes.start("tests.pool_probe", [control, f"{CAMERA}/faces", "4"])
+    probe = nodes.start("tests.support.pool_probe", [control, f"{CAMERA}/faces", "4"])
     probe.wait_for("probe: done", 40)
     rows = results(probe.output)
     seqs = [r["seq"] for r in rows]
@@ -373,7 +373,7 @@ def test_members_share_a_camera_and_a_consumer_reads_one_stream(nodes: Processes
     ],
 )
 def test_a_bad_pool_name_gets_one_clear_line(nodes: Processes, camera: str, name: str, said: str) -> None:
-    handler = "tests.handlers_for_tests:slow"
+    handler = "tests.support.handlers_for_tests:slow"
     worker = nodes.worker(
         "process", "--node", "tcp://127.0.0.1:5555", "--camera", camera, "--handler", handler, "--pool", name
     )
@@ -438,9 +438,17 @@ def test_a_hostile_member_costs_a_few_log_lines_and_the_pool_goes_on(nodes: Proc
         node.wait_for(said, 20)
     # All 16 pools are taken (the bound holds until they idle out): a real member joins one.
     member_ = nodes.worker(
-        "process", "--node", control, "--camera", CAMERA, "--handler", "tests.handlers_for_tests:slow", "--pool", "held"
+        "process",
+        "--node",
+        control,
+        "--camera",
+        CAMERA,
+        "--handler",
+        "tests.support.handlers_for_tests:slow",
+        "--pool",
+        "held",
     )
-    probe = nodes.start("tests.pool_probe", [control, f"{CAMERA}/held", "2"])
+    probe = nodes.start("tests.support.pool_probe", [control, f"{CAMERA}/held", "2"])
     probe.wait_for("probe: done", 40)
     assert len(results(probe.output)) >= 5, probe.output
     assert node.proc.poll() is None and "Traceback" not in node.output
@@ -457,14 +465,14 @@ def test_a_pool_through_a_relay(nodes: Processes) -> None:
     control = relay.wait_for(r"control endpoint (\S+),").group(1)
     relay.wait_for(r"camera \S+: relayed on")
     camera = f"site1/{CAMERA}"
-    handler = "tests.handlers_for_tests:slow"
+    handler = "tests.support.handlers_for_tests:slow"
     members = [
         nodes.worker(
             "process", "--node", control, "--camera", camera, "--handler", handler, "--pool", "faces", "--name", f"r{i}"
         )
         for i in range(2)
     ]
-    probe = nodes.start("tests.pool_probe", [control, f"{camera}/faces", "3"])
+    probe = nodes.start("tests.support.pool_probe", [control, f"{camera}/faces", "3"])
     probe.wait_for("probe: done", 40)
     rows = results(probe.output)
     seqs = [r["seq"] for r in rows]

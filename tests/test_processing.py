@@ -14,9 +14,9 @@ import pytest
 
 from framebus import RemoteCapture, processing
 from framebus.common import jpeg
-from tests.handlers_for_tests import WORK_S
-from tests.pictures import HEIGHT, MESSI, MESSI_FACE, WIDTH, write_sliding_square
-from tests.processes import ROOT, NodeProcess, Processes
+from tests.support.handlers_for_tests import WORK_S
+from tests.support.pictures import HEIGHT, MESSI, MESSI_FACE, WIDTH, write_sliding_square
+from tests.support.processes import ROOT, NodeProcess, Processes
 
 SAVED = re.compile(r"^\d{8}T\d{6}\.\d{6}Z_(?P<camera>[^_]+)_(?P<seq>\d{12})\.jpg$")
 
@@ -67,7 +67,7 @@ def test_camera_to_motion_worker_to_save_worker_of_the_derived_stream(nodes: Pro
 
 def test_a_handler_that_raises_is_logged_and_the_worker_goes_on(nodes: Processes) -> None:
     _, control = nodes.capture("--width", "320", "--height", "240", "--fps", "30")
-    process, derived = start_processor(nodes, control, "tests.handlers_for_tests:FailEveryOther")
+    process, derived = start_processor(nodes, control, "tests.support.handlers_for_tests:FailEveryOther")
     process.wait_for(r"camera cam1: handler raised on frame \d+; going on with the next frame", timeout=20)
     process.wait_for(r"ValueError: boom on call 2")
     seen_traceback_at = len(process.lines)
@@ -88,7 +88,7 @@ def test_a_handler_that_raises_is_logged_and_the_worker_goes_on(nodes: Processes
 
 def test_a_slow_handler_gets_the_newest_frame_and_results_are_published(nodes: Processes) -> None:
     _, control = nodes.capture("--width", "640", "--height", "360", "--fps", "30")
-    process, derived = start_processor(nodes, control, "tests.handlers_for_tests:slow")
+    process, derived = start_processor(nodes, control, "tests.support.handlers_for_tests:slow")
     interval = 1 / 30
     with RemoteCapture(derived, camera="cam1/annotated", timeout=10) as cap:
         ages, seqs = [], []
@@ -131,7 +131,7 @@ def test_one_worker_serves_several_cameras_in_turn_each_on_its_newest_frame(node
     config.write_text('[node]\ncontrol = "tcp://127.0.0.1:*"\n' + cams)
     _, control = nodes.capture("--config", str(config))
     process = nodes.worker(
-        "process", "--node", control, "--camera", "a", "--camera", "b", "--handler", "tests.handlers_for_tests:slow",
+        "process", "--node", control, "--camera", "a", "--camera", "b", "--handler", "tests.support.handlers_for_tests:slow",
         "--control", "tcp://127.0.0.1:*", "--suffix", "slow",
     )  # fmt: skip
     derived = process.wait_for(r"control endpoint (\S+)").group(1)

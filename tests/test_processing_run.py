@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 
-from tests.processes import ROOT, Processes
+from tests.support.processes import ROOT, Processes
 
 
 def readme_snippet() -> str:

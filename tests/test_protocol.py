@@ -47,8 +47,8 @@ from framebus.common.protocol import (
     validate_camera_id,
 )
 from tests.fuzz.contract import check_decode
-from tests.protocol_strategies import deep_or_wide_headers, mutated_messages, valid_metas
-from tests.wire import (
+from tests.support.protocol_strategies import deep_or_wide_headers, mutated_messages, valid_metas
+from tests.support.wire import (
     DROP,
     JPEG,
     T0,

@@ -18,7 +18,7 @@ import zmq
 
 from framebus.common.protocol import DescribeReply, Kind, ProtocolError, decode
 from framebus.worker_node.discovery import describe
-from tests.processes import ROOT, Processes
+from tests.support.processes import ROOT, Processes
 
 VECTORS = ROOT / "docs" / "protocol-vectors"
 SPEC = ROOT / "docs" / "protocol.md"

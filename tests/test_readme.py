@@ -10,8 +10,8 @@ import shlex
 import sys
 from collections.abc import Callable
 
-from tests.processes import ROOT, Processes
-from tests.rtsp_harness import RtspServer
+from tests.support.processes import ROOT, Processes
+from tests.support.rtsp_harness import RtspServer
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 README_NODE = "tcp://127.0.0.1:5555"

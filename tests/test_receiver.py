@@ -1,5 +1,5 @@
 """worker_node.receiver and subscription in-process, against real publishers: a node's
-describe endpoint and PUB socket (tests/fake_node.py), and a publisher that connects out to a
+describe endpoint and PUB socket (tests/support/fake_node.py), and a publisher that connects out to a
 worker listening on ipc://."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from framebus.common.sockets import StreamOptions
 from framebus.common.words import State
 from framebus.worker_node.receiver import FrameReceiver
 from framebus.worker_node.subscription import MAX_READS, STALE, Subscription
-from tests.fake_node import FakeNode
+from tests.support.fake_node import FakeNode
 
 JPEG = b"\xff\xd8" + b"\0" * 100 + b"\xff\xd9"
 

@@ -17,9 +17,9 @@ from framebus.worker_node.access import Access
 from framebus.worker_node.discovery import describe
 from framebus.worker_node.receiver import FrameReceiver
 from framebus.worker_node.relay import parse_upstream
-from tests.fake_node import FakeNode
-from tests.media import frame_number, write_numbered_video
-from tests.processes import ROOT, NodeProcess, Processes, hold, wait_until
+from tests.support.fake_node import FakeNode
+from tests.support.media import frame_number, write_numbered_video
+from tests.support.processes import ROOT, NodeProcess, Processes, hold, wait_until
 
 PY = sys.executable
 
@@ -171,7 +171,7 @@ def test_workers_resume_within_a_second_of_a_relay_restart(nodes: Processes) -> 
     port = free_port()
     control = f"tcp://127.0.0.1:{port}"
     relay, _ = start_relay(nodes, "--node", f"edge={edge}", control=control)
-    probe = nodes.start(str(ROOT / "tests/age_probe.py"), [control, "edge/cam1", "--receiver"])
+    probe = nodes.start(str(ROOT / "tests/support/age_probe.py"), [control, "edge/cam1", "--receiver"])
     probe.wait_for(r"^frame ", timeout=20)
     relay.stop(signal.SIGKILL)
     killed_ns = time.time_ns()

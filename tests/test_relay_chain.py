@@ -9,7 +9,7 @@ import zmq
 
 from framebus.worker_node.access import Access
 from framebus.worker_node.discovery import describe
-from tests.processes import Processes
+from tests.support.processes import Processes
 from tests.test_relay import receive, start_relay
 from tests.test_security import keys_cli
 

@@ -1,5 +1,5 @@
 """The relay's figures (docs/relay.md), asserted with margin: the scenarios of benchmarks/relay.py,
-shorter. Hosts are network namespaces (tests/netns.py); the edge's uplink is counted by the kernel."""
+shorter. Hosts are network namespaces (tests/support/netns.py); the edge's uplink is counted by the kernel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks import relay as scenarios
-from tests.netns import Network
+from tests.support.netns import Network
 
 
 @pytest.fixture

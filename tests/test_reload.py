@@ -12,7 +12,7 @@ from pathlib import Path
 import zmq
 
 from framebus.worker_node.discovery import describe
-from tests.processes import Processes, wait_until
+from tests.support.processes import Processes, wait_until
 from tests.test_end_to_end import saved_files
 
 CAMERA = '[[camera]]\nid = "{}"\nwidth = 160\nheight = 120\nfps = 10\n'

@@ -15,7 +15,7 @@ import zmq
 
 from framebus.common.protocol import Frame, decode
 from framebus.worker_node import RemoteCapture
-from tests.processes import Processes
+from tests.support.processes import Processes
 
 PASSWORD = "S3cret-pw"
 
@@ -211,7 +211,7 @@ def test_a_camera_described_on_another_host_is_not_followed(nodes: Processes) ->
     foreign.listen(8)
     foreign.settimeout(0)
     endpoint = f"tcp://127.0.0.2:{foreign.getsockname()[1]}"
-    rogue = nodes.start("tests/rogue_publisher.py", ["--elsewhere", endpoint, "--valid-replies-only"])
+    rogue = nodes.start("tests/support/rogue_publisher.py", ["--elsewhere", endpoint, "--valid-replies-only"])
     control = rogue.wait_for(r"rogue control (\S+)").group(1)
     try:
         cap = RemoteCapture(control, camera="rogue-elsewhere0", timeout=5)

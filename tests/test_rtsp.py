@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from framebus.worker_node import RemoteCapture
-from tests.media import clock_ms
-from tests.processes import Processes
-from tests.rtsp_harness import RtspServer
+from tests.support.media import clock_ms
+from tests.support.processes import Processes
+from tests.support.rtsp_harness import RtspServer
 
 PASSWORD = "S3cret-Pw!x"
 
@@ -211,7 +211,7 @@ def test_hung_capture_is_killed_and_restarted_without_stalling_other_cameras(nod
 
     def writer() -> None:
         from framebus.common import jpeg
-        from tests.media import numbered_frame
+        from tests.support.media import numbered_frame
 
         with open(fifo, "wb") as f:  # blocks until the capture opens the FIFO
             for i in range(50):

@@ -15,7 +15,7 @@ import pytest
 from framebus.common.jpeg import encode_bgr
 from framebus.common.protocol import Frame, FrameHeader, ProtocolError
 from framebus.worker_node.save import SavePolicy, SaveSink, file_name
-from tests.processes import Processes, wait_until
+from tests.support.processes import Processes, wait_until
 
 # 2026-11-25 18:37:11 UTC
 T0 = calendar.timegm((2026, 11, 25, 18, 37, 11, 0, 0, 0)) * 1_000_000_000

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import NodeProcess, Processes, wait_until
+from tests.support.processes import NodeProcess, Processes, wait_until
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 

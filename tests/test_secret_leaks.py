@@ -25,9 +25,9 @@ import pytest
 import zmq
 
 from framebus.common.protocol import DescribeRequest, Kind, ProtocolError, decode
-from tests.processes import Processes, wait_until
-from tests.rtsp_harness import RtspServer
-from tests.wire import camera_entry, packed, raw, status_dict
+from tests.support.processes import Processes, wait_until
+from tests.support.rtsp_harness import RtspServer
+from tests.support.wire import camera_entry, packed, raw, status_dict
 
 # Every character that broke the old redaction: '/', '@', ':', a %-escape, '?', '#', ';&=',
 # and non-ASCII. Its pieces between delimiters are distinct, so a partial leak shows too.

@@ -22,7 +22,7 @@ from framebus.common.protocol import Frame, decode
 from framebus.common.security import CurveClient
 from framebus.common.sockets import StreamOptions, connect_frame_subscriber, connect_pull_client
 from framebus.worker_node.discovery import describe
-from tests.processes import NodeProcess, Processes, wait_until
+from tests.support.processes import NodeProcess, Processes, wait_until
 from tests.test_end_to_end import saved_files
 
 KEYS_CLI = [sys.executable, "-m", "common.keys_cli"]

@@ -13,9 +13,9 @@ from framebus.capture_node.config import CameraConfig, ConfigError
 from framebus.capture_node.sources import ResizedSource, SourceError, open_source, output_size
 from framebus.common import jpeg
 from framebus.worker_node import RemoteCapture
-from tests.media import frame_number, write_numbered_video
-from tests.mjpeg_server import MjpegCamera
-from tests.processes import Processes
+from tests.support.media import frame_number, write_numbered_video
+from tests.support.mjpeg_server import MjpegCamera
+from tests.support.processes import Processes
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from framebus.worker_node.discovery import describe
-from tests.processes import ROOT, Processes
+from tests.support.processes import ROOT, Processes
 
 IN_USE = "the port is in use (another node or program listens there): stop it, or choose another port"
 DEADLINE_S = 30.0

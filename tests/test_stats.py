@@ -12,7 +12,7 @@ import zmq
 from framebus.common.protocol import FrameHeader, encode_frame
 from framebus.worker_node.stats import MAX_SEQ_GAP, ReceiveStats
 from framebus.worker_node.subscription import Subscription
-from tests.wire import JPEG, T0, U64
+from tests.support.wire import JPEG, T0, U64
 
 Bind = Callable[[int], tuple[zmq.Socket, str]]
 

@@ -14,7 +14,7 @@ import time
 
 import pyte
 
-from tests.processes import NodeProcess, Processes
+from tests.support.processes import NodeProcess, Processes
 
 
 def test_top_shows_state_rates_and_age(nodes: Processes) -> None:

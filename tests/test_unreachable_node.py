@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.netns import Network
-from tests.processes import NodeProcess, Processes, wait_until
+from tests.support.netns import Network
+from tests.support.processes import NodeProcess, Processes, wait_until
 from tests.test_metrics import free_port
 from tests.test_security import Keys, keys  # noqa: F401 - a fixture
 from tests.test_web import CHROMIUM, CHROMIUM_ARGS, get

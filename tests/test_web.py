@@ -28,7 +28,7 @@ from framebus.common.protocol import (
     encode_describe_reply,
     encode_frame,
 )
-from tests.processes import NodeProcess, Processes, wait_until
+from tests.support.processes import NodeProcess, Processes, wait_until
 from tests.test_metrics import free_port
 
 CHROMIUM = "/usr/bin/chromium"

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from framebus.worker_node.web_wall import MAX_CLIENTS, MAX_MESSAGE
-from tests.processes import Processes, wait_until
+from tests.support.processes import Processes, wait_until
+from tests.support.wall_client import WallFrame, count_lines, next_frame, next_message, start_wall
 from tests.test_web import cameras, clients
-from tests.wall_client import WallFrame, count_lines, next_frame, next_message, start_wall
 
 NAMES = ("left", "right/annotated")
 

@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.processes import Processes, hold, wait_until
+from tests.support.processes import Processes, hold, wait_until
+from tests.support.wall_client import PatternCameras, WallFrame, next_message, start_wall
 from tests.test_web import CHROMIUM, CHROMIUM_ARGS, clients
-from tests.wall_client import PatternCameras, WallFrame, next_message, start_wall
 
 SIXTEEN = tuple(f"cam{i:02d}" for i in range(16))
 FPS = 10

@@ -2,7 +2,7 @@
 without its receive path (a web page showing cameras as "streaming" for ever). A message that
 breaks the decoder (a bug: its contract is ProtocolError only) is counted as malformed, and the
 worker goes on with the next one. Real worker processes; the failures are a real hostile frame
-and, for the bugs to come, a fault injected into one function (tests/inject_fault.py)."""
+and, for the bugs to come, a fault injected into one function (tests/support/inject_fault.py)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import pytest
 
 from framebus.common import jpeg
 from framebus.common.protocol import FrameHeader, encode_frame
-from tests.fake_node import FakeNode
-from tests.processes import ROOT, NodeProcess, Processes, wait_until
+from tests.support.fake_node import FakeNode
+from tests.support.processes import ROOT, NodeProcess, Processes, wait_until
+from tests.support.wire import frame_dict, packed, raw
 from tests.test_web import get
-from tests.wire import frame_dict, packed, raw
 
 CAMERA = "deep"
 # decode() raised RecursionError for such a frame (counted as a decoder bug); once it raises
@@ -113,7 +113,7 @@ def test_process_worker_counts_a_frame_that_breaks_the_decoder_and_goes_on(
 
 
 def injected(nodes: Processes, target: str, after: int, *args: str) -> NodeProcess:
-    return nodes.start("tests/inject_fault.py", [target, str(after), "--", *args])
+    return nodes.start("tests/support/inject_fault.py", [target, str(after), "--", *args])
 
 
 def test_web_viewer_stops_with_one_line_when_its_receiving_thread_dies(nodes: Processes) -> None:

@@ -17,7 +17,7 @@ import msgpack
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-if str(ROOT) not in sys.path:  # framebus and tests.wire, wherever make_vectors.py runs from
+if str(ROOT) not in sys.path:  # framebus and tests.support.wire, wherever make_vectors.py runs from
     sys.path.insert(0, str(ROOT))
 
 from framebus.common.fields import MAX_META_KEYS, MAX_META_VALUES, MAX_STATUS_TEXT  # noqa: E402
@@ -30,7 +30,7 @@ from framebus.common.protocol import (  # noqa: E402
     Kind,
     encode_frame,
 )
-from tests.wire import (  # noqa: E402
+from tests.support.wire import (  # noqa: E402
     DROP,
     SMALL_JPEG,
     T0,

@@ -36,8 +36,8 @@ from framebus.common.protocol import (
     encode_status,
 )
 from tests import rogue_corpus
+from tests.support.wire import JPEG, U64, deep_meta_frame, frame_dict, frame_with_meta_bytes, nested, raw, status_dict
 from tests.test_protocol import HOSTILE, valid_messages
-from tests.wire import JPEG, U64, deep_meta_frame, frame_dict, frame_with_meta_bytes, nested, raw, status_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fuzz" / "corpus" / "decode"

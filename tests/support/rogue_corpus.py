@@ -1,7 +1,7 @@
 """The hostile peer's messages (its corpus), apart from the sockets that send them
-(tests/rogue_publisher.py, the harness): malformed and hostile FRAME, STATUS and DESCRIBE_REPLY
+(tests/support/rogue_publisher.py, the harness): malformed and hostile FRAME, STATUS and DESCRIBE_REPLY
 messages for one camera's stream, reproducible from a seed, and what a worker should make of
-each. The shapes come from tests/wire.py; here they get live times, as a node's would (a frame
+each. The shapes come from tests/support/wire.py; here they get live times, as a node's would (a frame
 repeated with the same `seq` and `publish_ns` is a duplicate a worker drops).
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 import msgpack
 
 from framebus.common.protocol import MAGIC, PREFIX, VERSION, Frame, Kind, ProtocolError, Status, decode
-from tests.wire import DROP, JPEG, U64, camera_entry, frame_dict, packed, raw, status_dict
-from tests.wire import reply as _reply
+from tests.support.wire import DROP, JPEG, U64, camera_entry, frame_dict, packed, raw, status_dict
+from tests.support.wire import reply as _reply
 
-# The rogue node's cameras (tests/rogue_publisher.py says what each one is for).
+# The rogue node's cameras (tests/support/rogue_publisher.py says what each one is for).
 FLOOD = "rogue-flood"
 LONG_ID = "/".join(c * 64 for c in "LONG")  # 259 characters: the longest valid camera id
 BIG_IDS = tuple(f"rogue-big{i}" for i in range(5))

@@ -1,8 +1,8 @@
 """A rogue capture node for the hostile-peer tests (tests/test_hostile_peers.py), run as its own
 process: the sockets and the command line; the messages it sends are its corpus,
-tests/rogue_corpus.py.
+tests/support/rogue_corpus.py.
 
-    python tests/rogue_publisher.py --count 100000 --warm-up 5000 [--seed 7] [--bad-endpoint]
+    python tests/support/rogue_publisher.py --count 100000 --warm-up 5000 [--seed 7] [--bad-endpoint]
         [--churn N] [--steal CAMERA] [--describe-flood N]
 
 It answers describe like a node, so a worker told about it (--node) subscribes to its cameras,
@@ -58,8 +58,8 @@ from collections import Counter
 import zmq
 
 from framebus.common.protocol import DescribeRequest, Kind, ProtocolError, Status, decode, encode_status
-from tests.rogue_corpus import BIG_IDS, FLOOD, LONG_ID, ONE_MIB, Generator, malformed_replies, outcome, reply
-from tests.wire import camera_entry, packed, raw
+from tests.support.rogue_corpus import BIG_IDS, FLOOD, LONG_ID, ONE_MIB, Generator, malformed_replies, outcome, reply
+from tests.support.wire import camera_entry, packed, raw
 
 STEAL_DELAY_S = 0.3
 HEARTBEAT_S = 0.5  # a STATUS on every stream this often, like a node: the worker never finds one stale

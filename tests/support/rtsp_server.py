@@ -1,6 +1,6 @@
 """A real RTSP camera for the tests: GStreamer's RTSP server, run with the system Python.
 
-    /usr/bin/python3 tests/rtsp_server.py --port 0 --width 1280 --height 720 --fps 30 --source ball
+    /usr/bin/python3 tests/support/rtsp_server.py --port 0 --width 1280 --height 720 --fps 30 --source ball
 
 Prints `READY rtsp://127.0.0.1:PORT/PATH` once the media is prepared (a client connecting
 right after a plain start can get 503 from a shared factory, so the media is constructed and

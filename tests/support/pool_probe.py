@@ -1,5 +1,5 @@
 """Reads a pool's stream like any camera and prints one JSON line per result: which source
-frame, which member, how old. Run: python -m tests.pool_probe NODE STREAM SECONDS."""
+frame, which member, how old. Run: python -m tests.support.pool_probe NODE STREAM SECONDS."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A stand-in for `docker build` and a container's file system, for tests that run the image's
-commands without an engine (tests/compose_hosts.py).
+commands without an engine (tests/support/compose_hosts.py).
 
 The image is the final stage of a Dockerfile applied for real to an overlay of the host's own
 file system (writes go to a tmpfs): COPY from the build context, ENV, RUN (as root, so

@@ -14,8 +14,8 @@ import aiohttp
 
 from framebus.capture_node.pattern import TestPattern
 from framebus.common import jpeg
-from tests.mjpeg_server import MjpegCamera
-from tests.processes import NodeProcess, Processes, wait_until
+from tests.support.mjpeg_server import MjpegCamera
+from tests.support.processes import NodeProcess, Processes, wait_until
 from tests.test_web import cameras
 
 

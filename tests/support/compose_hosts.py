@@ -1,5 +1,5 @@
 """deploy/compose.yaml's services as an engine would run them, without an engine: one network
-namespace host per service (tests/netns.py), named like it and resolvable by that name.
+namespace host per service (tests/support/netns.py), named like it and resolvable by that name.
 
     images = Images(tmp_dir)                # built once, used by every ComposeHosts
     with ComposeHosts(DEPLOY / "compose.yaml", images, DEPLOY / "Dockerfile", tmp_path) as compose:
@@ -8,7 +8,7 @@ namespace host per service (tests/netns.py), named like it and resolvable by tha
         compose.service("saver").stop(5)    # `docker stop`: STOPSIGNAL to its PID 1, its exit status
 
 What stands in for what:
-- The image: tests/image_stand_in.py, the Dockerfile's final stage applied to an overlay of the
+- The image: tests/support/image_stand_in.py, the Dockerfile's final stage applied to an overlay of the
   host's own file system.
 - A container: `chroot` into an overlay of that layer inside the service's network namespace,
   as the image's user, with only the image's and the service's environment (`env -i`), its
@@ -31,9 +31,9 @@ from types import TracebackType
 
 import yaml
 
-from tests.image_stand_in import Image, Images, RootFs, user_ids
-from tests.netns import Host, Network
-from tests.processes import NodeProcess, Processes, wait_until
+from tests.support.image_stand_in import Image, Images, RootFs, user_ids
+from tests.support.netns import Host, Network
+from tests.support.processes import NodeProcess, Processes, wait_until
 
 
 @dataclass

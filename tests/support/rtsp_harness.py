@@ -1,11 +1,11 @@
-"""Start, kill, freeze and restart the real RTSP test server (tests/rtsp_server.py)."""
+"""Start, kill, freeze and restart the real RTSP test server (tests/support/rtsp_server.py)."""
 
 from __future__ import annotations
 
 import signal
 from pathlib import Path
 
-from tests.processes import NodeProcess
+from tests.support.processes import NodeProcess
 
 SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's Python bindings come from Debian packages

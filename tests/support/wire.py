@@ -1,7 +1,7 @@
 """Wire messages built by hand, for every test that needs bytes the encoder would never write: a
 wrong prefix, a wrong field, a header nested past msgpack's packer. One home for the message
 shapes of docs/protocol.md, shared by the protocol tests (tests/test_protocol.py), the hostile
-peers (tests/rogue_corpus.py), the fuzzer's seeds and the conformance vectors
+peers (tests/support/rogue_corpus.py), the fuzzer's seeds and the conformance vectors
 (docs/protocol-vectors/vector_cases.py).
 
 Every builder returns plain dicts or bytes with fixed, valid defaults; a test changes the one

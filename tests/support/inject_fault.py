@@ -2,7 +2,7 @@
 its own code fails (tests/test_worker_threads.py): a bug cannot be provoked from outside once it
 is fixed, and the handling of the next one must still be tested.
 
-    python tests/inject_fault.py MODULE:ATTRIBUTE AFTER -- WORKER-NODE ARGUMENTS...
+    python tests/support/inject_fault.py MODULE:ATTRIBUTE AFTER -- WORKER-NODE ARGUMENTS...
 
 The attribute (a function or method, e.g. framebus.worker_node.receiver:FrameReceiver.poll) works AFTER
 times, then raises RuntimeError("injected fault") on every call.

@@ -3,7 +3,7 @@ connection is being made: libzmq 4.3.5 aborts the process there (`Assertion fail
 _input_stopped`, libzmq #3937) unless the socket drops its queue with the connection (IMMEDIATE).
 Run as its own process (an abort cannot be caught):
 
-    python tests/full_queue_probe.py --reconnects 10 [--plain]
+    python tests/support/full_queue_probe.py --reconnects 10 [--plain]
 
 --plain makes the subscriber without common.sockets (no IMMEDIATE), to show the abort. Prints
 `probe: reconnect N survived` after each reconnect, then `probe: done`.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from framebus.common import jpeg
-from tests.media import numbered_frame
+from tests.support.media import numbered_frame
 
 BOUNDARY = b"frame"
 

@@ -1,6 +1,6 @@
 """A consumer that reports what it gets, one line per event, for tests across hosts:
 
-    python tests/age_probe.py tcp://NODE:5555 cam1 [--work 0.1] [--pull] [--receiver]
+    python tests/support/age_probe.py tcp://NODE:5555 cam1 [--work 0.1] [--pull] [--receiver]
     frame <seq> <capture_ns> <received_ns>
     status <state>
     link <time_ns> link to <endpoint>: <libzmq event> <value>     (pull mode: the stream's connection)

@@ -1,4 +1,4 @@
-"""Handlers that `worker-node process` loads in the tests (as tests.handlers_for_tests:NAME)."""
+"""Handlers that `worker-node process` loads in the tests (as tests.support.handlers_for_tests:NAME)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from framebus.common.fields import MAX_META_DEPTH, MAX_META_KEYS, MAX_META_VALUES
 from framebus.common.protocol import MAX_CAMERAS, MAX_HEADER_OBJECTS, Kind
-from tests.wire import DROP, camera_entry, frame_dict, raw, reply_dict, status_dict
+from tests.support.wire import DROP, camera_entry, frame_dict, raw, reply_dict, status_dict
 
 U64 = 2**64 - 1
 I64_MIN = -(2**63)

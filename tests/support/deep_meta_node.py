@@ -22,7 +22,7 @@ from framebus.common.protocol import (
     encode_describe_reply,
     encode_status,
 )
-from tests.wire import deep_meta_frame
+from tests.support.wire import deep_meta_frame
 
 CAMERA = "deep"
 LEVELS = 1023  # the most msgpack reads: the header map is one more level

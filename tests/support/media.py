@@ -37,7 +37,7 @@ def write_numbered_video(path: Path, frames: int) -> Path:
     return path
 
 
-CLOCK_BITS = 44  # as drawn by tests/rtsp_server.py --source clock
+CLOCK_BITS = 44  # as drawn by tests/support/rtsp_server.py --source clock
 
 
 def clock_ms(image: np.ndarray) -> int:

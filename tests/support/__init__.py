@@ -1,0 +1,1 @@
+"""What the tests share: processes, hosts, servers, pictures, wire messages."""
