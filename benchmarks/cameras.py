@@ -39,7 +39,7 @@ from benchmarks.processes import REPO, Helper, HelperError
 from benchmarks.source_clip import FPS, HEIGHT, QUALITY, WIDTH, render_frames
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's Python bindings come from Debian packages
-RTSP_SERVER = REPO / "tests" / "rtsp_server.py"
+RTSP_SERVER = REPO / "tests" / "support" / "rtsp_server.py"
 SETTLE_S = 2.0
 CAPTURED = "framebus_frames_captured_total{"
 
