@@ -32,18 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.*
 
 from benchmarks.measure import TICKS, MachineSample, cpu_seconds, process_tree  # noqa: E402
+from benchmarks.viewers import CHROMIUM_ARGS  # noqa: E402  (the same browser as the other viewer benchmark)
 from tests.support.processes import NodeProcess  # noqa: E402
 from tests.support.wall_client import PatternCameras, WallFrame, next_message  # noqa: E402
 
 FPS = 10
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def status(url: str) -> dict[str, dict[str, Any]]:

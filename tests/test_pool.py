@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from framebus.common import pool as pools
 from framebus.common.protocol import (
+    CameraInfo,
     Frame,
     FrameHeader,
     Kind,
@@ -32,7 +33,7 @@ from framebus.common.protocol import (
 from framebus.common.pull_server import PullServer
 from framebus.worker_node import process
 from framebus.worker_node.discovery import describe
-from tests.support.processes import Processes
+from tests.support.processes import Processes, hold, wait_until
 from tests.support.wire import JPEG, raw
 
 _ports = itertools.count()
@@ -144,10 +145,7 @@ def offer(server: PullServer, seq: int) -> None:
 
 def asked(server: PullServer, count: int) -> None:
     """Wait until the server holds `count` waiting requests (its thread reads them)."""
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while len(server._pending) < count:
-        assert time.monotonic() < deadline, f"{len(server._pending)} requests waiting, not {count}"
-        time.sleep(0.005)
+    wait_until(lambda: len(server._pending) >= count, TIMEOUT_MS / 1000, f"{count} requests waiting")
 
 
 def test_each_frame_goes_to_one_member_and_plain_pullers_still_get_every_frame(
@@ -184,11 +182,12 @@ def test_a_member_gets_the_newest_frame_not_yet_handed_to_its_pool(ctx: zmq.Cont
 
 def pool_stream(ctx: zmq.Context, server: PullServer, name: str) -> zmq.Socket:
     """A subscriber of the pool's stream, found where describe says it is."""
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while not [i for i in server.pool_infos() if i.camera == f"{CAMERA}/{name}"]:
-        assert time.monotonic() < deadline, "the pool's stream is not described"
-        time.sleep(0.01)
-    (info,) = [i for i in server.pool_infos() if i.camera == f"{CAMERA}/{name}"]
+
+    def described() -> list[CameraInfo]:
+        return [i for i in server.pool_infos() if i.camera == f"{CAMERA}/{name}"]
+
+    wait_until(described, TIMEOUT_MS / 1000, "the pool's stream to be described")
+    (info,) = described()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -250,10 +249,7 @@ def test_a_result_for_a_frame_the_member_does_not_hold_is_dropped(
     a.send(encode_pull_request(-1, "p", None))
     asked(server, 1)
     a.send(encode_pull_request(-1, "p", PoolResult(99, {"results": {"forged": True}})))
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while "which that member does not hold" not in caplog.text:
-        assert time.monotonic() < deadline, caplog.text
-        time.sleep(0.01)
+    wait_until(lambda: "which that member does not hold" in caplog.text, TIMEOUT_MS / 1000, "the forged result's line")
 
 
 def test_a_member_that_stalls_costs_only_its_own_frame(ctx: zmq.Context, server: PullServer) -> None:
@@ -274,7 +270,7 @@ def test_a_member_gone_before_its_frame_leaves_the_frame_to_another(ctx: zmq.Con
     gone.send(encode_pull_request(-1, "p"))
     asked(server, 1)
     gone.close(0)
-    time.sleep(0.2)  # a deliberate gap: the node's ROUTER notices the closed connection
+    hold(0.2)  # a deliberate gap: the node's ROUTER notices the closed connection
     other.send(encode_pull_request(-1, "p"))
     asked(server, 2)
     offer(server, 7)
@@ -290,11 +286,8 @@ def test_pools_and_members_are_bounded_with_one_line(
     socks = [member(ctx, server) for _ in range(5)]
     for i, sock in enumerate(socks):
         sock.send(encode_pull_request(-1, f"p{i}" if limit == "MAX_POOLS" else "p"))
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while len(server._pending) < 2 or "refused" not in caplog.text:
-        assert time.monotonic() < deadline, caplog.text
-        time.sleep(0.01)
-    time.sleep(0.2)  # a deliberate gap: the refused requests have been read too
+    wait_until(lambda: len(server._pending) >= 2 and "refused" in caplog.text, TIMEOUT_MS / 1000, "the refusal")
+    hold(0.2)  # a deliberate gap: the refused requests have been read too
     assert len(server._pending) == 2
     lines = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(lines) == 1, "one rate-limited line, not one per request"
@@ -307,10 +300,7 @@ def test_a_flooding_member_is_rate_limited(
     flood = member(ctx, server)
     for _ in range(pools.REQUEST_BURST * 4):
         flood.send(encode_pull_request(-1, "p"))
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while "asks more than" not in caplog.text:
-        assert time.monotonic() < deadline, caplog.text
-        time.sleep(0.01)
+    wait_until(lambda: "asks more than" in caplog.text, TIMEOUT_MS / 1000, "the rate limit's line")
     assert server._thread.is_alive()
 
 
@@ -320,10 +310,7 @@ def test_a_pool_stream_id_that_would_be_invalid_is_refused(ctx: zmq.Context, cap
     try:
         sock = member(ctx, pull)
         sock.send(encode_pull_request(-1, "p"))
-        deadline = time.monotonic() + TIMEOUT_MS / 1000
-        while "pool p refused" not in caplog.text:
-            assert time.monotonic() < deadline, caplog.text
-            time.sleep(0.01)
+        wait_until(lambda: "pool p refused" in caplog.text, TIMEOUT_MS / 1000, "the refusal's line")
         assert not pull.pool_infos()
     finally:
         pull.stop()
@@ -401,9 +388,7 @@ def test_a_silent_member_lapses_and_an_empty_pool_closes_with_its_stream(
         message = decode(sub.recv())
         if getattr(message, "reason", "") == "pool p has no members":
             break
-    while server.pool_infos():
-        assert time.monotonic() < deadline, "the empty pool was not closed"
-        time.sleep(0.02)
+    wait_until(lambda: not server.pool_infos(), TIMEOUT_MS / 1000, "the empty pool to close")
     offer(server, 2)
     a.send(encode_pull_request(1, "p", PoolResult(1, {"results": {}})))  # too late: dropped, and a joins anew
     assert received(a) == 2
