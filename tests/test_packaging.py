@@ -71,8 +71,11 @@ def test_no_code_imports_the_root_packages_by_their_own_names() -> None:
 
 def make(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run make as a user would from a shell: not as a sub-make of the `make test` that runs this
-    suite, whose MAKEFLAGS/MAKELEVEL would add "Entering directory" lines and pass its options on."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    suite, whose MAKEFLAGS/MAKELEVEL would add "Entering directory" lines and pass its options on,
+    and whose command-line variables (`make test-all` runs `make pytest VENV=.venv-3.10 ...`)
+    reach this process's environment, where the Makefile's `VENV ?=` would take them."""
+    parent_make = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "VENV", "PYTHON", "BIN", "PYTEST_ARGS")
+    env = {k: v for k, v in os.environ.items() if k not in parent_make}
     return subprocess.run(["make", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 

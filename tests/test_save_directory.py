@@ -2,7 +2,7 @@
 names the directory and why, exit status 2, nothing left running. At run time (disk full,
 directory removed), each failure names the file, the log is rate-limited, and the status line
 says how many files were not saved and why. Real worker processes, real file systems (a
-read-only and a full tmpfs), a real unprivileged user."""
+read-only and a full tmpfs), a real user without the privilege to write there."""
 
 from __future__ import annotations
 
@@ -17,7 +17,17 @@ import pytest
 
 from tests.support.processes import NodeProcess, Processes, wait_until
 
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+# Root without its capabilities, writing into directories owned by nobody (65534): refused as any
+# unprivileged user is. Not `setpriv --reuid=65534` itself: nobody cannot enter /root, where
+# pyenv's interpreters (and their libpython) live on the test machines.
+UNPRIVILEGED = ["setpriv", "--securebits=+noroot,+noroot_locked", "--bounding-set=-all", "--inh-caps=-all"]
+NOBODY = 65534
+
+
+def owned_by_nobody(directory: Path) -> Path:
+    directory.chmod(0o755)  # others may enter and read it, not write
+    shutil.chown(directory, NOBODY, NOBODY)
+    return directory
 
 
 def start_save(nodes: Processes, out: Path, *prefix: str, node: str = "tcp://127.0.0.1:9") -> NodeProcess:
@@ -51,19 +61,17 @@ def test_a_read_only_file_system(nodes: Processes, read_only: Path) -> None:
 
 
 def test_a_directory_this_user_may_not_write(nodes: Processes, tmp_path: Path) -> None:
-    tmp_path.chmod(0o755)  # others may enter and read it, not write
     out = tmp_path / "saved"
-    out.mkdir(mode=0o755)
-    why = one_error(start_save(nodes, out, *NOBODY))
+    out.mkdir()
+    why = one_error(start_save(nodes, owned_by_nobody(out), *UNPRIVILEGED))
     assert (
         why == f"cannot save to {out}: no permission: check the directory's owner and mode, and the user this runs as"
     )
 
 
 def test_a_parent_this_user_may_not_write(nodes: Processes, tmp_path: Path) -> None:
-    tmp_path.chmod(0o755)
-    out = tmp_path / "new" / "saved"
-    assert one_error(start_save(nodes, out, *NOBODY)).startswith(f"cannot save to {out}: no permission")
+    out = owned_by_nobody(tmp_path) / "new" / "saved"
+    assert one_error(start_save(nodes, out, *UNPRIVILEGED)).startswith(f"cannot save to {out}: no permission")
 
 
 def test_a_file_instead_of_a_directory(nodes: Processes, tmp_path: Path) -> None:
