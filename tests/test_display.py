@@ -72,6 +72,7 @@ def dominant(region: np.ndarray) -> str:
     return "none"
 
 
+@pytest.mark.display
 def test_mosaic_shows_each_camera_live_marks_a_stale_one_and_quits_on_q(
     nodes: Processes, tmp_path: Path, screen: VirtualScreen
 ) -> None:

@@ -143,6 +143,7 @@ def test_it_keeps_saying_so_at_a_limited_rate_and_says_when_the_node_answers(nod
     assert worker.stop() < 2.0 and worker.proc.returncode == 0
 
 
+@pytest.mark.browser
 def test_web_shows_the_node_on_its_page_and_in_its_status(nodes: Processes) -> None:
     _, control = nodes.capture("--fps", "5")
     silent = f"tcp://127.0.0.1:{free_port()}"

@@ -85,6 +85,7 @@ def clients(url: str) -> dict[str, int]:
     return {c["camera"]: c["clients"] for c in cameras(url)}
 
 
+@pytest.mark.browser
 def test_page_shows_every_camera_live_in_chromium(nodes: Processes, tmp_path: Path) -> None:
     viewer, url = start_viewer(nodes, tmp_path)
     with sync_playwright() as p:
@@ -298,6 +299,7 @@ def test_memory_stays_bounded_while_a_node_describes_ever_new_cameras(nodes: Pro
     print(f"\nweb viewer RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB over 15 rounds; {shown} cameras shown")
 
 
+@pytest.mark.browser
 def test_a_camera_without_frames_shows_why_and_does_not_keep_the_page_loading(nodes: Processes, tmp_path: Path) -> None:
     """One camera streams, one never can (its RTSP server is not there): the broken camera's tile
     says why in words (not only in a tooltip), and nothing waits for it (an MJPEG <img> that

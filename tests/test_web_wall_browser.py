@@ -138,6 +138,7 @@ def shown(fps: dict[str, float]) -> str:
     return " ".join(f"{c}={f:.1f}" for c, f in fps.items())
 
 
+@pytest.mark.browser
 def test_sixteen_cameras_live_in_one_page(nodes: Processes, tmp_path: Path, sixteen_cameras: PatternCameras) -> None:
     viewer, url = start_wall(nodes, tmp_path, SIXTEEN, sources=sixteen_cameras.urls)
     with chromium() as browser:
@@ -161,6 +162,7 @@ def test_sixteen_cameras_live_in_one_page(nodes: Processes, tmp_path: Path, sixt
     assert "Traceback" not in viewer.output
 
 
+@pytest.mark.browser
 def test_slow_clients_do_not_change_another_clients_fps(nodes: Processes, tmp_path: Path) -> None:
     """A client that takes every frame at once, alone and then beside three slow ones: a Python
     reader that takes 0.5 s over each frame, one that acks but never reads its socket (the
@@ -207,6 +209,7 @@ def test_slow_clients_do_not_change_another_clients_fps(nodes: Processes, tmp_pa
         cameras.close()
 
 
+@pytest.mark.browser
 def test_click_enlarges_one_camera_and_hidden_tiles_are_paused(nodes: Processes, tmp_path: Path) -> None:
     _, url = start_wall(nodes, tmp_path, SIXTEEN[:8], 320, 180, FPS)
     with chromium() as browser:
