@@ -215,7 +215,7 @@ def test_click_enlarges_one_camera_and_hidden_tiles_are_paused(nodes: Processes,
         wait_until(lambda: set(clients(url).values()) == {1}, 10, "every tile wanted")
         page.locator('figure[data-camera="cam03"]').click()
         wait_until(lambda: clients(url) == {c: int(c == "cam03") for c in SIXTEEN[:8]}, 10, "only cam03 wanted")
-        box = page.locator('figure[data-camera="cam03"] canvas').bounding_box()
+        box = page.locator('figure[data-camera="cam03"] .screen').bounding_box()
         assert box and box["width"] > 1000, box  # the whole window
         shot = tmp_path / "wall-enlarged.png"
         page.screenshot(path=str(shot))
