@@ -17,7 +17,7 @@
 //
 // page -> worker: {connect: url} {canvas} {tile: camera} {forget: camera} {want: "want A B"}
 //                 {places: {width, height, dpr, rects: {camera: [x, y, w, h]}}} (CSS pixels)
-// worker -> page: {status: text} {stats: {camera: {frames, fps, ageMs, size}}} {closed: reason}
+// worker -> page: {status: text} {stats: {camera: {frames, fps, ageMs, size, place}}} {closed: reason}
 
 const BACKGROUND = "#181818";  // the page's
 const SCREEN = "#111";  // a tile's screen before its first picture, and around one not 16:9
@@ -210,7 +210,9 @@ setInterval(() => {  // what the captions show, twice a second
   for (const t of tiles.values()) {
     while (t.draws.length && t.draws[0] < now - 2000) t.draws.shift();
     const size = t.shown ? [t.shown.width, t.shown.height] : null;
-    stats[t.camera] = { frames: t.frames, fps: t.draws.length / 2, ageMs: t.ageMs, size };
+    const d = places.dpr, p = t.place;  // where its pictures are drawn now, in CSS pixels
+    const place = p && [p.x / d, p.y / d, p.w / d, p.h / d];
+    stats[t.camera] = { frames: t.frames, fps: t.draws.length / 2, ageMs: t.ageMs, size, place };
   }
   postMessage({ stats });
 }, 500);
