@@ -334,6 +334,9 @@ def test_a_camera_without_frames_shows_why_and_does_not_keep_the_page_loading(no
             page.wait_for_function("() => (wallStats().live || {frames: 0}).frames > 0", timeout=20_000)
             assert page.evaluate("wallStats().dead.frames") == 0
             assert page.evaluate("document.readyState") == "complete"
+            shot = tmp_path / "dead-and-live.png"
+            page.screenshot(path=str(shot))
+            print(f"\nscreenshot: {shot}")
         finally:
             browser.close()
     assert viewer.stop() < 2.0
