@@ -44,7 +44,7 @@ def status(url: str) -> dict[str, dict[str, Any]]:
         return {c["camera"]: c for c in json.loads(reply.read())["cameras"]}
 
 
-def start(tmp: Path, cameras: PatternCameras) -> tuple[NodeProcess, NodeProcess, str]:
+def start(tmp: Path, cameras: PatternCameras) -> tuple[NodeProcess, NodeProcess, str, str]:
     config = tmp / "node.toml"
     cams = "".join(f'[[camera]]\nid = "{c}"\nsource = "{u}"\n' for c, u in cameras.urls.items())
     config.write_text('[node]\ncontrol = "tcp://127.0.0.1:*"\n' + cams)
@@ -57,7 +57,7 @@ def start(tmp: Path, cameras: PatternCameras) -> tuple[NodeProcess, NodeProcess,
         if time.monotonic() > deadline:
             raise RuntimeError("the web viewer got no frames")
         time.sleep(0.2)  # poll interval
-    return node, web, url
+    return node, web, url, control
 
 
 async def _clients(url: str, count: int, seconds: float) -> None:
@@ -111,7 +111,7 @@ def with_python_clients(web: NodeProcess, url: str, cameras: int, count: int, se
 
 def marginal(results: dict[str, Any], cameras: int, counts: list[int]) -> dict[str, float]:
     """CPU each client-camera adds, from the runs with the fewest and the most clients."""
-    low, high = min(counts), max(counts)
+    low, high = min(counts, default=0), max(counts, default=0)
     if low == high:
         return {}
     cpu = {n: results[f"{n}_python_clients"]["viewer_cpu_percent"] for n in (low, high)}
@@ -140,6 +140,36 @@ def chromium_threads() -> Counter[str]:
     return seconds
 
 
+def run_viewer(folder: Path, argv: list[str]) -> int:
+    """`worker-node web ARGV` serving the page and its worker from `folder` (--pages)."""
+    from aiohttp import web as aioweb
+
+    from framebus.worker_node import cli, web
+
+    def static_file(name: str, content_type: str) -> Any:
+        async def serve(_request: aioweb.Request) -> aioweb.Response:
+            text = (folder / name).read_text(encoding="utf-8")
+            return aioweb.Response(text=text, content_type=content_type, headers={"Cache-Control": "no-cache"})
+
+        return serve
+
+    web.static_file = static_file  # type: ignore[assignment]
+    return cli.main(["web", *argv])
+
+
+def page_viewer(control: str, folder: Path) -> tuple[NodeProcess, str]:
+    """A viewer of the node that serves the page in `folder`, and its URL."""
+    argv = [sys.executable, "-m", "benchmarks.wall", "--run-viewer", str(folder), "--node", control]
+    web = NodeProcess([*argv, "--listen", "127.0.0.1:0"])
+    url = web.wait_for(r"web viewer on (http://\S+)").group(1)
+    deadline = time.monotonic() + 60
+    while any(c["seq"] is None for c in status(url).values()) or not status(url):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the web viewer got no frames")
+        time.sleep(0.2)  # poll interval
+    return web, url
+
+
 def with_chromium(web: NodeProcess, url: str, cameras: int, seconds: float) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -160,7 +190,9 @@ def with_chromium(web: NodeProcess, url: str, cameras: int, seconds: float) -> d
     drawn = sum(drawn1[c]["frames"] - drawn0[c]["frames"] for c in drawn1)
     used = {name: threads1[name] - threads0.get(name, 0.0) for name in threads1}
     total = sum(used.values())
+    per_tile = [(drawn1[c]["frames"] - drawn0[c]["frames"]) / window for c in drawn1]
     found["page_fps_per_tile"] = round(drawn / window / cameras, 2)
+    found["page_fps_slowest_tile"] = round(min(per_tile), 2)
     found["chromium_cpu_percent"] = round(100 * total / window, 1)
     found["chromium_cpu_ms_per_frame_drawn"] = round(1000 * total / max(drawn, 1), 2)
     top = sorted(used.items(), key=lambda item: -item[1])[:8]
@@ -171,11 +203,21 @@ def with_chromium(web: NodeProcess, url: str, cameras: int, seconds: float) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=int, default=16)
-    parser.add_argument("--clients", type=int, nargs="+", default=[0, 1, 4, 8], help="0: receiving only")
+    parser.add_argument("--clients", type=int, nargs="*", default=[0, 1, 4, 8], help="0: receiving only; none: none")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--chromium", action="store_true", help="also one headless Chromium page")
+    parser.add_argument(
+        "--pages", nargs="+", type=Path, default=[], metavar="DIR",
+        help="with --chromium: pages (folders with index.html and wall-worker.js) to compare, in turn",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="with --pages: times each page is measured, alternating")
     parser.add_argument("--run-clients", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--run-viewer", type=Path, help=argparse.SUPPRESS)
+    args, viewer_args = parser.parse_known_args()
+    if args.run_viewer:
+        sys.exit(run_viewer(args.run_viewer, viewer_args))
+    if viewer_args:
+        parser.error(f"unrecognized arguments: {' '.join(viewer_args)}")
     if args.run_clients:
         url, count, seconds = args.run_clients
         asyncio.run(_clients(url, int(count), float(seconds)))
@@ -185,7 +227,7 @@ def main() -> None:
     results: dict[str, Any] = {"cameras": f"{args.cameras} x 640x360 @ {FPS} fps, ~35 KB JPEGs"}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            node, web, url = start(Path(tmp), cameras)
+            node, web, url, control = start(Path(tmp), cameras)
             try:
                 for count in args.clients:
                     print(f"{count} Python wall clients x {args.cameras} cameras, {args.seconds:g} s", file=sys.stderr)
@@ -193,9 +235,21 @@ def main() -> None:
                         web, url, args.cameras, count, args.seconds
                     )
                 results.update(marginal(results, args.cameras, args.clients))
-                if args.chromium:
+                if args.chromium and not args.pages:
                     print(f"1 Chromium page x {args.cameras} cameras, {args.seconds:g} s", file=sys.stderr)
                     results["1_chromium_page"] = with_chromium(web, url, args.cameras, args.seconds)
+                if args.pages:
+                    web.stop()  # one viewer at a time, serving the page measured
+                for round_ in range(args.rounds if args.pages else 0):  # A B A B: the machine's load shared alike
+                    for folder in args.pages:
+                        print(f"round {round_ + 1}: the page in {folder}, {args.seconds:g} s", file=sys.stderr)
+                        web, url = page_viewer(control, folder)
+                        try:
+                            found = with_chromium(web, url, args.cameras, args.seconds)
+                        finally:
+                            web.stop()
+                        results.setdefault(f"chromium_page {folder}", []).append(found)
+                        print(json.dumps({str(folder): found}), file=sys.stderr)
             finally:
                 web.stop()
                 node.stop()

@@ -95,15 +95,14 @@ def test_page_shows_every_camera_live_in_chromium(nodes: Processes, tmp_path: Pa
             page.goto(url)
             drawn = "(cams) => cams.every(c => (wallStats()[c] || {frames: 0}).frames > 0)"
             page.wait_for_function(drawn, arg=list(CAMERAS), timeout=20_000)
-            for cam in CAMERAS:
-                canvas = page.locator(f'figure[data-camera="{cam}"] canvas')
-                assert canvas.evaluate("(c) => [c.width, c.height]") == [320, 240]
+            for cam in CAMERAS:  # the frame's own size, shown 4:3 in a 16:9 tile
+                assert page.evaluate("(c) => wallStats()[c].size", cam) == [320, 240]
             page.wait_for_function(
                 "() => [...document.querySelectorAll('figcaption .fps')].every(e => parseFloat(e.textContent) > 0)",
                 timeout=20_000,
             )
             for cam in CAMERAS:
-                canvas = page.locator(f'figure[data-camera="{cam}"] canvas')
+                canvas = page.locator(f'figure[data-camera="{cam}"] .screen')  # where the wall draws it
                 first = png(canvas.screenshot())
                 assert first.std() > 20, f"{cam}: the tile is blank"
 
@@ -337,6 +336,9 @@ def test_a_camera_without_frames_shows_why_and_does_not_keep_the_page_loading(no
             page.wait_for_function("() => (wallStats().live || {frames: 0}).frames > 0", timeout=20_000)
             assert page.evaluate("wallStats().dead.frames") == 0
             assert page.evaluate("document.readyState") == "complete"
+            shot = tmp_path / "dead-and-live.png"
+            page.screenshot(path=str(shot))
+            print(f"\nscreenshot: {shot}")
         finally:
             browser.close()
     assert viewer.stop() < 2.0

@@ -37,6 +37,7 @@ from framebus.worker_node import flags, metrics
 from framebus.worker_node.access import Access
 from framebus.worker_node.http_log import quiet_client_errors
 from framebus.worker_node.web_feed import CameraFeed, FeedGoneError, FeedHub, ReceivingThread
+from framebus.worker_node.web_host import AllowedHosts, allowed_name, own_names
 from framebus.worker_node.web_wall import WALL_CLIENTS, wall
 
 log = logging.getLogger("worker_node.web")
@@ -56,6 +57,7 @@ class WebOptions:
     port: int = 8080  # 0: any free port (logged)
     access: Access = field(default_factory=Access)
     metrics: bool = False  # the cameras in /metrics (--metrics-port)
+    allow_hosts: tuple[str, ...] = ()  # names besides IPs, localhost and this host's own (--allow-host)
 
 
 def _feed(request: web.Request) -> CameraFeed:
@@ -160,8 +162,8 @@ async def _cancel_streams(app: web.Application) -> None:
         task.cancel()
 
 
-def build_app(hub: FeedHub) -> web.Application:
-    app = web.Application()
+def build_app(hub: FeedHub, hosts: AllowedHosts) -> web.Application:
+    app = web.Application(middlewares=[hosts.middleware()])
     app[HUB] = hub
     app[STREAMS] = set()
     app[WALL_CLIENTS] = set()
@@ -178,7 +180,8 @@ def build_app(hub: FeedHub) -> web.Application:
 async def serve(options: WebOptions, signals: ShutdownSignals) -> int:
     loop = asyncio.get_running_loop()
     hub = FeedHub()
-    runner = web.AppRunner(build_app(hub), handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
+    hosts = AllowedHosts({options.host, *own_names(), *options.allow_hosts})
+    runner = web.AppRunner(build_app(hub, hosts), handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, options.host, options.port).start()
@@ -230,6 +233,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> a
         "--listen", type=arg_type(parse_listen), default=parse_listen("127.0.0.1:8080"), metavar="HOST:PORT",
         help="where to serve (default 127.0.0.1:8080; 0.0.0.0:8080 for other hosts; port 0: any free port)",
     )  # fmt: skip
+    web.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME", type=arg_type(allowed_name),
+        help="also answer requests addressed to NAME (repeatable): a reverse proxy's or DNS alias's name. "
+        "IP addresses, localhost and this host's names are always answered; other names are refused "
+        "(DNS rebinding, docs/security.md)",
+    )  # fmt: skip
     web.set_defaults(func=main)
     return web
 
@@ -241,7 +250,13 @@ def main(args: argparse.Namespace) -> int:
         command_log.warning("%s", warning)
     quiet_client_errors()
     options = WebOptions(
-        tuple(args.node), tuple(args.camera), args.listen.host, args.listen.port, access, args.metrics_port is not None
+        tuple(args.node),
+        tuple(args.camera),
+        args.listen.host,
+        args.listen.port,
+        access,
+        args.metrics_port is not None,
+        tuple(args.allow_host),
     )
     signals = ShutdownSignals()  # before the event loop: it leaves SIGINT to them then
     return asyncio.run(serve(options, signals))
