@@ -143,6 +143,14 @@ def project(directory: Path, files: dict[str, bytes], mode: int, group: int | No
     stamp.chmod(0o755)
 
 
+def with_hostname(argv: list[str], name: str) -> list[str]:
+    """A host's command (`ip netns exec NS ...`) in a UTS namespace of its own named `name`, as
+    a pod's: its processes see the pod's name as their host name."""
+    assert argv[:3] == ["ip", "netns", "exec"], argv
+    set_name = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name]
+    return [*argv[:4], *set_name, *argv[4:]]
+
+
 @dataclass
 class Pod:
     name: str
@@ -168,7 +176,8 @@ class Pod:
             if done.returncode:
                 said = (done.stdout + done.stderr).strip()
                 raise AssertionError(f"pod {self.name}: init container {init.name} exited {done.returncode}: {said}")
-        self.main.process = self.processes.start_argv(self.main.argv(self.main.command(), pid_1=True))
+        argv = self.main.argv(self.main.command(), pid_1=True)
+        self.main.process = self.processes.start_argv(with_hostname(argv, self.name))
         self.main.pid_1(exited_ok=True)
         return self.main.process
 
