@@ -121,20 +121,28 @@ def service_problems(m: Manifests) -> list[str]:
         name = service["metadata"]["name"]
         chosen = [w for w in m.workloads() if selects(service, pod_labels(w))]
         if len(chosen) != 1:
-            problems.append(f"Service {name} selects {len(chosen)} workloads ({[w['metadata']['name'] for w in chosen]}), not 1")
+            problems.append(
+                f"Service {name} selects {len(chosen)} workloads ({[w['metadata']['name'] for w in chosen]}), not 1"
+            )
             continue
         declared = {p.get("name"): p["containerPort"] for p in pod_spec(chosen[0])["containers"][0].get("ports", [])}
         for port in service["spec"]["ports"]:
             target = port.get("targetPort", port["port"])
             number = declared.get(target) if isinstance(target, str) else target
             if number is None or number not in declared.values():
-                problems.append(f"Service {name}: port {port['name']} targets {target!r}, which the container does not list")
+                problems.append(
+                    f"Service {name}: port {port['name']} targets {target!r}, which the container does not list"
+                )
             elif number != port["port"]:
-                problems.append(f"Service {name}: port {port['name']} is {port['port']} but its container's is {number}")
+                problems.append(
+                    f"Service {name}: port {port['name']} is {port['port']} but its container's is {number}"
+                )
     return problems
 
 
-def file_view(m: Manifests, w: dict[str, Any], secrets: dict[str, dict[str, bytes]]) -> dict[str, list[dict[str, set[str] | None]]]:
+def file_view(
+    m: Manifests, w: dict[str, Any], secrets: dict[str, dict[str, bytes]]
+) -> dict[str, dict[str, set[str] | None]]:
     """For each container of the workload: {mountPath: the names in it (None: a file mounted by
     subPath)}, with what its init containers `install` into emptyDirs; problems are raised."""
     spec = pod_spec(w)
@@ -144,7 +152,9 @@ def file_view(m: Manifests, w: dict[str, Any], secrets: dict[str, dict[str, byte
         if "secret" in volume:
             secret = volume["secret"]["secretName"]
             if secret not in secrets:
-                raise LookupError(f"{name}: volume {volume['name']}: Secret {secret} is not made by {PAGE.name}'s commands")
+                raise LookupError(
+                    f"{name}: volume {volume['name']}: Secret {secret} is not made by {PAGE.name}'s commands"
+                )
             volumes[volume["name"]] = set(secrets[secret])
         elif "configMap" in volume:
             try:
@@ -158,7 +168,9 @@ def file_view(m: Manifests, w: dict[str, Any], secrets: dict[str, dict[str, byte
         view: dict[str, set[str] | None] = {}
         for mount in container.get("volumeMounts", []):
             if mount["name"] not in volumes:
-                raise LookupError(f"{name}: {container['name']} mounts {mount['name']}, which is not a volume of the pod")
+                raise LookupError(
+                    f"{name}: {container['name']} mounts {mount['name']}, which is not a volume of the pod"
+                )
             files = volumes[mount["name"]]
             if "subPath" in mount:
                 if mount["subPath"] not in files:
@@ -172,7 +184,7 @@ def file_view(m: Manifests, w: dict[str, Any], secrets: dict[str, dict[str, byte
             if isinstance(view.get(str(destination.parent)), set):
                 view[str(destination.parent)].add(destination.name)  # type: ignore[union-attr]
         views[container["name"]] = view
-    return views  # type: ignore[return-value]
+    return views
 
 
 def exists(view: dict[str, set[str] | None], path: str) -> bool:
@@ -217,7 +229,9 @@ def mount_problems(m: Manifests, secrets: dict[str, dict[str, bytes]]) -> list[s
         for container in containers(w):
             for path in paths_named(container, m):
                 if not exists(views[container["name"]], path):
-                    problems.append(f"{w['metadata']['name']}: {container['name']} names {path}, which no volume it mounts holds")
+                    problems.append(
+                        f"{w['metadata']['name']}: {container['name']} names {path}, which no volume it mounts holds"
+                    )
     return problems
 
 
@@ -287,12 +301,18 @@ def security_problems(m: Manifests) -> list[str]:
     for w in m.workloads():
         name, spec = w["metadata"]["name"], pod_spec(w)
         pod = spec.get("securityContext", {})
-        if not (pod.get("runAsNonRoot") and pod.get("runAsUser") == uid and pod.get("fsGroup") == pod.get("runAsGroup")):
-            problems.append(f"{name}: pod securityContext {pod}: want runAsNonRoot, runAsUser {uid}, fsGroup = runAsGroup")
+        if not (
+            pod.get("runAsNonRoot") and pod.get("runAsUser") == uid and pod.get("fsGroup") == pod.get("runAsGroup")
+        ):
+            problems.append(
+                f"{name}: pod securityContext {pod}: want runAsNonRoot, runAsUser {uid}, fsGroup = runAsGroup"
+            )
         for c in containers(w):
             own = c.get("securityContext", {})
             if own.get("allowPrivilegeEscalation") is not False or not own.get("readOnlyRootFilesystem"):
-                problems.append(f"{name}: {c['name']}: want allowPrivilegeEscalation false, readOnlyRootFilesystem true")
+                problems.append(
+                    f"{name}: {c['name']}: want allowPrivilegeEscalation false, readOnlyRootFilesystem true"
+                )
             if "ALL" not in own.get("capabilities", {}).get("drop", []):
                 problems.append(f"{name}: {c['name']}: capabilities are not all dropped")
             for kind in ("requests", "limits"):
@@ -402,9 +422,17 @@ def break_manifest(m: Manifests, secrets: dict[str, dict[str, bytes]], what: str
 
 BROKEN = [
     ("wrong selector", service_problems, r"Service framebus-relay selects 0 workloads"),
-    ("missing secret key", mount_problems, r"framebus-relay: relay names /etc/framebus/secret/node\.key, which no volume"),
+    (
+        "missing secret key",
+        mount_problems,
+        r"framebus-relay: relay names /etc/framebus/secret/node\.key, which no volume",
+    ),
     ("missing secret", mount_problems, r"Secret framebus-pool-keys is not made by kubernetes\.md's commands"),
-    ("unknown flag", command_problems, r"framebus-pool-faces: member: worker-node: error: unrecognized arguments: --pool-name"),
+    (
+        "unknown flag",
+        command_problems,
+        r"framebus-pool-faces: member: worker-node: error: unrecognized arguments: --pool-name",
+    ),
     ("wrong port", command_problems, r"framebus-relay: lists ports .*'frames': 6003.*serves .*'frames': 6001"),
     ("wrong port", service_problems, r"Service framebus-relay: port frames is 6001 but its container's is 6003"),
     ("not a field", schema_problems, r"Deployment framebus-relay: .*readinessProbe: Additional properties .*'execute'"),
@@ -439,7 +467,9 @@ def test_the_docs_commands_make_no_secret_visible(keys: Path, secrets: dict[str,
             if key.endswith(".key_secret"):
                 holders.setdefault(content, []).append(name)
     assert sorted(len(v) for v in holders.values()) == [1, 1, 1], holders.values()
-    assert sorted(p.name for p in keys.glob("*.key_secret")) == [f"{n}.key_secret" for n in ("faces", "node", "relay", "viewer")]
+    assert sorted(p.name for p in keys.glob("*.key_secret")) == [
+        f"{n}.key_secret" for n in ("faces", "node", "relay", "viewer")
+    ]
 
 
 # ---------------------------------------------------------------------------- the pods, for real
@@ -523,7 +553,9 @@ def test_scaling_the_pool_deployment_changes_the_pool_while_frames_flow(
         control, stream = pool_stream(pods)
         viewer = pods.network.add_host("viewer")
         probe_argv = [sys.executable, "-m", "tests.support.pool_probe", control, stream, "3600"]
-        probe = pods.processes.start_argv(viewer.command([*probe_argv, str(keys / "viewer.key_secret"), str(keys / "relay.key")]))
+        probe = pods.processes.start_argv(
+            viewer.command([*probe_argv, str(keys / "viewer.key_secret"), str(keys / "relay.key")])
+        )
         probe.wait_for("probe: reading", 30)
 
         # 1 replica
@@ -559,7 +591,10 @@ def test_scaling_the_pool_deployment_changes_the_pool_while_frames_flow(
         # what the ports are: the ones the manifests list, as the real describe tells them
         control_port = served_ports(capture.container, pods.manifests)["control"]
         relay_said = describe(
-            relay, f"tcp://framebus-capture:{control_port}", "/run/framebus/relay.key_secret", "/etc/framebus/secret/node.key"
+            relay,
+            f"tcp://framebus-capture:{control_port}",
+            "/run/framebus/relay.key_secret",
+            "/etc/framebus/secret/node.key",
         )
         capture_ports = ports_in(relay_said)
         report = (

@@ -68,7 +68,9 @@ class Manifests:
             for item in generator.get("files", []):
                 key, _, path = str(item).rpartition("=")
                 data[key or Path(path).name] = (directory / path).read_text()
-            objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data})
+            objects.append(
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data}
+            )
         return cls(directory, objects, kustomization)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
@@ -193,7 +195,9 @@ class Pod:
 
         def ready() -> bool:
             if self.process.proc.poll() is not None:
-                raise AssertionError(f"pod {self.name} exited with {self.process.proc.returncode}:\n{self.process.output}")
+                raise AssertionError(
+                    f"pod {self.name} exited with {self.process.proc.returncode}:\n{self.process.output}"
+                )
             code, last[0] = self.probe()
             return code == 0
 
@@ -232,7 +236,9 @@ class Pod:
 class Pods:
     """Pods of `manifests` with `secrets`, each on a host of its own (see the module's doc)."""
 
-    def __init__(self, manifests: Manifests, secrets: dict[str, dict[str, bytes]], images: Images, workdir: Path) -> None:
+    def __init__(
+        self, manifests: Manifests, secrets: dict[str, dict[str, bytes]], images: Images, workdir: Path
+    ) -> None:
         self.manifests = manifests
         self.secrets = secrets
         self.image: Image = images.get(DOCKERFILE, ROOT)
@@ -290,7 +296,9 @@ class Pods:
                 try:
                     data = self.manifests.get("ConfigMap", source["name"])["data"]
                 except KeyError:
-                    raise ValueError(f"pod {pod}: configmap {source['name']!r} not found (volume {volume['name']})") from None
+                    raise ValueError(
+                        f"pod {pod}: configmap {source['name']!r} not found (volume {volume['name']})"
+                    ) from None
                 files = {k: v.encode() for k, v in data.items()}
                 project(where, files, source.get("defaultMode", DEFAULT_MODE), group)
             elif "emptyDir" in volume:
@@ -306,9 +314,13 @@ class Pods:
         self, pod: str, container: dict[str, Any], spec: dict[str, Any], host: Host, volumes: dict[str, Path]
     ) -> Service:
         if "command" in container:
-            raise ValueError(f"pod {pod}: container {container['name']} sets `command`, which replaces the image's tini")
+            raise ValueError(
+                f"pod {pod}: container {container['name']} sets `command`, which replaces the image's tini"
+            )
         security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
-        user = f"{security.get('runAsUser', self.image.user)}:{security.get('runAsGroup', security.get('runAsUser', 0))}"
+        user = (
+            f"{security.get('runAsUser', self.image.user)}:{security.get('runAsGroup', security.get('runAsUser', 0))}"
+        )
         env = {e["name"]: str(e["value"]) for e in container.get("env", [])}
         service_spec: dict[str, object] = {"command": list(container["args"]), "user": user, "environment": env}
         root = RootFs(self.workdir / pod / f"root-{container['name']}", (self.image.layer,))
@@ -317,7 +329,9 @@ class Pods:
         root.inside("/etc/hostname").write_text(f"{pod}\n")
         for mount in container.get("volumeMounts", []):
             if mount["name"] not in volumes:
-                raise ValueError(f"pod {pod}: container {container['name']} mounts volume {mount['name']!r}, which the pod lacks")
+                raise ValueError(
+                    f"pod {pod}: container {container['name']} mounts volume {mount['name']!r}, which the pod lacks"
+                )
             source = volumes[mount["name"]]
             if "subPath" in mount:
                 source = (source / mount["subPath"]).resolve()
