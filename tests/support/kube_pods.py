@@ -28,9 +28,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,20 +130,32 @@ def secrets_from_docs(page: Path, keys_dir: Path) -> dict[str, dict[str, bytes]]
 
 
 def project(directory: Path, files: dict[str, bytes], mode: int, group: int | None) -> None:
-    """A Secret's or ConfigMap's volume as kubelet writes it: the files in a timestamped
-    directory, `..data` linking to it, each key a link through `..data`; with fsGroup, the
-    files belong to that group, which may read them."""
-    stamp = directory / "..2026_11_29_00_00_00.000000001"
-    stamp.mkdir(parents=True)
+    """A Secret's or ConfigMap's volume as kubelet's atomic writer writes it, at first and at
+    each update: the files in a new timestamped directory, `..data` switched to it in one
+    rename, each key a link through `..data` (links of keys no longer there removed); with
+    fsGroup, the files belong to that group, which may read them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "..data"
+    old = os.readlink(data) if data.is_symlink() else None
+    stamp = directory / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+    stamp.mkdir()
     for key, content in files.items():
         path = stamp / key
         path.write_bytes(content)
         os.chown(path, 0, group if group is not None else 0)
         path.chmod(mode | (0o440 if group is not None else 0))
-        (directory / key).symlink_to(f"..data/{key}")
-    (directory / "..data").symlink_to(stamp.name)
-    directory.chmod(0o755)
     stamp.chmod(0o755)
+    (directory / "..data_tmp").symlink_to(stamp.name)
+    os.rename(directory / "..data_tmp", data)
+    for link in directory.iterdir():
+        if not link.name.startswith("..") and link.name not in files:
+            link.unlink()
+    for key in files:
+        if not (directory / key).is_symlink():
+            (directory / key).symlink_to(f"..data/{key}")
+    if old is not None:
+        shutil.rmtree(directory / old)
+    directory.chmod(0o755)
 
 
 def with_hostname(argv: list[str], name: str) -> list[str]:
@@ -239,13 +253,21 @@ class Pods:
         self, manifests: Manifests, secrets: dict[str, dict[str, bytes]], images: Images, workdir: Path
     ) -> None:
         self.manifests = manifests
-        self.secrets = secrets
+        self.secrets = dict(secrets)  # update_secret changes this run's, not the caller's
         self.image: Image = images.get(DOCKERFILE, ROOT)
         self.workdir = workdir
         self.network = Network()
         self.processes = Processes()
         self.roots: list[RootFs] = []
         self.pods: dict[str, Pod] = {}
+        self.projected: list[tuple[str, Path, int, int | None]] = []  # (Secret, its volume's directory, mode, group)
+
+    def update_secret(self, name: str, files: dict[str, bytes]) -> None:
+        """`kubectl apply` of a changed Secret, once kubelet has synced it into every pod that mounts it."""
+        self.secrets[name] = files
+        for secret, where, mode, group in self.projected:
+            if secret == name:
+                project(where, files, mode, group)
 
     def add(self, name: str, workload_name: str) -> Pod:
         """A pod of that workload, named `name` (its hostname). Services that select pods added
@@ -290,6 +312,7 @@ class Pods:
                 if name not in self.secrets:
                     raise ValueError(f"pod {pod}: secret {name!r} not found (volume {volume['name']})")
                 project(where, self.secrets[name], source.get("defaultMode", DEFAULT_MODE), group)
+                self.projected.append((name, where, source.get("defaultMode", DEFAULT_MODE), group))
             elif "configMap" in volume:
                 source = volume["configMap"]
                 try:
