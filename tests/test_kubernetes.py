@@ -584,6 +584,7 @@ def test_scaling_the_pool_deployment_changes_the_pool_while_frames_flow(
 
         wait_until(only_a, 20, "results from the remaining member only")
         back, camera_back, shares_back = window(probe, 6.0)
+        scaled = time.monotonic()  # the scaling is over: what follows checks ports and keys
 
         # what the ports are: the ones the manifests list, as the real describe tells them
         control_port = served_ports(capture.container, pods.manifests)["control"]
@@ -608,9 +609,8 @@ def test_scaling_the_pool_deployment_changes_the_pool_while_frames_flow(
         hold(3.0)  # the window in which a revoked reader must get nothing
         after_revocation = results(probe, revoked + 0.5)
 
-        all_results = results(probe, 0, revoked)
-        seqs = Counter(r["seq"] for r in all_results)
-        flowing = sorted(r["t"] for r in all_results)
+        seqs = Counter(r["seq"] for r in results(probe, 0, revoked))
+        flowing = sorted(r["t"] for r in results(probe, 0, scaled))
         gap, gap_at = max((b - a, a) for a, b in zip(flowing, flowing[1:], strict=False))
         around = [t for t in flowing if left - 2.0 <= t <= left + 4.0]  # the scale down: a stop and a kill
         gap_down = max(b - a for a, b in zip(around, around[1:], strict=False))
@@ -623,10 +623,12 @@ def test_scaling_the_pool_deployment_changes_the_pool_while_frames_flow(
             f"{gap * 1000:.0f} ms, {gap_at - left:+.1f} s from the scale down, {gap_down * 1000:.0f} ms across it; memory { ({n: f'{b / 2**20:.0f} MiB' for n, b in rss.items()}) }"
         )
         print(report)
+        print("\n".join(line for line in logs.splitlines() if " WARNING " in line))
 
     assert capture_ports <= listed_ports(capture), (relay_said, listed_ports(capture))
     assert ports_in(relayed) <= listed_ports(relay), (relayed, listed_ports(relay))
-    assert 0.6 / work_s <= one <= 1.1 / work_s, report  # one member: one frame per handler time
+    # One member: a frame per handler time (or most of what a camera starved by other load makes).
+    assert min(0.6 / work_s, 0.8 * camera_1) <= one <= 1.1 / work_s, report
     assert three >= min(2.2 * one, 0.8 * camera_3), report  # three members: ~3x, or all the camera makes
     assert min(shares.values()) >= 0.15 * sum(shares.values()) and len(shares) == 3, report
     assert 0.6 * one <= back <= 1.4 * one and set(shares_back) == {"framebus-pool-faces-a"}, report
@@ -634,8 +636,8 @@ def test_scaling_the_pool_deployment_changes_the_pool_while_frames_flow(
     assert before_revocation and after_revocation == [], "the revoked reader still gets results"
     # The stream keeps flowing: across the scale down (a member stopped, one killed) no longer
     # than a few handler times; over the whole run, under 3 s, which a pool that waited for a dead
-    # member's lease (10 s) would exceed. Its longest gap in 4 runs was 0.3-1.6 s, when two new
-    # members started at once (their imports take the CPU from the others on 2 busy cores).
+    # member's lease (10 s) would exceed. Its longest gap in 8 runs was 0.3-1.7 s, the longest when
+    # two new members started at once (their imports take the CPU from the others on 2 busy cores).
     assert gap_down < 2.0, f"the pool's stream stopped for {gap_down:.2f} s at the scale down; {report}"
     assert gap < 3.0, f"the pool's stream stopped for {gap:.2f} s; {report}"
     secret_keys = [
@@ -645,6 +647,8 @@ def test_scaling_the_pool_deployment_changes_the_pool_while_frames_flow(
         if k.endswith("_secret")
     ]  # type: ignore[union-attr]
     assert len(secret_keys) == 3 and not [k for k in secret_keys if k in logs], "a secret key in a pod's log"
+    # The init containers' private copies: no node warns that others can read its key.
+    assert [line for line in logs.splitlines() if " ERROR " in line or "can read this secret key" in line] == []
     for name, used in rss.items():
         limit = pod_spec(pods.pods[name].workload)["containers"][0]["resources"]["limits"]["memory"]
         assert used < int(limit.removesuffix("Mi")) << 20, (name, used, limit)
