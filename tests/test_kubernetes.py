@@ -636,7 +636,7 @@ def test_scaling_the_pool_deployment_changes_the_pool_while_frames_flow(
     assert before_revocation and after_revocation == [], "the revoked reader still gets results"
     # The stream keeps flowing: across the scale down (a member stopped, one killed) no longer
     # than a few handler times; over the whole run, under 3 s, which a pool that waited for a dead
-    # member's lease (10 s) would exceed. Its longest gap in 8 runs was 0.3-1.7 s, the longest when
+    # member's lease (10 s) would exceed. Its longest gap in 8 runs was 0.3-1.6 s, the longest when
     # two new members started at once (their imports take the CPU from the others on 2 busy cores).
     assert gap_down < 2.0, f"the pool's stream stopped for {gap_down:.2f} s at the scale down; {report}"
     assert gap < 3.0, f"the pool's stream stopped for {gap:.2f} s; {report}"
