@@ -320,8 +320,8 @@ def security_problems(m: Manifests) -> list[str]:
                     problems.append(f"{name}: {c['name']}: resources.{kind} needs cpu and memory")
             if "command" in c:
                 problems.append(f"{name}: {c['name']}: `command` replaces the image's ENTRYPOINT (tini): use args")
-            if c["image"] != image:
-                problems.append(f"{name}: {c['name']}: image {c['image']}, not {image} (kustomization images)")
+            if c["image"] != image or c.get("imagePullPolicy") != "IfNotPresent":
+                problems.append(f"{name}: {c['name']}: want image {image} (kustomization images), IfNotPresent")
             for e in c.get("env", []):
                 if "valueFrom" in e or re.search(r"[0-9A-Za-z.:+=^!/*?&<>()\[\]{}@%$#-]{40}", str(e.get("value", ""))):
                     problems.append(f"{name}: {c['name']}: env {e['name']} carries a secret: mount keys as files")
