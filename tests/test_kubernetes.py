@@ -368,6 +368,8 @@ def test_the_kustomization_holds_every_manifest_and_file() -> None:
     """`kubectl apply -k` applies every manifest in the directory, and makes the ConfigMaps
     from files that are there."""
     m = Manifests.load(KUBE)
+    known = {"apiVersion", "kind", "namespace", "resources", "configMapGenerator", "images"}  # what the stand-in reads
+    assert set(m.kustomization) <= known and m.kustomization["kind"] == "Kustomization", m.kustomization
     listed = set(m.kustomization["resources"])
     assert listed == {p.name for p in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
     generated = {f for g in m.kustomization["configMapGenerator"] for f in g["files"]}
