@@ -19,7 +19,8 @@ What stands in for what:
   container's `args` (a container `command` would replace the ENTRYPOINT: refused here), init
   containers run to completion first, the readiness probe's command run in the container;
 - cluster DNS: a Service's name resolves to the pods its selector matches (headless Services).
-A pod whose Secret, ConfigMap or key is missing fails to start with the reason kubelet gives.
+A pod whose Secret or ConfigMap is missing fails to start, naming it, as kubelet does; that every
+key and file a container uses exists is checked statically (tests/test_kubernetes.py).
 Needs root (CI runs as root), iproute2 and coreutils.
 """
 
