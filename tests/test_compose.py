@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 IMAGE_UID = 10001  # the Dockerfile's user
+RELAYED = ("edge/cam1", "edge/cam2", "edge/cam1/faces")  # the relay's names; the last, the pool's results
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,17 @@ def test_compose_services_save_frames_from_the_edge_by_its_name(compose: Compose
         assert {p.stat().st_uid for p in frames.iterdir()} == {IMAGE_UID}
     edge = compose.wait_healthy("edge")
     assert edge == "healthy: streaming cam1, cam2", edge
+    assert compose.wait_healthy("pool").startswith("healthy: streaming")  # the member receives edge/cam1
+    said: list[str] = []
+
+    def pool_stream_flows() -> bool:  # the relay serves the edge's cameras and the pool's one result stream
+        said[:] = [run_in(compose, "saver", ["worker-node", "describe", "--node", "tcp://relay:6000"])[1]]
+        return all(re.search(rf"^\s*{camera}\s+streaming", said[0], re.M) for camera in RELAYED)
+
+    try:
+        wait_until(pool_stream_flows, 60, f"the relay's describe to list {RELAYED} streaming")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; it said:\n{said[0] if said else ''}") from None
     for name in reversed(compose.order()):
         service = compose.service(name)
         grace = float(str(service.spec.get("stop_grace_period", "10s")).removesuffix("s"))
