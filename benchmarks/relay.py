@@ -208,11 +208,16 @@ def behind_nat(net: Network, seconds: float = 3.0) -> dict[str, dict[str, object
         listener += ["--listen", f"site3=tcp://0.0.0.0:{listen_port}"]
         started = nodes.start_argv(middle.command(listener))
         started.wait_for("control endpoint", timeout=30)
-        capture(nodes, edge, "tcp://127.0.0.1:5555", "--connect", f"tcp://{middle.address}:{listen_port}")
+        outward = ["--connect", f"tcp://{middle.address}:{listen_port}"]
+        capture(nodes, edge, "tcp://127.0.0.1:5555", *outward)
+        down = [PY, "-m", "capture_node", "--control", "tcp://127.0.0.1:5600", "--camera-id", "gate", *outward]
+        gate = nodes.start_argv(edge.command([*down, "--source", "rtsp://127.0.0.1:9/gate", "--insecure"]))
+        gate.wait_for(r"camera gate: cannot open", timeout=30)
         started.wait_for(r"camera site3/cam1: relayed on", timeout=30)
+        started.wait_for(r"camera site3/gate: relayed on", timeout=30)  # it has told only why it sends nothing
         hold(2.0)  # the relay measures the rate it receives
         described = json.loads(far.run([PY, "-c", DESCRIBE, relay_control]).stdout)
-        info = next((c for c in described if c["camera"] == "site3/cam1"), {})
+        infos = {c["camera"]: c for c in described}
         reader = probe(nodes, far, [(relay_control, "site3/cam1")], "--pull")
         reader.send(signal.SIGUSR1)
         hold(seconds)
@@ -226,7 +231,7 @@ def behind_nat(net: Network, seconds: float = 3.0) -> dict[str, dict[str, object
         consumer.wait_for("probe: done", timeout=30 + seconds)
         results = [json.loads(line) for line in consumer.lines if line.startswith("{")]
     return {
-        "describe": info,
+        "describe": infos,
         "pull": pulled,
         "pool": {"results": len(results), "members": sorted({str(r["member"]).split("@")[0] for r in results})},
     }

@@ -55,11 +55,14 @@ def test_a_node_behind_nat_is_served_by_the_relay_with_describe_pull_and_pools(n
     third host describes the relay, pulls the camera and shares it in a pool, all from the
     relay's own state (it cannot reach the edge)."""
     seen = scenarios.behind_nat(network, seconds=3.0)
-    info = seen["describe"]
+    info = seen["describe"]["site3/cam1"]
     assert info["state"] == "streaming", seen
     assert (info["width"], info["height"]) == (640, 360), seen
     assert info["fps"] >= 10, seen  # the rate the relay receives: a NAT'd node describes nothing itself
+    assert info["published_fps"] >= 10, seen
     assert info["pull_endpoint"], seen
+    down = seen["describe"]["site3/gate"]  # no frame yet: its node's own state and reason
+    assert down["state"] == "source-error" and "connection refused" in down["reason"], down
     assert seen["pull"]["frames"] >= 10, seen
     assert seen["pool"]["results"] >= 5, seen
     assert seen["pool"]["members"] == ["m1"], seen
