@@ -11,7 +11,9 @@ Scenarios (hosts are network namespaces, tests/support/netns.py; needs root and 
   cameras with the FrameReceiver every worker uses), same cameras, same window;
 - slow link: the edge's uplink limited with tc tbf below the stream's rate; frame age at a
   worker reading directly (conflated, and pull), and through a relay (subscribing, and --pull);
-- restart: a relay killed (SIGKILL) and started again: seconds until its workers have frames.
+- restart: a relay killed (SIGKILL) and started again: seconds until its workers have frames;
+- behind NAT (tests/test_relay_netns.py only): an edge that connects out to `relay --listen`,
+  read by a worker on a third host through describe, pull and a pool.
 
 tests/test_relay_netns.py runs the same functions, shorter, and asserts the figures with margin.
 """
