@@ -99,7 +99,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $$($(BIN)/python -c 'import sys; toml = __import__("tomllib" if sys.version_info >= (3, 11) else "tomli"); print(" ".join(toml.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))')
 	touch $@
 
-bench: $(VENV)/.installed-bench   # every scenario, < 10 min; writes bench-results/results.{json,md}
+bench: $(VENV)/.installed-bench   # every scenario, ~11 min (the pool and relay ones need root: netns); writes bench-results/results.{json,md}
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 soak: $(VENV)/.installed-bench    # make soak SOAK_MINUTES=2 for a quick check; SOAK_ARGS="--systems framebus"

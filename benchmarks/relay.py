@@ -11,7 +11,9 @@ Scenarios (hosts are network namespaces, tests/support/netns.py; needs root and 
   cameras with the FrameReceiver every worker uses), same cameras, same window;
 - slow link: the edge's uplink limited with tc tbf below the stream's rate; frame age at a
   worker reading directly (conflated, and pull), and through a relay (subscribing, and --pull);
-- restart: a relay killed (SIGKILL) and started again: seconds until its workers have frames.
+- restart: a relay killed (SIGKILL) and started again: seconds until its workers have frames;
+- behind NAT (tests/test_relay_netns.py only): an edge that connects out to `relay --listen`,
+  read by a worker on a third host through describe, pull and a pool.
 
 tests/test_relay_netns.py runs the same functions, shorter, and asserts the figures with margin.
 """
@@ -187,6 +189,54 @@ def slow_link(net: Network, rate: str = "2mbit", seconds: float = 6.0) -> dict[s
             if started is not None:
                 started.stop(timeout=15)
     return results
+
+
+DESCRIBE = (
+    "import dataclasses, json, sys, zmq\n"
+    "from framebus.worker_node.discovery import describe\n"
+    "reply = describe(zmq.Context(), sys.argv[1], 5.0)\n"
+    "print(json.dumps([dataclasses.asdict(c) for c in reply.cameras]))"
+)
+
+
+def behind_nat(net: Network, seconds: float = 3.0) -> dict[str, dict[str, object]]:
+    """An edge that only connects out (capture-node --connect) to `relay --listen`; on a third
+    host, a worker describes the relay, pulls the camera, and a pool member processes it."""
+    edge, middle, far = (net.add_host(n) for n in ("edge", "relay", "m1"))
+    listen_port = RELAY_PORT + 1000
+    relay_control = f"tcp://{middle.address}:{RELAY_PORT}"
+    with processes() as nodes:
+        listener = [PY, "-m", "worker_node", "relay", "--control", f"tcp://0.0.0.0:{RELAY_PORT}", "--insecure"]
+        listener += ["--listen", f"site3=tcp://0.0.0.0:{listen_port}"]
+        started = nodes.start_argv(middle.command(listener))
+        started.wait_for("control endpoint", timeout=30)
+        outward = ["--connect", f"tcp://{middle.address}:{listen_port}"]
+        capture(nodes, edge, "tcp://127.0.0.1:5555", *outward)
+        down = [PY, "-m", "capture_node", "--control", "tcp://127.0.0.1:5600", "--camera-id", "gate", *outward]
+        gate = nodes.start_argv(edge.command([*down, "--source", "rtsp://127.0.0.1:9/gate", "--insecure"]))
+        gate.wait_for(r"camera gate: cannot open", timeout=30)
+        started.wait_for(r"camera site3/cam1: relayed on", timeout=30)
+        started.wait_for(r"camera site3/gate: relayed on", timeout=30)  # it has told only why it sends nothing
+        hold(2.0)  # the relay measures the rate it receives
+        described = json.loads(far.run([PY, "-c", DESCRIBE, relay_control]).stdout)
+        infos = {c["camera"]: c for c in described}
+        reader = probe(nodes, far, [(relay_control, "site3/cam1")], "--pull")
+        reader.send(signal.SIGUSR1)
+        hold(seconds)
+        pulled = summary(reader)[f"{relay_control} site3/cam1"]
+        member_argv = [PY, "-m", "worker_node", "process", "--node", relay_control, "--camera", "site3/cam1"]
+        member_argv += ["--handler", "benchmarks.pool:work", "--pool", "faces", "--name", "m1"]
+        nodes.start_argv(far.command(member_argv)).wait_for(r"subscribed to .* \(pull\)", 30)
+        consumer = nodes.start_argv(
+            far.command([PY, "-m", "tests.support.pool_probe", relay_control, "site3/cam1/faces", str(seconds)])
+        )
+        consumer.wait_for("probe: done", timeout=30 + seconds)
+        results = [json.loads(line) for line in consumer.lines if line.startswith("{")]
+    return {
+        "describe": infos,
+        "pull": pulled,
+        "pool": {"results": len(results), "members": sorted({str(r["member"]).split("@")[0] for r in results})},
+    }
 
 
 def restart(tries: int = 3) -> list[dict[str, float]]:

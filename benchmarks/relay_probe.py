@@ -55,9 +55,9 @@ def main() -> None:
             while not copy.seen.wait(0.5):
                 if stop.is_set():
                     break
-    print("ready", flush=True)
     mark = {id(copy): 0 for group in copies.values() for copy in group}
     signal.signal(signal.SIGUSR1, lambda *_: mark.update({id(c): len(c.ages_ms) for g in copies.values() for c in g}))
+    print("ready", flush=True)  # after the handler: a SIGUSR1 sent at once would otherwise end the process
     stop.wait()
     for group in copies.values():
         for copy in group:

@@ -12,6 +12,10 @@ PEERS = ("imagezmq", "netgear", "stack")
 FRESHER_GOAL = 50.0
 FLOOR_GOAL = 1.15
 FANOUT_GOAL = 1.2
+POOL_GOAL = 2.7  # 3 members: processed fps ≈ 10 / 20 / 29 (issue 14), so ≥ 2.7× one member's
+RELAY_UPLINK_GOAL = 0.2  # edge bytes with 16 workers through the relay within ±20 % of with 1
+RELAY_HOP_GOAL_MS = 3.0
+RELAY_CPU_GOAL = 1.2
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -78,6 +82,65 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def scale_out_ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """A pool against one worker, the relay against direct fan-out (benchmarks/scenarios.py)."""
+    phases = {p["members"]: p for p in _get(results, "scale_out", "pool", "phases") or []}
+    rows = _get(results, "scale_out", "relay", "uplink") or []
+    sent = {(r["mode"], r["workers"]): r["edge_bytes_per_s"] for r in rows}
+    hop = _get(results, "scale_out", "relay", "hop") or {}
+    relay_p50, direct_p50 = _get(hop, "relay", "p50_ms"), _get(hop, "direct", "p50_ms")
+    one = _get(phases, 1, "processed_fps") if 1 in phases else None
+    return {
+        "pool2_vs_one_processed_fps": _ratio(_get(phases.get(2), "processed_fps"), one),
+        "pool3_vs_one_processed_fps": _ratio(_get(phases.get(3), "processed_fps"), one),
+        "pool_duplicates": sum(p["duplicates"] for p in phases.values()) if phases else None,
+        "edge_bytes_relay16_vs_relay1": _ratio(sent.get(("relay", 16)), sent.get(("relay", 1))),
+        "edge_bytes_direct16_vs_relay16": _ratio(sent.get(("direct", 16)), sent.get(("relay", 16))),
+        "relay_hop_p50_ms": round(relay_p50 - direct_p50, 2)
+        if relay_p50 is not None and direct_p50 is not None
+        else None,
+        "relay_cpu_vs_subscriber": _get(results, "scale_out", "relay", "cpu", "ratio"),
+    }
+
+
+def _scale_out_goals(r: dict[str, float | None]) -> list[dict[str, Any]]:
+    def goal(text: str, target: str, value: float | None, shown: str, met: bool | None) -> dict[str, Any]:
+        return {"goal": text, "target": target, "measured": "n/a" if value is None else shown, "met": met}
+
+    pool3, dupes = r["pool3_vs_one_processed_fps"], r["pool_duplicates"]
+    even, hop, cpu = r["edge_bytes_relay16_vs_relay1"], r["relay_hop_p50_ms"], r["relay_cpu_vs_subscriber"]
+    return [
+        goal(
+            "a pool of 3 processes >= 2.7x the frames of one worker, none twice",
+            f">= {POOL_GOAL}x, 0 duplicates",
+            pool3,
+            f"{pool3}x, {dupes} duplicates",
+            None if pool3 is None else pool3 >= POOL_GOAL and dupes == 0,
+        ),
+        goal(
+            "edge uplink through the relay: 16 workers cost what 1 does",
+            f"within ±{RELAY_UPLINK_GOAL:.0%}",
+            even,
+            f"{even}x",
+            None if even is None else abs(even - 1) <= RELAY_UPLINK_GOAL,
+        ),
+        goal(
+            "the relay hop adds <= 3 ms to frame age p50 (loopback)",
+            f"<= {RELAY_HOP_GOAL_MS:g} ms",
+            hop,
+            f"{hop} ms",
+            None if hop is None else hop <= RELAY_HOP_GOAL_MS,
+        ),
+        goal(
+            "relay CPU per camera <= 1.2x one subscriber's",
+            f"<= {RELAY_CPU_GOAL}x",
+            cpu,
+            f"{cpu:.2f}x" if cpu is not None else "",
+            None if cpu is None else cpu <= RELAY_CPU_GOAL,
+        ),
+    ]
+
+
 def goals(results: dict[str, Any], soak: dict[str, Any] | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     limit = 1000 * (SLOW_WORK_S + FRAME_INTERVAL_S)
@@ -122,6 +185,8 @@ def goals(results: dict[str, Any], soak: dict[str, Any] | None) -> list[dict[str
             "met": None if fan is None else fan <= FANOUT_GOAL,
         }
     )
+    if "scale_out" in results:
+        out += _scale_out_goals(scale_out_ratios(results))
     if soak is not None:
         flat = [p for p in soak.get("processes", []) if p.get("system") == "framebus"]
         growth = ", ".join(
@@ -252,8 +317,48 @@ def markdown(results: dict[str, Any]) -> str:
     }
     for key, label in labels.items():
         lines.append(f"| {label} | " + " | ".join(_x(results["ratios"][p].get(key)) for p in peers) + " |")
+    if "scale_out" in results:
+        lines += ["", *_scale_out_table(results)]
     lines += ["", "| goal | target | measured | |", "|---|---|---|---|"]
     for g in results.get("goals", []):
         mark = "met" if g["met"] else ("—" if g["met"] is None else "**missed**")
         lines.append(f"| {g['goal']} | {g['target']} | {g['measured']} | {mark} |")
     return "\n".join(lines) + "\n"
+
+
+def _scale_out_table(results: dict[str, Any]) -> list[str]:
+    """Scale-out, within the run: a pool against one worker, the relay against direct fan-out."""
+    r = scale_out_ratios(results)
+    pool = _get(results, "scale_out", "pool") or {}
+    relay = _get(results, "scale_out", "relay") or {}
+    lines = ["Scale-out (hosts are network namespaces):", "", "| | measured | ratio |", "|---|---|---|"]
+    if "error" in pool or "error" in relay:
+        lines += [
+            f"| {name} | error: {d['error']} | |" for name, d in (("pool", pool), ("relay", relay)) if "error" in d
+        ]
+    fps = " / ".join(_num(p["processed_fps"], 1) for p in pool.get("phases", []))
+    dupes = r["pool_duplicates"]
+    lines.append(
+        f"| pool, 1 / 2 / 3 members ({_num(pool.get('handler_ms'), 0)} ms handler, a {pool.get('camera_fps', '?')} fps camera): "
+        f"processed fps | {fps or '—'} ({dupes if dupes is not None else '—'} duplicates) | "
+        f"{_x(r['pool2_vs_one_processed_fps'])} / {_x(r['pool3_vs_one_processed_fps'])} one worker |"
+    )
+    sent = {(row["mode"], row["workers"]): row["edge_bytes_per_s"] for row in relay.get("uplink", [])}
+    for mode in ("direct", "relay"):
+        figures = " / ".join(f"{sent[(mode, n)] / 1e3:,.0f}" for n in (1, 4, 16) if (mode, n) in sent)
+        ratio = (
+            f"{_x(r['edge_bytes_direct16_vs_relay16'])} the relay's at 16"
+            if mode == "direct"
+            else f"{_x(r['edge_bytes_relay16_vs_relay1'])} of 1 worker at 16"
+        )
+        lines.append(f"| edge uplink kB/s, 1 / 4 / 16 workers, {mode} | {figures or '—'} | {ratio} |")
+    hop = relay.get("hop", {})
+    ages = " / ".join(f"{name} {_ms(_get(hop, name, 'p50_ms'))}" for name in ("direct", "relay") if name in hop)
+    lines.append(f"| frame age p50 on loopback, ms | {ages or '—'} | relay +{_num(r['relay_hop_p50_ms'], 1)} ms |")
+    cpu = relay.get("cpu", {})
+    lines.append(
+        "| CPU per camera, % of a core: relay / one subscriber | "
+        f"{_num(100 * cpu['relay_cpu_per_camera'] if cpu else None)} / {_num(100 * cpu['subscriber_cpu_per_camera'] if cpu else None)} | "
+        f"{_x(r['relay_cpu_vs_subscriber'])} |"
+    )
+    return lines

@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks import report
 from benchmarks.measure import cpu_model
 from benchmarks.processes import REPO, agent
-from benchmarks.scenarios import SLOW_SPAN_S, measure
+from benchmarks.scenarios import SLOW_SPAN_S, measure, pool_vs_one, relay_vs_direct
 from benchmarks.source_clip import make_clip
 from benchmarks.systems import SYSTEMS
 
@@ -131,10 +131,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         for s in systems
     }
+    if not args.no_scale_out:
+        results["scale_out"] = {
+            "pool": _guarded("pool of 1/2/3 members vs one worker", pool_vs_one, args.pool_window),
+            "relay": _guarded("relay vs direct fan-out", relay_vs_direct, args.relay_seconds),
+        }
     results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     soak_file = out / "soak.json"
     soak = json.loads(soak_file.read_text()) if soak_file.exists() else None
     results["ratios"] = report.ratios(results)
+    if "scale_out" in results:
+        results["scale_out_ratios"] = report.scale_out_ratios(results)
     results["goals"] = report.goals(results, soak)
     results["run_seconds"] = round(time.monotonic() - started)
     return results
@@ -151,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fanout-seconds", type=float, default=10.0)
     p.add_argument("--fanout", type=lambda v: [int(x) for x in v.split(",")], default=[1, 4, 16])
     p.add_argument("--floor-seconds", type=float, default=10.0)
+    p.add_argument("--pool-window", type=float, default=5.0, help="seconds measured per pool size (default 5)")
+    p.add_argument("--relay-seconds", type=float, default=3.0, help="each relay measurement window (default 3)")
+    p.add_argument("--no-scale-out", action="store_true", help="skip the pool and relay scenarios (they need root)")
     p.add_argument(
         "--report-only", action="store_true", help="redo results.md and the goals from results.json and soak.json"
     )

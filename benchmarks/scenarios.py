@@ -9,10 +9,13 @@ delivered in the window.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks import pool, relay
 from benchmarks.measure import (
     MachineSample,
     Records,
@@ -26,6 +29,7 @@ from benchmarks.measure import (
     summary_ms,
 )
 from benchmarks.systems import deploy
+from tests.support.netns import Network
 
 SLOW_SPAN_S = 60.0  # the slow consumer's life; its age trend is read at 1/6, 1/2 and all of it
 
@@ -125,3 +129,30 @@ def _slow_figures(records: Records, span: float) -> dict[str, Any]:
         "slow_delivered_fps": round(len(life) / span, 2),
         "age_trend_ms": {f"{t:g}": age_around(records, first, t) for t in trend_at},
     }
+
+
+# ----------------------------------------------------------------------------- scale-out (issue 14)
+# Hosts are network namespaces (tests/support/netns.py): these need root and iproute2, as
+# `make bench-pool` and `make bench-relay` do; they are their scenarios, shorter.
+
+
+def pool_vs_one(window_s: float = 5.0) -> dict[str, Any]:
+    """A 720p30 camera and a 100 ms handler: processed fps of a pool of 1, 2 and 3 members,
+    each on a host of its own, and the survivors after `kill -9` of one (benchmarks/pool.py)."""
+    with tempfile.TemporaryDirectory() as log_dir, pool.bench(Path(log_dir)) as bench:
+        phases, kill = bench.run(window_s)
+    return {
+        "phases": [{k: v for k, v in asdict(p).items() if k != "ages_ms"} for p in phases],
+        "kill": asdict(kill),
+        "handler_ms": pool.HANDLER_S * 1000,
+        "camera_fps": pool.FPS,
+    }
+
+
+def relay_vs_direct(seconds: float = 3.0) -> dict[str, Any]:
+    """The edge's uplink bytes with 1, 4 and 16 remote workers reading directly and through a
+    relay; frame age through the relay and directly (loopback); the relay's CPU per camera
+    against one subscriber's (benchmarks/relay.py)."""
+    with Network() as net:
+        uplink = relay.uplink(net, seconds=seconds)
+    return {"uplink": uplink, "hop": relay.hop(seconds), "cpu": relay.cpu(seconds=2 * seconds)}

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from framebus.common.endpoint import Endpoint
-from framebus.common.protocol import CameraInfo, Frame, FrameHeader, Status, encode_frame, encode_status
+from framebus.common.protocol import CameraInfo, Frame, FrameEncoder, FrameHeader, Status, encode_frame, encode_status
 from framebus.common.publisher import FramePublisher
 from framebus.common.words import Delivery, State
 
@@ -57,11 +57,19 @@ class StreamPublisher:
         # another thread without a lock; a lock per frame was measurable).
         self._described: tuple[tuple[int, int], State] = ((0, 0), State.CONNECTING)
         self._told = State.STREAMING  # a first status goes out at once unless a frame does
+        self._encoder = FrameEncoder(camera)
+        # The last frame sent, as (seq, capture_ns, publish_ns, size, meta, jpeg): made a Frame
+        # only when asked (a status, a pull), not for each of the frames that nobody asks about.
+        self._last: tuple[int, int, int, tuple[int, int], Mapping[str, Any], bytes | memoryview] | None = None
         self._last_frame: Frame | None = None
         self._last_sent = time.monotonic()
 
     @property
     def last_frame(self) -> Frame | None:
+        if self._last_frame is None and self._last is not None:
+            seq, capture_ns, publish_ns, (width, height), meta, jpeg = self._last
+            header = FrameHeader(self.camera, seq, capture_ns, publish_ns, width, height, meta=meta)
+            self._last_frame = Frame(header, memoryview(jpeg))
         return self._last_frame
 
     def quiet_for(self) -> float:
@@ -87,33 +95,34 @@ class StreamPublisher:
         """Send one frame with the next sequence number. False if it did not go out (stopped
         while every-frame delivery waited for a subscriber). Raises ProtocolError if `meta`
         cannot be encoded."""
-        header = FrameHeader(
-            self.camera, self._seq, capture_ns, time.time_ns(), size[0], size[1], meta=meta or _NO_META
-        )
-        message = encode_frame(header, jpeg)
+        seq, publish_ns, meta = self._seq, time.time_ns(), meta or _NO_META
+        if meta:
+            message = encode_frame(FrameHeader(self.camera, seq, capture_ns, publish_ns, *size, meta=meta), jpeg)
+        else:
+            message = self._encoder.encode(seq, capture_ns, publish_ns, size, jpeg)
         if self._tap is not None:
-            self._tap.offer_frame(header.seq, message)
+            self._tap.offer_frame(seq, message)
         if not self._socket.send(message, stop or _NEVER):
             return False
         self._seq += 1
         if self._described != (size, State.STREAMING):
             self._described = (size, State.STREAMING)
         self._told = State.STREAMING
-        self._last_frame = Frame(header, memoryview(jpeg))
+        self._last, self._last_frame = (seq, capture_ns, publish_ns, size, meta, jpeg), None
         self._last_sent = time.monotonic()
         return True
 
     def forget_frame(self) -> None:
         """Frames are not being sent (nobody watches): a status or pull request must not hand a
         newcomer the last one, which may be minutes old. Its sequence number is still said."""
-        self._last_frame = None
+        self._last, self._last_frame = None, None
         if self._tap is not None:
             self._tap.forget_frame()
 
     def send_status(self, state: State, reason: str = "", attempt: int = 0, retry_in_s: float = 0.0) -> None:
         """Say why no frame goes out. The last frame rides along under conflation, so that a
         status never displaces an unread frame; never with every-frame delivery (it was sent)."""
-        last = self._last_frame
+        last = self.last_frame
         status = Status(
             camera=self.camera,
             state=state,

@@ -120,3 +120,65 @@ def test_soak_verdict_and_markdown() -> None:
     table = report.markdown(results)
     assert "| framebus | imagezmq (PUB/SUB) |" in table
     assert "1333×" in table
+
+
+def _scale_out(pool3: float, relay16: float, relay_p50: float, cpu: float) -> dict[str, Any]:
+    phase = {"members": 1, "processed_fps": 10.0, "duplicates": 0}
+    uplink = [
+        {"mode": mode, "workers": n, "edge_bytes_per_s": per_worker * (n if mode == "direct" else 1)}
+        for mode, per_worker in (("direct", 500e3), ("relay", 500e3))
+        for n in (1, 4, 16)
+    ]
+    uplink[-1]["edge_bytes_per_s"] = relay16
+    return {
+        "pool": {
+            "phases": [
+                phase,
+                {**phase, "members": 2, "processed_fps": 20.0},
+                {**phase, "members": 3, "processed_fps": pool3},
+            ],
+            "handler_ms": 100.0,
+            "camera_fps": 30,
+        },
+        "relay": {
+            "uplink": uplink,
+            "hop": {"direct": {"p50_ms": 2.0}, "relay": {"p50_ms": relay_p50}},
+            "cpu": {"relay_cpu_per_camera": 0.01 * cpu, "subscriber_cpu_per_camera": 0.01, "ratio": cpu},
+        },
+    }
+
+
+def test_scale_out_ratios_and_goals() -> None:
+    """make bench's pool and relay scenarios: ratios within the run, and the issue's goals."""
+    results = _run(fb_age=30, peer_age=40_000, node=4.0, floor=3.8, one=4.0, sixteen=4.4)
+    results["scale_out"] = _scale_out(pool3=29.0, relay16=510e3, relay_p50=2.5, cpu=1.1)
+    r = report.scale_out_ratios(results)
+    assert r["pool3_vs_one_processed_fps"] == 2.9 and r["pool_duplicates"] == 0
+    assert r["edge_bytes_relay16_vs_relay1"] == 1.02 and r["edge_bytes_direct16_vs_relay16"] == round(8e6 / 510e3, 2)
+    assert r["relay_hop_p50_ms"] == 0.5
+    assert [g["met"] for g in report.goals(results, None)][4:8] == [True, True, True, True]
+    results["scale_out"] = _scale_out(pool3=20.0, relay16=1e6, relay_p50=9.0, cpu=1.5)
+    assert [g["met"] for g in report.goals(results, None)][4:8] == [False, False, False, False]
+    results["scale_out"]["relay"] = {"error": "PermissionError: ip netns needs root"}
+    assert [g["met"] for g in report.goals(results, None)][5:8] == [None, None, None]
+
+
+def test_scale_out_markdown() -> None:
+    results = _run(fb_age=30, peer_age=40_000, node=4.0, floor=3.8, one=4.0, sixteen=4.4)
+    results.update(
+        machine={"cores": 2, "cpu": "x", "load_average_at_start": [0.1], "load_average_at_end": [0.2]},
+        versions={k: "1" for k in ("python", "pyzmq", "libzmq", "opencv", "simplejpeg", "imagezmq", "vidgear")},
+        clip={"codec": "h264"},
+        command="make bench",
+        date="today",
+        scale_out=_scale_out(pool3=29.0, relay16=510e3, relay_p50=2.5, cpu=1.1),
+    )
+    results["goals"] = report.goals(results, None)
+    table = report.markdown(results)
+    assert (
+        "| pool, 1 / 2 / 3 members (100 ms handler, a 30 fps camera): processed fps | 10.0 / 20.0 / 29.0 (0 duplicates) | 2.00× / 2.90× one worker |"
+        in table
+    )
+    assert "| edge uplink kB/s, 1 / 4 / 16 workers, direct | 500 / 2,000 / 8,000 | 16× the relay's at 16 |" in table
+    assert "| frame age p50 on loopback, ms | direct 2.0 / relay 2.5 | relay +0.5 ms |" in table
+    assert "| relay CPU per camera <= 1.2x one subscriber's | <= 1.2x | 1.10x | met |" in table

@@ -38,7 +38,7 @@ def test_the_relay_costs_about_one_subscriber_per_camera() -> None:
     the relay also sends each frame on, and on one host the kernel's receive work of that send
     is counted to the relay too. docs/relay.md has the figures."""
     used = scenarios.cpu(cameras=4, seconds=8.0)
-    assert used["ratio"] <= 1.8, used  # measured 1.37-1.47 (the target was 1.2: see docs/relay.md)
+    assert used["ratio"] <= 1.6, used  # measured 1.36-1.47 under load (the target, 1.2, is missed: docs/relay.md)
 
 
 def test_a_slow_edge_uplink_keeps_frame_age_bounded_through_a_pulling_relay(network: Network) -> None:
@@ -48,3 +48,21 @@ def test_a_slow_edge_uplink_keeps_frame_age_bounded_through_a_pulling_relay(netw
     assert relayed["p50_ms"] <= 1.3 * direct["p50_ms"] + 30, ages  # as the direct path does
     assert relayed["p99_ms"] <= direct["p99_ms"] + 250, ages  # one late frame of ~30 is the p99: a loaded machine's
     assert relayed["p50_ms"] < ages["relay"]["p50_ms"], ages  # pulling upstream is what bounds it
+
+
+def test_a_node_behind_nat_is_served_by_the_relay_with_describe_pull_and_pools(network: Network) -> None:
+    """An edge that only connects out (capture-node --connect) to `relay --listen`: a worker on a
+    third host describes the relay, pulls the camera and shares it in a pool, all from the
+    relay's own state (it cannot reach the edge)."""
+    seen = scenarios.behind_nat(network, seconds=3.0)
+    info = seen["describe"]["site3/cam1"]
+    assert info["state"] == "streaming", seen
+    assert (info["width"], info["height"]) == (640, 360), seen
+    assert info["fps"] >= 10, seen  # the rate the relay receives: a NAT'd node describes nothing itself
+    assert info["published_fps"] >= 10, seen
+    assert info["pull_endpoint"], seen
+    down = seen["describe"]["site3/gate"]  # no frame yet: its node's own state and reason
+    assert down["state"] == "source-error" and "connection refused" in down["reason"], down
+    assert seen["pull"]["frames"] >= 10, seen
+    assert seen["pool"]["results"] >= 5, seen
+    assert seen["pool"]["members"] == ["m1"], seen

@@ -40,6 +40,7 @@ log = logging.getLogger("worker_node.relay")
 STATUS_INTERVAL_S = 1.0  # as a capture node's default: a quiet stream says why
 TICK_S = 0.25  # statuses and describe entries are refreshed this often
 EVERY_FRAME_WAIT_S = 1.0  # an every-frame send waits this long for a full downstream queue
+RATE_WINDOW_S = 1.0  # the received rate (describe's published_fps) is measured over this long
 RETRY_BIND_S = 5.0  # a stream whose ports could not be bound is tried again after this long
 MAX_REFUSED = 1024  # camera ids remembered as refused (each is logged once)
 
@@ -101,12 +102,16 @@ class RelayedStream:
         self.stream = StreamPublisher(camera, self._socket, STATUS_INTERVAL_S, tap=self._pull)
         self._pull.start()
         self.dropped = 0  # every-frame: frames no downstream worker took in time
+        self.fps = 0.0  # frames received per second, over the last RATE_WINDOW_S
+        self._frames = 0
+        self._window_start = time.monotonic()
 
     def forward(self, frame: Frame) -> bool:
         """The frame as it came, under this stream's id. Every-frame delivery waits up to
         EVERY_FRAME_WAIT_S for a worker's full queue, and drops frames while no worker is
         connected (the upstream's back-pressure ends at the relay, not at a worker not there)."""
         h = frame.header
+        self._frames += 1
         deadline = None
         if self.stream.delivery == Delivery.EVERY_FRAME:
             if not self._socket.wait_for_subscriber(0):
@@ -117,6 +122,13 @@ class RelayedStream:
         if not sent:
             self.dropped += 1
         return sent
+
+    def roll_rate(self, now: float) -> None:
+        span = now - self._window_start
+        if span >= RATE_WINDOW_S:
+            self.fps = self._frames / span
+            self._frames = 0
+            self._window_start = now
 
     def pool_infos(self) -> tuple[CameraInfo, ...]:
         """The streams of the worker pools on this relayed camera (docs/pools.md)."""
@@ -152,7 +164,6 @@ class RelaySink(BaseSink):
         self._slot_of: dict[str, int] = {}  # the upstream's camera id -> its port slot, for good
         self._bind_failed: dict[str, float] = {}  # camera -> when to try binding it again
         self._refused: OrderedDict[str, None] = OrderedDict()
-        self._last_frame: dict[str, float] = {}  # camera -> when its last frame came (listeners)
         self._described: tuple[CameraInfo, ...] = ()  # replaced whole: read from the control thread
         self._log = RateLimitedLog(log, interval=30.0)
 
@@ -164,7 +175,6 @@ class RelaySink(BaseSink):
         relayed = self._streams.get(camera) or self._open(camera, delivery)
         if relayed is None:
             return
-        self._last_frame[camera] = time.monotonic()
         try:
             relayed.forward(frame)
         except ProtocolError as exc:  # a header that fit upstream, with a longer id: too big
@@ -172,17 +182,23 @@ class RelaySink(BaseSink):
 
     def on_tick(self, receiver: ReceiverView) -> None:
         described = receiver.camera_info
+        heard = self._heard(receiver.subscriptions)
         for camera, info in described.items():
             if camera not in self._streams:
                 self._open(camera, info.delivery)
+        for camera in heard:  # a node behind NAT: a camera it told of, even one with no frame yet
+            if camera not in self._streams:
+                self._open(camera, Delivery.LATEST)
         entries = []
+        now = time.monotonic()
         for camera, relayed in self._streams.items():
+            relayed.roll_rate(now)
             upstream = described.get(camera)
             if upstream is None and not self.upstream.listen:
                 continue  # the node no longer describes it: not served (its ports stay reserved)
-            status = self._status(camera, receiver.subscriptions)
+            status = self._status(camera, receiver.subscriptions, heard)
             self._tell(relayed.stream, status)
-            entries.append(self._entry(relayed, upstream, status, receiver.subscriptions.get(camera)))
+            entries.append(self._entry(relayed, upstream, status))
             entries.extend(relayed.pool_infos())
         self._described = tuple(entries)
         if not self.ready and described and all(camera in self._streams for camera in described):
@@ -243,15 +259,24 @@ class RelaySink(BaseSink):
 
     # ------------------------------------------------------------------ status and describe
 
-    def _status(self, camera: str, subscriptions: Mapping[str, Subscription]) -> CameraStatus:
-        """What the upstream says of the camera (or, on a listener, whether its frames come)."""
+    def _heard(self, subscriptions: Mapping[str, Subscription]) -> Mapping[str, tuple[CameraStatus, float]]:
+        """A node behind NAT describes nothing: camera -> what it last said of it, and when."""
+        if not self.upstream.listen:
+            return {}
+        return next((sub.heard for sub in subscriptions.values() if sub.listen), {})
+
+    def _status(
+        self, camera: str, subscriptions: Mapping[str, Subscription], heard: Mapping[str, tuple[CameraStatus, float]]
+    ) -> CameraStatus:
+        """What the upstream says of the camera (a node behind NAT: its last word, unless it fell silent)."""
         if self.upstream.listen:
-            silent = time.monotonic() - self._last_frame.get(camera, 0.0)
+            status, when = heard.get(camera, (CameraStatus(State.RECONNECTING), 0.0))
+            silent = time.monotonic() - when
             if silent > STALE_AFTER_S:
                 return CameraStatus(
                     State.RECONNECTING, f"nothing received from node {self.upstream.name} for {silent:.0f} s"
                 )
-            return CameraStatus(State.STREAMING)
+            return status
         sub = subscriptions.get(camera)
         if sub is None:
             return CameraStatus(State.CONNECTING, f"subscribing to node {self.upstream.name}")
@@ -263,15 +288,14 @@ class RelaySink(BaseSink):
         if stream.status_due(state):
             stream.send_status(state, reason, upstream.attempt, upstream.retry_in_s)
 
-    def _entry(
-        self, relayed: RelayedStream, upstream: CameraInfo | None, status: CameraStatus, sub: Subscription | None
-    ) -> CameraInfo:
+    def _entry(self, relayed: RelayedStream, upstream: CameraInfo | None, status: CameraStatus) -> CameraInfo:
         state, reason = published_state(status)
-        info = relayed.stream.info(upstream.fps if upstream else 0.0, "" if state == State.STREAMING else reason)
+        fps = upstream.fps if upstream else relayed.fps  # a node behind NAT: the rate it sends at
+        info = relayed.stream.info(fps, "" if state == State.STREAMING else reason)
         return dataclasses.replace(
             info,
             state=state.value,
             pull_endpoint=relayed.pull_endpoint,
-            published_fps=min(sub.stats.fps, 1000.0) if sub is not None else 0.0,
+            published_fps=min(relayed.fps, 1000.0),
             reconnects=upstream.reconnects if upstream else 0,
         )

@@ -90,6 +90,8 @@ class Subscription:
         self.stats = ReceiveStats()
         self.status = CameraStatus(State.CONNECTING)
         self._last: dict[str, tuple[int, int]] = {}  # camera -> (seq, publish_ns) of its last frame
+        # A listener: camera -> what its node last said of it, and when (a relay serves each its own)
+        self.heard: dict[str, tuple[CameraStatus, float]] = {}
         self._asked_at: float | None = None  # pull mode: when the outstanding request went out
 
     @property
@@ -173,12 +175,14 @@ class Subscription:
         if isinstance(decoded, Status):
             self.stats.last_message = time.monotonic()
             self.status = CameraStatus(decoded.state, decoded.reason, decoded.attempt, decoded.retry_in_s)
+            self._heard(wire_camera, self.status)
             # A status carries the last frame so that it never displaces an unread one; to a pool
             # member it is no work: that frame may be another member's.
             return self._accept(decoded.frame) if decoded.frame is not None and not self.pool else None
         if self.status.state == STALE:
             log.info("camera %s: receiving again", self.name)
         self.status = CameraStatus(State.STREAMING)
+        self._heard(wire_camera, self.status)
         accepted = self._accept(decoded)
         if accepted is not None and self.pool:
             self._held = accepted.header.seq  # ours alone: no request until it is handed back
@@ -222,6 +226,12 @@ class Subscription:
             self.stats.stale_since = time.monotonic()
             return True
         return False
+
+    def _heard(self, camera: str, status: CameraStatus) -> None:
+        if self.listen:
+            if camera not in self.heard and len(self.heard) >= 1024:
+                self.heard.clear()  # as _last: many cameras, bounded memory
+            self.heard[camera] = (status, time.monotonic())
 
     def _accept(self, frame: Frame) -> Frame | None:
         h = frame.header
