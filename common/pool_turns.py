@@ -31,6 +31,10 @@ log = logging.getLogger("framebus.pool")
 
 MAX_CAMERAS_PER_MEMBER = 512  # as many as a worker follows (worker_node.receiver.MAX_SUBSCRIPTIONS)
 MAX_SHARED_POOLS = 64  # pools whose members give a token, in one process
+# A camera that had nothing new when its turn came (its node stalled, it is slower than its share)
+# catches up on at most this many frames afterwards: enough to heal a stall's skips, too few for a
+# camera back from an outage to shut the others out.
+MAX_LAG = 4
 
 
 class Seat:
@@ -48,13 +52,22 @@ class _Member:
     seen: float
     waits_at: set[Seat] = field(default_factory=set)  # cameras where its request is waiting
     holds: Seat | None = None  # the camera whose frame it was handed, until it asks there again
+    held_seq: int = -1  # that frame's
     since: float = 0.0
 
 
 @dataclass
 class _SharedPool:
     members: dict[str, _Member] = field(default_factory=dict)  # token -> member
+    handed: dict[Seat, int] = field(default_factory=dict)  # camera -> frames the pool had of it (MAX_LAG)
     served: dict[Seat, float] = field(default_factory=dict)  # camera -> when the pool last had its frame
+
+    def owed(self, seat: Seat, top: int) -> int:
+        """The camera's place in the turn: frames had, as if at most MAX_LAG behind the most served."""
+        return max(self.handed.get(seat, top), top - MAX_LAG)
+
+    def top(self) -> int:
+        return max(self.handed.values(), default=0)
 
 
 class Turns:
@@ -63,9 +76,11 @@ class Turns:
         self._pools: dict[str, _SharedPool] = {}
         self._log = RateLimitedLog(log)
 
-    def wait(self, pool: str, token: str, seat: Seat, now: float) -> bool:
-        """A request of member `token` waits at `seat`; if the member held that camera's frame, it
-        is done with it (it asks there again) and free. False: refused (bounds; logged)."""
+    def wait(self, pool: str, token: str, seat: Seat, after_seq: int, now: float) -> bool:
+        """A request of member `token` waits at `seat`; if it names the frame the member held
+        there (`after_seq`: it has it), the member is done with it and free. (A request sent
+        again while that frame was on its way names an older one: the member is not free.)
+        False: refused (bounds; logged)."""
         wake: list[Seat] = []
         with self._lock:
             shared = self._pools.get(pool)
@@ -93,8 +108,9 @@ class Turns:
                 return False
             member.seen = now
             member.waits_at.add(seat)
-            shared.served.setdefault(seat, now)  # a camera new to the pool queues behind the others
-            if member.holds is seat:
+            if seat not in shared.handed:  # a camera new to the pool queues behind the others
+                shared.handed[seat], shared.served[seat] = shared.top(), now
+            if member.holds is seat and after_seq == member.held_seq:
                 member.holds = None
                 wake += self._turn_of(pool, shared, member)
         self._wake(wake)
@@ -108,9 +124,9 @@ class Turns:
             if member is not None:
                 member.waits_at.discard(seat)
 
-    def claim(self, pool: str, token: str, seat: Seat, now: float) -> bool:
-        """May the member be handed `seat`'s frame now? Yes if it holds no frame and `seat` is
-        its turn; then it holds it from now (release() if the frame could not be sent). If the
+    def claim(self, pool: str, token: str, seat: Seat, seq: int, now: float) -> bool:
+        """May the member be handed `seat`'s frame `seq` now? Yes if it holds no frame and `seat`
+        is its turn; then it holds it from now (release() if the frame could not be sent). If the
         turn is another camera's, that camera is woken to hand it out."""
         wake: list[Seat] = []
         with self._lock:
@@ -121,8 +137,9 @@ class Turns:
             turn = self._turn_of(pool, shared, member)
             mine = turn == [seat]
             if mine:
-                member.holds, member.since = seat, now
+                member.holds, member.held_seq, member.since = seat, seq, now
                 member.waits_at.discard(seat)
+                shared.handed[seat] = shared.owed(seat, shared.top()) + 1
                 shared.served[seat] = now
             else:
                 wake = turn
@@ -153,9 +170,11 @@ class Turns:
     @staticmethod
     def _turn_of(pool: str, shared: _SharedPool, member: _Member) -> list[Seat]:
         """The camera, among those where the member waits and that have a frame the pool has not
-        had, that the pool has gone longest without: [it], or [] (nothing new anywhere yet)."""
+        had, of which the pool had the fewest frames (MAX_LAG), then the one it has gone longest
+        without: [it], or [] (nothing new anywhere yet)."""
         ready = [seat for seat in member.waits_at if seat.has_frame(pool)]
-        return [min(ready, key=lambda seat: shared.served.get(seat, 0.0))] if ready else []
+        top = shared.top()
+        return [min(ready, key=lambda seat: (shared.owed(seat, top), shared.served[seat]))] if ready else []
 
     @staticmethod
     def _wake(seats: list[Seat]) -> None:
@@ -180,6 +199,7 @@ class Turns:
         with self._lock:
             for shared in self._pools.values():
                 shared.served.pop(seat, None)
+                shared.handed.pop(seat, None)
                 for member in shared.members.values():
                     member.waits_at.discard(seat)
                     if member.holds is seat:
