@@ -146,13 +146,17 @@ class Turns:
         self._wake(wake)
         return mine
 
-    def release(self, pool: str, token: str, seat: Seat) -> None:
-        """The frame claimed for the member could not be sent: it holds nothing."""
+    def release(self, pool: str, token: str, seat: Seat, still_waits: bool) -> None:
+        """The frame claimed for the member could not be sent (that connection is gone): it
+        holds nothing, and still waits at `seat` if another request of it waits there (it
+        connected again)."""
         with self._lock:
             shared = self._pools.get(pool)
             member = shared.members.get(token) if shared is not None else None
             if member is not None and member.holds is seat:
                 member.holds = None
+                if still_waits:
+                    member.waits_at.add(seat)
 
     def handed(self, pool: str, seat: Seat) -> None:
         """`seat` handed its frame to a member of `pool`: the free members waiting there for it

@@ -258,14 +258,18 @@ class PullServer:
                 if pool is not None:
                     self._pools.gone(pool, identity)  # and the frame is still there for another member
                     if member and handed is not None:
-                        self._turns.release(pool.name, member, self._seat)
+                        self._turns.release(pool.name, member, self._seat, self._waits_here(pool, member))
                 continue
             if pool is not None and handed is not None and frame is not None:
                 self._pools.handed(pool, identity, frame[0], handed, now)
                 self._turns.handed(pool.name, self._seat)
 
     def _drop(self, identity: bytes, pool: Pool | None, member: str) -> None:
-        """The request is answered or given up: it no longer waits here."""
+        """The request is answered or given up: it no longer waits here, unless another request
+        of the same member does (from its new connection, when the old one died)."""
         del self._pending[identity]
-        if member and pool is not None:
+        if member and pool is not None and not self._waits_here(pool, member):
             self._turns.unwait(pool.name, member, self._seat)
+
+    def _waits_here(self, pool: Pool, member: str) -> bool:
+        return any(w.member == member and w.pool is pool for w in self._pending.values())
