@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.pool import FAIR_MEMBERS, FPS, HANDLER_S, NODE_FPS, bench, fair_bench
+from benchmarks.pool import FAIR_MEMBERS, FPS, HANDLER_S, bench, fair_bench
 
 WINDOW_S = 6.0
 MIN_FPS = {1: 8.0, 2: 16.0, 3: 23.0}  # of 10 / 20 / 29: the 100 ms handler plus decode and a round trip
@@ -72,4 +72,3 @@ def test_a_pool_over_8_cameras_through_a_relay_shares_its_work_fairly(tmp_path: 
     made = sum(share.camera_fps for share in measured.cameras)
     assert measured.processed_fps >= 0.7 * min(made, FAIR_MEMBERS / HANDLER_S), report
     assert measured.spread <= FAIR_SPREAD, report
-    assert len(NODE_FPS) == 2 and len(measured.cameras) == 8

@@ -154,17 +154,21 @@ def test_a_camera_with_nothing_new_is_skipped_and_made_up_for_by_a_few_frames(
     ctx: zmq.Context, cameras: list[PullServer]
 ) -> None:
     m = Member(ctx, cameras, TOKEN)
-    m.ask_everywhere()
-    waiting(cameras)
-    seq = 0
+    seq, held = 0, (-1, -1)
 
     def next_turn(fresh: list[int]) -> int:
-        nonlocal seq
+        """The frames come while the member works on its last one; then it asks again (done):
+        every fresh frame is in place when the turn is chosen."""
+        nonlocal seq, held
         for camera in fresh:
             seq += 1
             offer(cameras[camera], seq)
-        ((camera, held),) = m.handed()
-        m.ask(camera, held)
+        if held[0] < 0:
+            m.ask_everywhere()
+        else:
+            m.ask(*held)
+        ((camera, got),) = m.handed()
+        held = (camera, got)
         return camera
 
     stalled = [next_turn([0, 1]) for _ in range(10)]  # camera 2 stalls: the others go on, in turn
