@@ -154,6 +154,8 @@ def test_a_camera_with_nothing_new_is_skipped_and_made_up_for_by_a_few_frames(
     ctx: zmq.Context, cameras: list[PullServer]
 ) -> None:
     m = Member(ctx, cameras, TOKEN)
+    m.ask_everywhere()
+    waiting(cameras)  # every camera has joined the pool's turns, level
     seq, held = 0, (-1, -1)
 
     def next_turn(fresh: list[int]) -> int:
@@ -163,9 +165,7 @@ def test_a_camera_with_nothing_new_is_skipped_and_made_up_for_by_a_few_frames(
         for camera in fresh:
             seq += 1
             offer(cameras[camera], seq)
-        if held[0] < 0:
-            m.ask_everywhere()
-        else:
+        if held[0] >= 0:
             m.ask(*held)
         ((camera, got),) = m.handed()
         held = (camera, got)
