@@ -53,6 +53,7 @@ class _Member:
     waits_at: set[Seat] = field(default_factory=set)  # cameras where its request is waiting
     holds: Seat | None = None  # the camera whose frame it was handed, until it asks there again
     held_seq: int = -1  # that frame's
+    held_by: bytes = b""  # the connection (ROUTER identity) it went out on
     since: float = 0.0
 
 
@@ -76,11 +77,12 @@ class Turns:
         self._pools: dict[str, _SharedPool] = {}
         self._log = RateLimitedLog(log)
 
-    def wait(self, pool: str, token: str, seat: Seat, after_seq: int, now: float) -> bool:
+    def wait(self, pool: str, token: str, seat: Seat, after_seq: int, identity: bytes, now: float) -> bool:
         """A request of member `token` waits at `seat`; if it names the frame the member held
-        there (`after_seq`: it has it), the member is done with it and free. (A request sent
-        again while that frame was on its way names an older one: the member is not free.)
-        False: refused (bounds; logged)."""
+        there (`after_seq`: it has it), the member is done with it and free; so it is if the
+        request comes on another connection (it connected again: the frame was lost with the
+        old one). A request sent again on the same connection while the frame was on its way
+        names an older frame, and frees nothing. False: refused (bounds; logged)."""
         wake: list[Seat] = []
         with self._lock:
             shared = self._pools.get(pool)
@@ -110,7 +112,7 @@ class Turns:
             member.waits_at.add(seat)
             if seat not in shared.handed:  # a camera new to the pool queues behind the others
                 shared.handed[seat], shared.served[seat] = shared.top(), now
-            if member.holds is seat and after_seq == member.held_seq:
+            if member.holds is seat and (after_seq == member.held_seq or identity != member.held_by):
                 member.holds = None
                 wake += self._turn_of(pool, shared, member)
         self._wake(wake)
@@ -124,7 +126,7 @@ class Turns:
             if member is not None:
                 member.waits_at.discard(seat)
 
-    def claim(self, pool: str, token: str, seat: Seat, seq: int, now: float) -> bool:
+    def claim(self, pool: str, token: str, seat: Seat, seq: int, identity: bytes, now: float) -> bool:
         """May the member be handed `seat`'s frame `seq` now? Yes if it holds no frame and `seat`
         is its turn; then it holds it from now (release() if the frame could not be sent). If the
         turn is another camera's, that camera is woken to hand it out."""
@@ -137,7 +139,7 @@ class Turns:
             turn = self._turn_of(pool, shared, member)
             mine = turn == [seat]
             if mine:
-                member.holds, member.held_seq, member.since = seat, seq, now
+                member.holds, member.held_seq, member.held_by, member.since = seat, seq, identity, now
                 member.waits_at.discard(seat)
                 shared.handed[seat] = shared.owed(seat, shared.top()) + 1
                 shared.served[seat] = now

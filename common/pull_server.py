@@ -219,7 +219,7 @@ class PullServer:
                 if request.result is not None:
                     self._pools.take_result(pool, identity, request.result)
                 if request.member and not self._turns.wait(
-                    pool.name, request.member, self._seat, request.after_seq, now
+                    pool.name, request.member, self._seat, request.after_seq, identity, now
                 ):
                     continue  # refused, and said why
             self._pending[identity] = Waiting(request.after_seq, now, pool, request.member if pool else "")
@@ -241,7 +241,11 @@ class PullServer:
                 self._drop(identity, pool, member)
                 continue
             if frame is not None and (self._pools.may_hand(pool, frame[0]) if pool else frame[0] != after_seq):
-                if member and pool is not None and not self._turns.claim(pool.name, member, self._seat, frame[0], now):
+                if (
+                    member
+                    and pool is not None
+                    and not self._turns.claim(pool.name, member, self._seat, frame[0], identity, now)
+                ):
                     continue
                 reply = handed = frame[1]
             elif status is not None:

@@ -141,6 +141,22 @@ def test_a_request_sent_again_while_its_frame_is_on_the_way_frees_nothing(
     assert len(m.handed()) == 1
 
 
+def test_a_member_that_connected_again_is_free_at_once(ctx: zmq.Context, cameras: list[PullServer]) -> None:
+    """Its frame was lost with the old connection: its request on the new one frees it (else it
+    would sit out the 10 s lease)."""
+    m = Member(ctx, cameras, TOKEN)
+    for server in cameras:
+        offer(server, 5)
+    m.ask_everywhere()
+    ((camera, held),) = m.handed()
+    m.socks[camera].close(0)  # the connection breaks; the member dials again, and asks again
+    fresh = Member(ctx, [cameras[camera]], TOKEN)
+    fresh.ask(0, held - 1)
+    for server in cameras:
+        offer(server, 6)
+    assert len(m.handed() + fresh.handed(timeout_s=0.3)) == 1
+
+
 def test_without_a_token_a_member_keeps_a_credit_per_camera(ctx: zmq.Context, cameras: list[PullServer]) -> None:
     """Requests of older members (no `member`) are answered as before."""
     m = Member(ctx, cameras, "")
