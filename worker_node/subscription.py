@@ -219,8 +219,13 @@ class Subscription:
 
     def mark_stale_if_silent(self, after_s: float) -> bool:
         """A camera that sends nothing (not even status) for after_s is stale: the node, the
-        link or the camera is gone. True when this call made it stale."""
+        link or the camera is gone. True when this call made it stale. A pool member with a
+        token waits its turn across the node's cameras, seconds with many of them: while its
+        connection is up (ZeroMQ heartbeats), silence is that wait, and a status would come if
+        the camera stopped."""
         silent = self.stats.silent_for()
+        if self._member and self.link is not None and self.link.state.up:
+            return False
         if silent > after_s and self.status.state != STALE:
             self.status = CameraStatus(STALE, f"nothing received for {silent:.1f} s")
             self.stats.stale_since = time.monotonic()
