@@ -17,8 +17,14 @@ would read a camera. Then one member is killed with SIGKILL. Measured per phase:
 - after the kill: the longest gap in the pool's stream, and the survivors' rate in the first
   second against before.
 
-Writes bench-results/pool.{json,md}. tests/test_pool_hosts.py runs the same measurement, shorter,
-and asserts the issue's figures with margins.
+Then (`--scenario many`; both by default) fairness across cameras: 2 edges of 4 cameras each
+(640x360, 10 fps on one and 20 fps on the other), a relay in front of both, 4 members over all 8
+cameras through the relay, each process on a host of its own. Measured per camera: its fps, the
+frames the pool processed of it per second, and their age when the handler got them; for the
+pool, duplicates and how far the camera furthest from the median rate is from it.
+
+Writes bench-results/pool.{json,md} and pool-fair.{json,md}. tests/test_pool_hosts.py runs the
+same measurements, shorter, and asserts the issue's figures with margins.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Whose turn it is, across the cameras of one process: a pool member that gives a token (the
 same on its requests to every camera) holds ONE credit for all of them, not one per camera, and
-each time it is free it gets the frame of the camera its pool has waited longest for.
+each time it is free it gets the frame of the camera its pool has had the fewest frames of.
 
 Why: with a credit per camera, a member of a pool over 8 cameras is handed 8 frames at once and
 handles them in turn, so each frame waits 7 handler runs in the member (measured: 780 ms old at
-a 100 ms handler); and who gets what depends on who asks first. With one credit, a member is
-only ever handed a frame when it is free, so the frame is the newest, and "the camera that has
-gone longest without the pool having one of its frames" is a round robin across the pool's
-cameras that skips cameras with nothing new: each camera gets an equal share, or every frame it
-makes if it makes fewer (max-min fair), whatever its frame rate and whoever asks.
+a 100 ms handler). With one credit, a member is only ever handed a frame when it is free, so the
+frame is the newest; and "the camera the pool had the fewest frames of" (then: gone longest
+without) is a round robin across the pool's cameras, whoever asks, that skips cameras with
+nothing new and makes up for a skip by up to MAX_LAG frames: each camera gets an equal share, or
+every frame it makes if it makes fewer (max-min fair), whatever its frame rate.
 
 The cameras' pull servers run in threads of their own and share one `Turns` (the process's,
 `TURNS`). Each calls claim() before handing a token member a frame: claim() decides and reserves
