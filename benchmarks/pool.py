@@ -36,10 +36,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -214,14 +214,22 @@ class Bench:
         )
 
 
+BenchKind = TypeVar("BenchKind", "Bench", "FairBench")
+
+
 @contextmanager
-def bench(log_dir: Path) -> Iterator[Bench]:
+def on_hosts(kind: type[BenchKind], log_dir: Path) -> Iterator[BenchKind]:
+    """A bench's hosts and processes, all gone on exit (also when a measurement fails)."""
     nodes = Processes()
     try:
         with Network() as net:
-            yield Bench(net, nodes, log_dir)
+            yield kind(net, nodes, log_dir)
     finally:
         nodes.cleanup()
+
+
+def bench(log_dir: Path) -> AbstractContextManager[Bench]:
+    return on_hosts(Bench, log_dir)
 
 
 # ---------------------------------------------------------------------- many cameras: fairness
@@ -354,14 +362,8 @@ class FairBench:
         return measured
 
 
-@contextmanager
-def fair_bench(log_dir: Path) -> Iterator[FairBench]:
-    nodes = Processes()
-    try:
-        with Network() as net:
-            yield FairBench(net, nodes, log_dir)
-    finally:
-        nodes.cleanup()
+def fair_bench(log_dir: Path) -> AbstractContextManager[FairBench]:
+    return on_hosts(FairBench, log_dir)
 
 
 def fair_markdown(f: Fairness, command: str) -> str:
