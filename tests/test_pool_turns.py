@@ -228,6 +228,20 @@ def test_a_member_asking_at_too_many_cameras_is_refused_there_with_one_line(
         next(servers_, None)
 
 
+def test_member_tokens_per_pool_are_bounded_with_one_line(
+    ctx: zmq.Context, cameras: list[PullServer], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_turns, "MAX_MEMBERS", 2)
+    caplog.set_level(logging.WARNING)
+    members = [Member(ctx, cameras[:1], f"t{i}") for i in range(4)]
+    for m in members:
+        m.ask(0)
+    wait_until(lambda: "member tokens already" in caplog.text, TIMEOUT_S, "the refusal's line")
+    hold(0.3)  # a deliberate gap: every request has been read
+    assert len(cameras[0]._pending) == 2
+    assert len([r for r in caplog.records if "member tokens already" in r.getMessage()]) == 1
+
+
 def test_many_cameras_at_different_rates_each_get_an_equal_share_of_fresh_frames(ctx: zmq.Context) -> None:
     """8 cameras (4 at 20 fps, 4 at 40), 4 members whose handler takes 50 ms: the pool takes
     ~80 of 240 frames a second. Each camera's processed count is within 15 % of the median
