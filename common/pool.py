@@ -125,6 +125,10 @@ class Pools:
         log.info("camera %s: pool %s opened, results on %s as %s", self._camera, name, stream.endpoint, stream.camera)
         return pool
 
+    def get(self, name: str) -> Pool | None:
+        """The pool of that name, if open (from any thread)."""
+        return self._pools.get(name)
+
     def may_hand(self, pool: Pool, seq: int) -> bool:
         """Only the newest frame goes out, and to one member: not the one handed last."""
         return pool.handed_seq != seq

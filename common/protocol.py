@@ -20,6 +20,7 @@ import msgpack
 from framebus.common.fields import (
     MAX_META_VALUES,
     MAX_STATUS_TEXT,
+    POOL_NAME_PATTERN,
     U64_MAX,
     ProtocolError,
     checked_jpeg,
@@ -45,6 +46,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_NODE_NAME = 128  # characters of a node name in a describe reply (printable)
 MAX_DIMENSION = 16384
 MAX_CAMERAS = 1024  # entries of a describe reply
+MEMBER_TOKEN_PATTERN = POOL_NAME_PATTERN  # a pool member's token (3.6): the same characters, as short
 ENCODING_JPEG = "jpeg"
 MAX_ATTEMPT = 2**31 - 1  # a status's reconnection attempt: fits a signed 32-bit int
 MAX_IGNORED_SHOWN = 8  # problems a decoded describe reply keeps, of its ignored optional fields
@@ -134,6 +136,9 @@ class PullRequest:
     after_seq: int = -1
     pool: str = ""
     result: PoolResult | None = None
+    # A pool member's token, the same on its requests to every camera of a node: the node then
+    # hands it one frame at a time across them all, of the camera that waited longest (3.6).
+    member: str = ""
 
 
 @dataclass(frozen=True)
@@ -245,10 +250,12 @@ def encode_describe_request() -> bytes:
     return _pack(Kind.DESCRIBE_REQUEST, {})
 
 
-def encode_pull_request(after_seq: int, pool: str = "", result: PoolResult | None = None) -> bytes:
+def encode_pull_request(after_seq: int, pool: str = "", result: PoolResult | None = None, member: str = "") -> bytes:
     d: dict[str, Any] = {"after_seq": after_seq}
     if pool:
         d["pool"] = pool
+    if member:
+        d["member"] = member
     payload: bytes | memoryview = b""
     if result is not None:
         r: dict[str, Any] = {"seq": result.seq}
@@ -378,9 +385,10 @@ def _pull_request(h: Mapping[str, Any], payload: memoryview) -> PullRequest:
     where = "pull request"
     after_seq = int_in(h, "after_seq", -1, U64_MAX, where)
     pool = validate_pool_name(field_of(h, "pool", str, where)) if "pool" in h else ""
+    member = _member_token(h, pool) if "member" in h else ""
     if "result" not in h:
         _no_payload(payload, "pull request without a result")
-        return PullRequest(after_seq, pool)
+        return PullRequest(after_seq, pool, member=member)
     if not pool:
         raise ProtocolError(f"{where}: a 'result' needs a 'pool'")
     r = field_of(h, "result", dict, where)
@@ -397,7 +405,16 @@ def _pull_request(h: Mapping[str, Any], payload: memoryview) -> PullRequest:
         size=size,
         jpeg=checked_jpeg(payload) if size is not None else None,
     )
-    return PullRequest(after_seq, pool, result)
+    return PullRequest(after_seq, pool, result, member)
+
+
+def _member_token(h: Mapping[str, Any], pool: str) -> str:
+    token = field_of(h, "member", str, "pull request")
+    if not pool:
+        raise ProtocolError("pull request: a 'member' needs a 'pool'")
+    if not MEMBER_TOKEN_PATTERN.fullmatch(token):
+        raise ProtocolError(f"pull request: member token {shown(token)} is invalid: use 1-64 of [A-Za-z0-9_.-]")
+    return token
 
 
 def _status(h: Mapping[str, Any], payload: memoryview) -> Status:

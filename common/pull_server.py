@@ -9,7 +9,8 @@ needed rate, against ~2.5 with conflated PUB/SUB.
 
 A request may name a pool (common/pool.py): then each frame goes to at most one member of
 that pool, and the members' results come back with their requests and go out as the pool's
-own stream, `<camera>/<pool>`.
+own stream, `<camera>/<pool>`. A member that gives a token holds one credit across every camera
+of this process, and is handed the frame of the camera whose turn it is (common/pool_turns.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import zmq
 
 from framebus.common.endpoint import parse_endpoint
 from framebus.common.pool import Pool, Pools, camera_state
+from framebus.common.pool_turns import TURNS, Seat, Turns
 from framebus.common.protocol import CameraInfo, ProtocolError, PullRequest, decode, validate_camera_id
 from framebus.common.publisher import FramePublisher
 from framebus.common.ratelimit import RateLimitedLog
@@ -43,6 +45,7 @@ class Waiting(NamedTuple):
     after_seq: int
     since: float
     pool: Pool | None  # a pool member's request: the pool's newest frame not handed yet
+    member: str = ""  # its token: one credit across this process's cameras (pool_turns)
 
 
 def pool_endpoint(pull_endpoint: str, pool: str) -> str:
@@ -63,6 +66,7 @@ class PullServer:
         camera: str,
         security: CurveServer | None = None,
         status_interval: float = 1.0,
+        turns: Turns = TURNS,
     ) -> None:
         self._camera = camera
         self._ctx = ctx
@@ -79,6 +83,8 @@ class PullServer:
         self._pending: dict[bytes, Waiting] = {}  # identity -> its request
         self._camera_state: tuple[State, str] = _STREAMING  # as the last frame or status told
         self._pools = Pools(camera, self._open_pool_stream)
+        self._turns = turns
+        self._seat = Seat(camera, self._has_frame_for, self._wake)
         self._stop = threading.Event()
         self._bad = RateLimitedLog(log)
         self._thread = threading.Thread(target=self._serve, name=f"pull-{camera}", daemon=True)
@@ -95,6 +101,12 @@ class PullServer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def _has_frame_for(self, pool: str) -> bool:
+        """Has this camera a frame that pool has not had? (From other servers' threads: reads of
+        an attribute and a dict entry, each whole under the GIL.)"""
+        frame, shared = self._frame, self._pools.get(pool)
+        return frame is not None and shared is not None and self._pools.may_hand(shared, frame[0])
 
     def pool_infos(self) -> tuple[CameraInfo, ...]:
         """The describe entries of this camera's pools' streams (from any thread)."""
@@ -155,6 +167,7 @@ class PullServer:
                     self._sock = rebuild(self._rebind)
                     poller.register(self._sock, zmq.POLLIN)
                     self._pending.clear()
+                    self._turns.leave(self._seat)
                     continue
                 if self._sock in ready:
                     self._on_requests()
@@ -164,8 +177,10 @@ class PullServer:
                 now = time.monotonic()
                 if now >= next_housekeeping:
                     self._pools.housekeeping(now, self._camera_state, self._pending.keys())
+                    self._turns.expire(now)
                     next_housekeeping = now + HOUSEKEEPING_S
         finally:
+            self._turns.leave(self._seat)
             self._pools.close()
             self._sock.close(0)
             self._waker.close()
@@ -203,7 +218,11 @@ class PullServer:
                     continue  # refused, and said why
                 if request.result is not None:
                     self._pools.take_result(pool, identity, request.result)
-            self._pending[identity] = Waiting(request.after_seq, now, pool)
+                if request.member and not self._turns.wait(
+                    pool.name, request.member, self._seat, request.after_seq, identity, now
+                ):
+                    continue  # refused, and said why
+            self._pending[identity] = Waiting(request.after_seq, now, pool, request.member if pool else "")
 
     def _answer_pending(self) -> None:
         if not self._pending:
@@ -212,29 +231,49 @@ class PullServer:
             frame, status = self._frame, self._status
             self._status = None  # a status answers the requests waiting now, once
         now = time.monotonic()
-        for identity, (after_seq, since, pool) in list(self._pending.items()):
+        for identity, (after_seq, since, pool, member) in list(self._pending.items()):
             # Wait only while the worker already has the newest frame; a sequence number the
             # node never produced means the node restarted since: send the newest. A pool
-            # member waits while the newest frame went to another member of its pool.
+            # member waits while the newest frame went to another member of its pool, and a
+            # member with a token also while it holds a frame or another camera has its turn.
             handed = None
             if pool is not None and pool.closed:  # closed while it waited (no member for long)
-                del self._pending[identity]
+                self._drop(identity, pool, member)
                 continue
             if frame is not None and (self._pools.may_hand(pool, frame[0]) if pool else frame[0] != after_seq):
+                if (
+                    member
+                    and pool is not None
+                    and not self._turns.claim(pool.name, member, self._seat, frame[0], identity, now)
+                ):
+                    continue
                 reply = handed = frame[1]
             elif status is not None:
                 reply = status
             elif now - since > PENDING_EXPIRY_S:
-                del self._pending[identity]  # the worker re-asks on its own after a while
+                self._drop(identity, pool, member)  # the worker re-asks on its own after a while
                 continue
             else:
                 continue
-            del self._pending[identity]
+            self._drop(identity, pool, member if handed is None else "")
             try:
                 self._sock.send_multipart([identity, reply], zmq.NOBLOCK, copy=False)
             except zmq.ZMQError:  # the worker went away
                 if pool is not None:
                     self._pools.gone(pool, identity)  # and the frame is still there for another member
+                    if member and handed is not None:
+                        self._turns.release(pool.name, member, self._seat, self._waits_here(pool, member))
                 continue
             if pool is not None and handed is not None and frame is not None:
                 self._pools.handed(pool, identity, frame[0], handed, now)
+                self._turns.handed(pool.name, self._seat)
+
+    def _drop(self, identity: bytes, pool: Pool | None, member: str) -> None:
+        """The request is answered or given up: it no longer waits here, unless another request
+        of the same member does (from its new connection, when the old one died)."""
+        del self._pending[identity]
+        if member and pool is not None and not self._waits_here(pool, member):
+            self._turns.unwait(pool.name, member, self._seat)
+
+    def _waits_here(self, pool: Pool, member: str) -> bool:
+        return any(w.member == member and w.pool is pool for w in self._pending.values())

@@ -55,6 +55,8 @@ def test_a_pool_request_and_its_result_survive_the_wire() -> None:
     picture = decode(encode_pull_request(41, "faces", PoolResult(41, {}, (640, 360), JPEG)))
     assert isinstance(picture, PullRequest) and picture.result is not None
     assert picture.result.size == (640, 360) and bytes(picture.result.jpeg or b"") == JPEG
+    token = decode(encode_pull_request(41, "faces", PoolResult(41, meta), "9f86d081884c7d65"))
+    assert token == PullRequest(41, "faces", PoolResult(41, meta), "9f86d081884c7d65")
 
 
 @given(
@@ -89,6 +91,10 @@ def test_any_valid_pool_request_round_trips(
         ({"after_seq": 1, "pool": "p", "result": {"seq": 1, "width": 4, "height": 4}}, b"", "not a JPEG"),
         ({"after_seq": 1, "pool": "p", "result": {"seq": 1, "width": 4}}, JPEG, "missing field 'height'"),
         ({"after_seq": 1, "pool": "p", "result": {"seq": 1, "meta": {"\n": 1}}}, b"", "'meta' key"),
+        ({"after_seq": 1, "member": "m1"}, b"", "a 'member' needs a 'pool'"),
+        ({"after_seq": 1, "pool": "p", "member": "m 1"}, b"", "member token 'm 1' is invalid"),
+        ({"after_seq": 1, "pool": "p", "member": "m" * 65}, b"", "is invalid: use 1-64 of"),
+        ({"after_seq": 1, "pool": "p", "member": 7}, b"", "field 'member' must be str"),
     ],
 )
 def test_a_malformed_pool_request_is_refused_naming_the_field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import Collection, Sequence
@@ -56,6 +57,7 @@ class FrameReceiver:
         self._wanted = set(cameras)
         self._pull = pull or bool(pool)  # ask for each frame (slow links) instead of subscribing
         self._pool = pool
+        self._member = secrets.token_hex(16) if pool else ""  # one credit at each node across its cameras
         self._stale_after = stale_after_s
         self._poller = zmq.Poller()
         self._controls: dict[zmq.Socket, NodeControl] = {}  # control and monitor sockets -> their node
@@ -238,7 +240,9 @@ class FrameReceiver:
             return
         security, limit = self._access.client(node), self._access.max_message_bytes
         try:
-            sub = Subscription(self._ctx, endpoint, cam.camera, every_frame, pull, False, security, limit, self._pool)
+            sub = Subscription(
+                self._ctx, endpoint, cam.camera, every_frame, pull, False, security, limit, self._pool, self._member
+            )
         except zmq.ZMQError as exc:
             self._log.warning(f"endpoint-{node}", "camera %s: cannot connect to %s: %s", cam.camera, endpoint, exc)
             return

@@ -46,7 +46,9 @@ class Subscription:
     seen, for a bare frame endpoint). With `pull`, `endpoint` is the camera's pull endpoint
     and frames come only when asked for with request(): for links slower than the stream.
     With `pool` too, this worker is a member of that pool: each frame it is handed is its own
-    (no other member gets it), and hand_back() returns what it made of it with the next request."""
+    (no other member gets it), and hand_back() returns what it made of it with the next request.
+    `member`: the worker's token, the same on all its cameras, so that a node hands it one frame
+    at a time across them, the camera whose turn it is (docs/protocol.md 3.6)."""
 
     def __init__(
         self,
@@ -59,9 +61,11 @@ class Subscription:
         security: CurveClient | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         pool: str = "",
+        member: str = "",
     ) -> None:
         self.endpoint = endpoint
         self.pool = pool if pull else ""
+        self._member = member if self.pool else ""
         self._held: int | None = None  # pool: the seq of the frame handed to us, until handed back
         self._result: PoolResult | None = None  # pool: goes out with the next request
         self.camera = camera
@@ -131,7 +135,7 @@ class Subscription:
             return  # a pool member asks when it hands back the frame it holds
         try:
             last_seq = self._last.get(self.camera or "", (-1, 0))[0]
-            self.socket.send(encode_pull_request(last_seq, self.pool, self._result), zmq.NOBLOCK)
+            self.socket.send(encode_pull_request(last_seq, self.pool, self._result, self._member), zmq.NOBLOCK)
             self._asked_at = now
             self._result = None  # sent once: lost with its connection, it is one frame's result
         except zmq.Again:
@@ -219,8 +223,13 @@ class Subscription:
 
     def mark_stale_if_silent(self, after_s: float) -> bool:
         """A camera that sends nothing (not even status) for after_s is stale: the node, the
-        link or the camera is gone. True when this call made it stale."""
+        link or the camera is gone. True when this call made it stale. A pool member with a
+        token waits its turn across the node's cameras, seconds with many of them: while its
+        connection is up (ZeroMQ heartbeats), silence is that wait, and a status would come if
+        the camera stopped."""
         silent = self.stats.silent_for()
+        if self._member and self.link is not None and self.link.state.up:
+            return False
         if silent > after_s and self.status.state != STALE:
             self.status = CameraStatus(STALE, f"nothing received for {silent:.1f} s")
             self.stats.stale_since = time.monotonic()

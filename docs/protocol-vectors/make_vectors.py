@@ -83,7 +83,14 @@ def decoded_json(message: Message, whole: bytes) -> dict[str, Any]:
             jpeg = None if r.jpeg is None else {"offset": len(whole) - len(r.jpeg), "length": len(r.jpeg)}
             width, height = r.size if r.size is not None else (None, None)
             result = {"seq": r.seq, "meta": as_json(dict(r.meta)), "width": width, "height": height, "jpeg": jpeg}
-        return {"kind": "PULL_REQUEST", "after_seq": message.after_seq, "pool": message.pool, "result": result}
+        member = {"member": message.member} if message.member else {}  # older vectors' entries unchanged
+        return {
+            "kind": "PULL_REQUEST",
+            "after_seq": message.after_seq,
+            "pool": message.pool,
+            "result": result,
+            **member,
+        }
     assert isinstance(message, DescribeReply)
     cameras = [dict(vars(c)) for c in message.cameras]
     return {"kind": "DESCRIBE_REPLY", "node": message.node, "time_ns": message.time_ns, "cameras": cameras}
