@@ -47,7 +47,9 @@ def session_members(sid: int) -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # it ended while we looked
-        if int(fields[3]) == sid and fields[0] != "Z":  # a zombie has ended (init reaps it)
+        # A zombie has ended (init reaps it); a process with no command line any more is in the
+        # middle of ending (its memory is gone, its zombie not yet made).
+        if int(fields[3]) == sid and fields[0] != "Z" and cmdline:
             found.append(f"{entry.name}: {cmdline}")
     return found
 
