@@ -25,8 +25,6 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-
-
 @pytest.fixture
 def nodes() -> Iterator[Processes]:
     procs = Processes()
