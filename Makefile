@@ -59,7 +59,7 @@ test: test-deps lint pytest
 
 # Every test: first each one that needs no browser and no display, XDIST_WORKERS at a time
 # (pytest-xdist; the tests mostly wait on processes, sockets and clocks, so three at once on two
-# cores take ~40 % of the time of one), then the browser and display tests one at a time, since
+# cores take half the time of one: 15 min instead of 32 here), then the browser and display tests one at a time, since
 # their frame-rate bounds need the machine to themselves (tests/conftest.py).
 XDIST_WORKERS ?= 3
 pytest: pytest-parallel pytest-alone

@@ -11,11 +11,11 @@ import zmq
 from tests.support.processes import Processes
 from tests.support.rtsp_harness import RtspServer
 
-# `make test-all` (CI) runs every test on one Python and every test but these on each other
-# supported version: a browser's frame rates and a virtual screen's windows do not depend on the
-# Python that drives them, and under the parallel runs of the other versions (pytest-xdist) their
-# rate bounds would measure the machine's load instead. A test opts in with
-# `@pytest.mark.browser` (Chromium through Playwright) or `@pytest.mark.display` (Xvfb).
+# `make test` runs the tests three at a time (pytest-xdist), then these alone: beside other tests
+# their frame-rate bounds would measure the machine's load. `make test-all` (CI) runs them on one
+# Python only: a browser's frame rate and a virtual screen's windows do not depend on the Python
+# that drives them. A test opts in with `@pytest.mark.browser` (Chromium through Playwright) or
+# `@pytest.mark.display` (Xvfb).
 
 
 # A run started as a background job (`cmd &` in a script, nohup) inherits SIGINT ignored, and so
