@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, NodeProcess
+from tests.support.processes import ROOT, NodeProcess, session_members
 
 BIN = Path(sys.executable).parent
 SECRET = "s3cr/t:p@ss"  # a password with the characters that used to escape redaction
@@ -50,22 +50,6 @@ class Outcome:
         raise AssertionError(f"{self.argv}: no error line in:\n{self.output}")
 
 
-def _session_members(sid: int) -> list[str]:
-    """Processes of a session (what a command started and left behind)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            members.append(f"{entry.name}: {cmdline[:120]}")
-    return members
-
-
 def run(argv: list[str], timeout: float = DEADLINE_S, cwd: Path | None = None, stdin: int | None = None) -> Outcome:
     """Run a command in its own session; fail if it outlives `timeout`."""
     start = time.monotonic()
@@ -88,7 +72,7 @@ def run(argv: list[str], timeout: float = DEADLINE_S, cwd: Path | None = None, s
         stdout, stderr = proc.communicate()
         raise AssertionError(f"{argv} still running after {timeout} s:\n{stdout}{stderr}") from None
     seconds = time.monotonic() - start
-    leftovers = _session_members(proc.pid)
+    leftovers = session_members(proc.pid)
     if leftovers:
         os.killpg(proc.pid, signal.SIGKILL)
     return Outcome(argv, proc.returncode, stdout, stderr, seconds, leftovers)

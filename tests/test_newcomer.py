@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.media import write_numbered_video
-from tests.support.processes import ROOT, NodeProcess, wait_until
-from tests.test_start_failures import session_members
+from tests.support.processes import ROOT, NodeProcess, session_members, wait_until
 
 DEADLINE_S = 30.0
 

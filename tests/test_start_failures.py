@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from framebus.worker_node.discovery import describe
-from tests.support.processes import ROOT, Processes
+from tests.support.processes import ROOT, Processes, session_members
 
 IN_USE = "the port is in use (another node or program listens there): stop it, or choose another port"
 DEADLINE_S = 30.0
@@ -34,24 +34,6 @@ class Ended:
 
     def error_lines(self) -> list[str]:
         return [line for line in self.stderr.splitlines() if " ERROR " in line]
-
-
-def session_members(sid: int) -> list[str]:
-    """Command lines of the processes still in session `sid` (a node's camera processes stay in it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # it ended while we looked
-        # A zombie has ended (init reaps it); a process with no command line any more is in the
-        # middle of ending (its memory is gone, its zombie not yet made).
-        if int(fields[3]) == sid and fields[0] != "Z" and cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 def run_to_end(argv: list[str]) -> Ended:

@@ -143,3 +143,21 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
 def hold(seconds: float) -> None:
     """A deliberate duration (an outage, a measurement window), not synchronisation."""
     time.sleep(seconds)
+
+
+def session_members(sid: int) -> list[str]:
+    """Command lines of the processes still in session `sid` (a node's camera processes stay in it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # it ended while we looked
+        # A zombie has ended (init reaps it); a process with no command line any more is in the
+        # middle of ending (its memory is gone, its zombie not yet made).
+        if int(fields[3]) == sid and fields[0] != "Z" and cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
