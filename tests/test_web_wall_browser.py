@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import cv2
@@ -174,9 +175,10 @@ def shown(fps: dict[str, float]) -> str:
 def test_sixteen_cameras_live_in_one_page(nodes: Processes, tmp_path: Path, sixteen_cameras: PatternCameras) -> None:
     viewer, url = start_wall(nodes, tmp_path, SIXTEEN, sources=sixteen_cameras.urls)
     with chromium() as browser:
-        page = open_wall(browser, url)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
         requests: list[str] = []
         page.on("request", lambda request: requests.append(request.url))
+        page.goto(url)
         all_drawing(page, 16)
         fps, statuses = drawn_fps(page, WINDOW_S)
         shot = tmp_path / "wall-16-cameras.png"
@@ -191,8 +193,11 @@ def test_sixteen_cameras_live_in_one_page(nodes: Processes, tmp_path: Path, sixt
         starved = {c: round(f, 1) for c, f in fps.items() if f < 0.85 * median}
         assert not starved, f"tiles below 85 % of the median {median:.1f} fps: {starved}"
         assert statuses >= WINDOW_S * 0.8, f"only {statuses} status updates in {WINDOW_S:g} s"
-        # One socket: no request per camera (the page, its worker script and a favicon before).
-        assert not requests, f"the page asked for more than its one socket: {requests}"
+        # One socket: no request per camera, only the page, its worker script (fetched when the
+        # page's script starts the worker, which may be after goto() returned) and a favicon.
+        page_files = {url, urljoin(url, "wall-worker.js"), urljoin(url, "/favicon.ico")}
+        others = [r for r in requests if r not in page_files or requests.count(r) > 1]
+        assert not others, f"the page asked for more than its own files and one socket: {requests}"
     wait_until(lambda: all(n == 0 for n in clients(url).values()), 15, "the page counted out")
     assert "Traceback" not in viewer.output
 
