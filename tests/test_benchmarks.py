@@ -24,6 +24,16 @@ from benchmarks.measure import (
 S = 1_000_000_000
 
 
+# What a report says of the run besides its figures (the machine, versions, command).
+RUN_CONTEXT: dict[str, object] = {
+    "machine": {"cores": 2, "cpu": "x", "load_average_at_start": [0.1], "load_average_at_end": [0.2]},
+    "versions": {k: "1" for k in ("python", "pyzmq", "libzmq", "opencv", "simplejpeg", "imagezmq", "vidgear")},
+    "clip": {"codec": "h264"},
+    "command": "make bench",
+    "date": "today",
+}
+
+
 def records(seq: list[int], capture_s: list[float], recv_s: list[float]) -> Records:
     return Records(
         np.array(seq, np.int64),
@@ -110,11 +120,7 @@ def test_soak_verdict_and_markdown() -> None:
     }
     assert report.goals(results, soak)[-1]["met"] is True
     results.update(
-        machine={"cores": 2, "cpu": "x", "load_average_at_start": [0.1], "load_average_at_end": [0.2]},
-        versions={k: "1" for k in ("python", "pyzmq", "libzmq", "opencv", "simplejpeg", "imagezmq", "vidgear")},
-        clip={"codec": "h264"},
-        command="make bench",
-        date="today",
+        **RUN_CONTEXT,
         goals=report.goals(results, soak),
     )
     table = report.markdown(results)
@@ -166,11 +172,7 @@ def test_scale_out_ratios_and_goals() -> None:
 def test_scale_out_markdown() -> None:
     results = _run(fb_age=30, peer_age=40_000, node=4.0, floor=3.8, one=4.0, sixteen=4.4)
     results.update(
-        machine={"cores": 2, "cpu": "x", "load_average_at_start": [0.1], "load_average_at_end": [0.2]},
-        versions={k: "1" for k in ("python", "pyzmq", "libzmq", "opencv", "simplejpeg", "imagezmq", "vidgear")},
-        clip={"codec": "h264"},
-        command="make bench",
-        date="today",
+        **RUN_CONTEXT,
         scale_out=_scale_out(pool3=29.0, relay16=510e3, relay_p50=2.5, cpu=1.1),
     )
     results["goals"] = report.goals(results, None)
