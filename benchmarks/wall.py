@@ -181,12 +181,14 @@ def with_chromium(web: NodeProcess, url: str, cameras: int, seconds: float) -> d
             page.wait_for_function(
                 "(n) => Object.values(wallStats()).filter(s => s.frames > 0).length === n", arg=cameras, timeout=60_000
             )
-            threads0, drawn0 = chromium_threads(), page.evaluate("wallStats()")
+            # Timed by the page's clock (tests/test_web_wall_browser.py, drawn_fps, says why).
+            taken = "() => [performance.now(), wallStats()]"
+            threads0, (start, drawn0) = chromium_threads(), page.evaluate(taken)
             found: dict[str, Any] = measure(web, url, seconds, cameras)
-            threads1, drawn1 = chromium_threads(), page.evaluate("wallStats()")
+            threads1, (end, drawn1) = chromium_threads(), page.evaluate(taken)
         finally:
             browser.close()
-    window = seconds + 3  # measure() lets the page settle 3 s first: both samples span it
+    window = (end - start) / 1000  # measure() lets the page settle 3 s first: both samples span it
     drawn = sum(drawn1[c]["frames"] - drawn0[c]["frames"] for c in drawn1)
     used = {name: threads1[name] - threads0.get(name, 0.0) for name in threads1}
     total = sum(used.values())
