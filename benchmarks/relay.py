@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.measure import cpu_seconds
+from benchmarks.measure import run_seconds
 from tests.support.netns import Host, Network
 from tests.support.processes import NodeProcess, Processes, hold
 
@@ -133,9 +134,10 @@ def hop(seconds: float = 5.0) -> dict[str, dict[str, float]]:
     return {"direct": got[f"{control} cam1"], "relay": got[f"{relay_control} site1/cam1"]}
 
 
-def cpu(cameras: int = 4, seconds: float = 8.0) -> dict[str, float]:
+def cpu(cameras: int = 4, seconds: float = 8.0, windows: int = 3) -> dict[str, float]:
     """CPU seconds per second per camera: the relay (with one worker reading everything it
-    relays) and one subscriber reading the same cameras directly."""
+    relays) and one subscriber reading the same cameras directly, in the same windows; the
+    ratio is the median of `windows` windows of `seconds / windows` each."""
     with processes() as nodes:
         controls = []
         for _ in range(cameras):
@@ -148,16 +150,22 @@ def cpu(cameras: int = 4, seconds: float = 8.0) -> dict[str, float]:
         subscriber = probe(nodes, None, [(c, "cam1") for c in controls])
         hold(1.0)
         pids = {"relay": relayed.proc.pid, "subscriber": subscriber.proc.pid}
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        used = {name: 0.0 for name in pids}
+        ratios = []
         started = time.monotonic()
-        hold(seconds)
-        used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        for _ in range(windows):
+            before = {name: run_seconds(pid) for name, pid in pids.items()}
+            hold(seconds / windows)
+            window = {name: run_seconds(pid) - before[name] for name, pid in pids.items()}
+            ratios.append(window["relay"] / window["subscriber"])
+            used = {name: used[name] + window[name] for name in pids}
         elapsed = time.monotonic() - started
         frames = {name: summary(p) for name, p in (("relay", downstream), ("subscriber", subscriber))}
     per_camera = {f"{name}_cpu_per_camera": used[name] / elapsed / cameras for name in pids}
     return {
         **per_camera,
-        "ratio": used["relay"] / used["subscriber"],
+        "ratio": statistics.median(ratios),
+        "ratios": [round(r, 3) for r in ratios],  # type: ignore[dict-item]
         "frames": sum(s["frames"] for s in frames["relay"].values()),
     }
 

@@ -23,6 +23,7 @@ from framebus.common.ratelimit import RateLimitedLog, TokenBucket
 from framebus.common.security import CurveServer, RevocationCheck
 from framebus.common.sockets import bind_control, bound_endpoint, rebuild
 from framebus.common.threads import WatchedThread
+from framebus.common.waker import Waker
 
 log = logging.getLogger("framebus.control")
 
@@ -46,10 +47,11 @@ class ControlServer:
         self._sock = bind_control(ctx, endpoint, security)
         self.endpoint = bound_endpoint(self._sock)
         self._rebind = lambda: bind_control(ctx, self.endpoint, security)
-        self._revoked = RevocationCheck(security)
         self._name = node_name
         self._cameras = cameras
         self._stop = threading.Event()
+        self._waker = Waker()  # ends the wait at stop() and at a revocation: the thread sleeps until then
+        self._revoked = RevocationCheck(security, self._waker)
         self._bad = RateLimitedLog(log)
         self._peers: OrderedDict[bytes, TokenBucket] = OrderedDict()
         self._all_peers = TokenBucket(ALL_PEERS_BURST, ALL_PEERS_PER_S)
@@ -62,19 +64,32 @@ class ControlServer:
         self._stop.set()
         if self._thread.ident is None:  # never started (a start that failed): the socket is still ours
             self._sock.close(0)
+            self._waker.close()
             return
+        self._waker.wake()
         self._thread.join(1.0)
 
     def _serve(self) -> None:
+        """Answers until stop(). Woken only by a request, a revocation or stop(): a relay or a
+        node at rest wakes for nothing (it polled 10 times a second)."""
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._waker, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 if self._revoked.due():  # drop every connection: peers re-authenticate
+                    poller.unregister(self._sock)
                     self._sock.close(0)
                     self._sock = rebuild(self._rebind)
-                if self._sock.poll(100, zmq.POLLIN):
+                    poller.register(self._sock, zmq.POLLIN)
+                ready = dict(poller.poll())
+                if self._waker.fileno() in ready:
+                    self._waker.clear()
+                if self._sock in ready:
                     self._handle(self._sock.recv_multipart(copy=False))
         finally:
             self._sock.close(0)
+            self._waker.close()
 
     def _within_budget(self, identity: bytes) -> bool:
         bucket = self._peers.pop(identity, None) or TokenBucket(PER_PEER_BURST, PER_PEER_PER_S)

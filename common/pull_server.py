@@ -75,8 +75,8 @@ class PullServer:
         self._sock = self._bind(endpoint)
         self.endpoint = bound_endpoint(self._sock)
         self._rebind = lambda: self._bind(self.endpoint)
-        self._revoked = RevocationCheck(security)
         self._waker = Waker()
+        self._revoked = RevocationCheck(security, self._waker)
         self._lock = threading.Lock()
         self._frame: tuple[int, bytes] | None = None  # (seq, encoded FRAME message)
         self._status: bytes | None = None

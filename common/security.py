@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ class CurveServer:
         self._announce = announce  # the node says what its allow-list holds; its camera processes need not repeat it
         self.allow_dir = allow_dir
         self.revocations = 0  # bumped when keys leave the allow-list: rebuild your sockets
+        self._listeners: weakref.WeakSet[Waker] = weakref.WeakSet()  # woken at each revocation
         self._ctx = ctx
         self._allowed: frozenset[bytes] = frozenset()
         self._fingerprint: tuple[object, ...] = ()
@@ -116,6 +118,18 @@ class CurveServer:
         self._auth.configure_curve_callback(ZAP_DOMAIN, self)
         self._thread = WatchedThread(self._watch, "allow-list")  # revocations must not stop silently
         self._thread.start()
+
+    def on_revocation(self, waker: Waker) -> None:
+        """Wake `waker` at each revocation (held weakly: a closed socket owner needs no removal)."""
+        with self._lock:
+            self._listeners.add(waker)
+
+    def _revoke(self) -> None:
+        self.revocations += 1
+        with self._lock:
+            listeners = list(self._listeners)
+        for waker in listeners:
+            waker.wake()
 
     def apply(self, sock: zmq.Socket) -> None:
         sock.setsockopt(zmq.CURVE_SERVER, 1)
@@ -164,7 +178,7 @@ class CurveServer:
         elif initial:
             log.info("allow-list %s: %d key(s)", self.allow_dir, len(allowed))
         elif removed:
-            self.revocations += 1
+            self._revoke()
             log.warning(
                 "allow-list %s: %d key(s) revoked, %d allowed; dropping connections so every peer is checked again",
                 self.allow_dir,
@@ -216,7 +230,7 @@ class CurveServer:
                     log.error("allow-list: %s; admitting no keys until it is back", exc)
                     if self._allowed:
                         self._allowed = frozenset()
-                        self.revocations += 1
+                        self._revoke()
 
     def _connect_new_monitors(self, monitors: dict[zmq.Socket, str]) -> Iterator[zmq.Socket]:
         with self._lock:
@@ -252,9 +266,12 @@ class CurveServer:
 class RevocationCheck:
     """For a socket owner: True once after each revocation, time to rebuild the socket."""
 
-    def __init__(self, server: CurveServer | None) -> None:
+    def __init__(self, server: CurveServer | None, waker: Waker | None = None) -> None:
+        """`waker`: woken at each revocation, for an owner that sleeps until something happens."""
         self._server = server
         self._seen = server.revocations if server else 0
+        if server is not None and waker is not None:
+            server.on_revocation(waker)
 
     def due(self) -> bool:
         if self._server is None or self._server.revocations == self._seen:

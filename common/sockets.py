@@ -41,6 +41,10 @@ class StreamOptions:
     queue_frames: int = DEFAULT_QUEUE_FRAMES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     notsent_lowat: int = DEFAULT_NOTSENT_LOWAT  # publisher: unsent bytes the kernel may hold; 0: no limit
+    # Subscriber, newest frame only: True, the pump thread reads the SUB and keeps its newest frame
+    # (common/latest.py), for a loop that may be held up; False, the receiving thread reads it, for
+    # a loop that never is (the relay: one thread hop and two wake-ups a frame less).
+    pump: bool = True
 
 
 def _liveness(sock: zmq.Socket, security: SocketSecurity | None) -> None:
@@ -121,10 +125,12 @@ def connect_frame_subscriber(
 ) -> zmq.Socket | LatestSocket:
     """One SUB per camera with exactly one subscribe(b""). For "latest" delivery, a
     LatestSocket keeps its newest frame: never ZMQ_CONFLATE, which leaks (common/latest.py).
-    Its SUB lives in the pump's own context, out of reach of ctx.destroy() from this thread."""
-    sock = ctx.socket(zmq.SUB) if options.every_frame else latest_context().socket(zmq.SUB)
-    sock.setsockopt(zmq.RCVHWM, options.queue_frames)  # latest: only while the pump is held up
-    if options.every_frame:
+    Its SUB lives in the pump's own context, out of reach of ctx.destroy() from this thread.
+    Without the pump (options.pump False), the caller reads the SUB and keeps the newest itself."""
+    plain = options.every_frame or not options.pump
+    sock = ctx.socket(zmq.SUB) if plain else latest_context().socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, options.queue_frames)  # latest: only while its reader is held up
+    if plain:
         # A bounded queue can fill. libzmq 4.3.5 aborts the process (`_input_stopped`, libzmq
         # #3937) when a full queue outlives its connection and is read after a reconnect; with
         # IMMEDIATE the queue dies with its connection.
@@ -135,7 +141,7 @@ def connect_frame_subscriber(
     _liveness(sock, security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock = _connect_or_close(sock, endpoint, before_connect)
-    return sock if options.every_frame else LatestSocket(sock)
+    return sock if plain else LatestSocket(sock)
 
 
 def bind_frame_listener(

@@ -530,6 +530,10 @@ def test_a_node_describing_hundreds_of_new_streams_opens_few_sockets_a_second(
 
 
 DESCRIBE_FLOOD_S = 30.0  # the abort this guards against came after 85 s of flood, its cause (below) at once
+# Before the fix no frame came at all. Over 30 s of this flood with the relay's CPU benchmarks
+# running beside it on the same 2 cores (test_relay_netns), the longest gap was 1.5-1.6 s, with
+# the code of before this bound too: the worker waited for a core, not for the flood.
+DESCRIBE_FLOOD_MAX_GAP_S = 2.0
 
 
 @pytest.mark.parametrize("command", ["save", "web"])
@@ -569,7 +573,7 @@ def test_a_flood_of_describe_replies_starves_no_camera(nodes: Processes, tmp_pat
     times = real()
     gap = max_gap_s(times, start, end)
     during = sum(start < t < end for t in times)
-    assert gap < MAX_GAP_S, f"no frame of the real camera for {gap:.2f} s of the flood"
+    assert gap < DESCRIBE_FLOOD_MAX_GAP_S, f"no frame of the real camera for {gap:.2f} s of the flood"
     assert rss_after - rss_before < RSS_GROWTH_LIMIT, f"RSS grew by {(rss_after - rss_before) / 2**20:.1f} MiB"
     assert "Traceback" not in worker.output
     ignored = [line for line in worker.output.splitlines() if "describe replies nobody asked for" in line]

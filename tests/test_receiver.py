@@ -123,3 +123,35 @@ def test_newest_reads_a_bounded_batch_and_keeps_the_newest_frame(ctx: zmq.Contex
     finally:
         sub.close()
         pub.close(0)
+
+
+def test_a_subscription_read_without_the_pump_keeps_the_newest_frame(ctx: zmq.Context, tmp_path: Path) -> None:
+    """pump=False (the relay): the caller's own thread reads the SUB, and what one read finds
+    queued comes out as its newest frame, as the pump's slot would hand it over."""
+    endpoint = f"ipc://{tmp_path}/burst"
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 100_000)
+    pub.bind(endpoint)
+    sub = Subscription(ctx, endpoint, "cam1", pump=False)
+    try:
+        assert type(sub.socket) is zmq.Socket  # no pump thread in between
+        deadline, seq = time.monotonic() + 20, 0
+        while sub.newest() is None:  # a PUB drops what it sends before the SUB has joined
+            assert time.monotonic() < deadline, "the subscription never joined"
+            seq += 1
+            pub.send(frame_message("cam1", seq))
+            sub.socket.poll(50)
+        first, burst = seq + 1, 200
+        for seq in range(first, first + burst):
+            pub.send(frame_message("cam1", seq))
+        got: list[int] = []
+        while not got or got[-1] != seq:
+            assert time.monotonic() < deadline, f"the burst's last frame never came: {got[-5:]}"
+            sub.socket.poll(1000)
+            frames = sub.pending()
+            assert len(frames) <= 1, "a conflated stream hands over one frame per read"
+            got += [f.header.seq for f in frames]
+        assert got == sorted(got) and len(got) < burst // 2, got  # newest of each read, in order
+    finally:
+        sub.close()
+        pub.close(0)

@@ -48,15 +48,19 @@ class FrameReceiver:
         listen: Sequence[str] = (),
         access: Access | None = None,
         pool: str = "",
+        pump: bool = True,
     ) -> None:
         """`pool`: pull as a member of that worker pool (cameras without a pull endpoint are
-        not followed: every member would get every frame). Raises KeyFileError if `access` lacks a server key for one of the nodes."""
+        not followed: every member would get every frame). `pump` False: this receiver's caller
+        reads the conflated streams itself (common.sockets.StreamOptions). Raises KeyFileError
+        if `access` lacks a server key for one of the nodes."""
         self._ctx = ctx
         self._access = access or Access()
         self._policy = FollowPolicy(self._access.follow_hosts)
         self._wanted = set(cameras)
         self._pull = pull or bool(pool)  # ask for each frame (slow links) instead of subscribing
         self._pool = pool
+        self._pump = pump
         self._member = secrets.token_hex(16) if pool else ""  # one credit at each node across its cameras
         self._stale_after = stale_after_s
         self._poller = zmq.Poller()
@@ -241,7 +245,17 @@ class FrameReceiver:
         security, limit = self._access.client(node), self._access.max_message_bytes
         try:
             sub = Subscription(
-                self._ctx, endpoint, cam.camera, every_frame, pull, False, security, limit, self._pool, self._member
+                self._ctx,
+                endpoint,
+                cam.camera,
+                every_frame,
+                pull,
+                False,
+                security,
+                limit,
+                self._pool,
+                self._member,
+                self._pump,
             )
         except zmq.ZMQError as exc:
             self._log.warning(f"endpoint-{node}", "camera %s: cannot connect to %s: %s", cam.camera, endpoint, exc)

@@ -165,7 +165,8 @@ class Relay:
     def _receive(self, upstream: Upstream) -> ReceiveOptions:
         if upstream.listen:
             return ReceiveOptions((), listen=(upstream.endpoint,), access=self.options.access)
-        return ReceiveOptions((upstream.endpoint,), pull=self.options.pull, access=self.options.access)
+        # Read by the driver's own thread, not the pump: forwarding never holds up its loop.
+        return ReceiveOptions((upstream.endpoint,), pull=self.options.pull, access=self.options.access, pump=False)
 
     def infos(self) -> list[CameraInfo]:
         """Every relayed camera (from the control thread)."""

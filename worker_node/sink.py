@@ -106,6 +106,7 @@ class ReceiveOptions:
     listen: Sequence[str] = ()  # bind here for capture nodes that connect out
     access: Access = field(default_factory=Access)
     pool: str = ""  # pull as a member of this worker pool
+    pump: bool = True  # False: the receiving thread reads conflated streams itself (common.sockets.StreamOptions)
 
 
 def open_receiver(ctx: zmq.Context, options: ReceiveOptions) -> FrameSource:
@@ -117,6 +118,7 @@ def open_receiver(ctx: zmq.Context, options: ReceiveOptions) -> FrameSource:
         listen=options.listen,
         access=options.access,
         pool=options.pool,
+        pump=options.pump,
     )
 
 

@@ -48,7 +48,8 @@ class Subscription:
     With `pool` too, this worker is a member of that pool: each frame it is handed is its own
     (no other member gets it), and hand_back() returns what it made of it with the next request.
     `member`: the worker's token, the same on all its cameras, so that a node hands it one frame
-    at a time across them, the camera whose turn it is (docs/protocol.md 3.6)."""
+    at a time across them, the camera whose turn it is (docs/protocol.md 3.6). `pump`: see
+    common.sockets.StreamOptions."""
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class Subscription:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         pool: str = "",
         member: str = "",
+        pump: bool = True,
     ) -> None:
         self.endpoint = endpoint
         self.pool = pool if pull else ""
@@ -72,7 +74,7 @@ class Subscription:
         self.every_frame = every_frame and not pull
         self.pull = pull
         self.listen = listen  # bound: capture nodes connect to us, any number of cameras
-        options = StreamOptions(every_frame=every_frame, max_message_bytes=max_message_bytes)
+        options = StreamOptions(every_frame=every_frame, max_message_bytes=max_message_bytes, pump=pump)
         # Pull mode: a request lost with its connection is sent again as soon as a new one is up
         # (the link monitor tells), not after REQUEST_RETRY_S.
         self.link: LinkMonitor | None = None
