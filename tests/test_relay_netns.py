@@ -39,7 +39,7 @@ def test_the_relay_costs_about_one_subscriber_per_camera() -> None:
     is counted to the relay too. docs/relay.md has the figures."""
     used = scenarios.cpu(cameras=4, seconds=8.0)
     print(f"\nrelay CPU / one subscriber's: {used}")
-    assert used["ratio"] <= 1.45, used  # measured 1.22-1.26 quiet (the target, 1.2, is missed: docs/relay.md)
+    assert used["ratio"] <= 1.45, used  # measured 1.22-1.27 quiet (the target, 1.2, is missed: docs/relay.md)
 
 
 def test_a_slow_edge_uplink_keeps_frame_age_bounded_through_a_pulling_relay(network: Network) -> None:

@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
@@ -28,7 +27,7 @@ FPS = 10
 # Every tile, over the window: the goal. Headless Chromium without a GPU takes ~5.5 ms of
 # CPU per 640x360 frame drawn (docs/web.md), so 16 tiles at 10 fps need ~0.9 core for the
 # browser, besides ~0.4 for the cameras, the node, the viewer and Playwright. Quiet, every tile
-# draws 9.9 to 10.0 fps on the page's clock. The browser tests run one at a time (Makefile,
+# draws 10.0 to 10.1 fps on the page's clock. The browser tests run one at a time (Makefile,
 # pytest-alone) so that the browser has that CPU.
 MIN_FPS = 9.0
 WINDOW_S = 20.0
@@ -48,11 +47,6 @@ def open_wall(browser: Browser, url: str, width: int = 1280, height: int = 800) 
     page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(url)
     return page
-
-
-def stats(page: Page) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = page.evaluate("wallStats()")
-    return found
 
 
 def drawn_fps(page: Page, seconds: float) -> tuple[dict[str, float], int]:
