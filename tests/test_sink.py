@@ -266,13 +266,17 @@ def test_web_handover_gives_the_hub_the_newest_frame_of_each_camera() -> None:
         a, b = FakeSub("a"), FakeSub("b")
         receiver = FakeReceiver([], subs=[a, b])
 
-        def receiving() -> None:  # the receiving thread: faster than the loop takes them
-            handover.start(receiver)  # type: ignore[arg-type]
-            for seq in range(1, 6):
-                handover.on_frame(a, frame("a", seq))  # type: ignore[arg-type]
-            handover.on_frame(b, frame("b", 1))  # type: ignore[arg-type]
-
-        await asyncio.to_thread(receiving)
+        # What the receiving thread does, all of it before the loop takes the first hand-over:
+        # called from the loop's own thread, so that the loop cannot run in between. (From a
+        # thread of its own, a loaded machine sometimes let the loop take the start's hand-over
+        # with frame 1 before frames 2-5 came: two versions, on Python 3.12 in a parallel run.)
+        handover.start(receiver)  # type: ignore[arg-type]
+        for seq in range(1, 6):
+            handover.on_frame(a, frame("a", seq))  # type: ignore[arg-type]
+        handover.on_frame(b, frame("b", 1))  # type: ignore[arg-type]
+        behind = loop.create_future()  # queued after the hand-over: done once the loop has taken it
+        loop.call_soon_threadsafe(behind.set_result, None)
+        await asyncio.wait_for(behind, 5)
         feed = hub.feeds["a"]
         _, newest = await asyncio.wait_for(feed.newer_than(0), 5)
         assert newest.header.seq == 5 and feed.version == 1  # coalesced: one hand-over, the newest frame
