@@ -98,21 +98,35 @@ def test_listening_on_ipc_receives_from_a_publisher_that_connects_out(ctx: zmq.C
         receiver.close()
 
 
+def flood_publisher(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    """A PUB that queues whatever the test sends it faster than it is read."""
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 100_000)
+    pub.bind(endpoint)
+    return pub
+
+
+def join(pub: zmq.Socket, sub: Subscription, deadline: float) -> int:
+    """Frames of cam1 until `sub` has one (a PUB drops what it sends before the SUB has joined);
+    the sequence number sent last."""
+    seq = 0
+    while sub.newest() is None:
+        assert time.monotonic() < deadline, "the subscription never joined"
+        seq += 1
+        pub.send(frame_message("cam1", seq))
+        sub.socket.poll(50)
+    return seq
+
+
 def test_newest_reads_a_bounded_batch_and_keeps_the_newest_frame(ctx: zmq.Context, tmp_path: Path) -> None:
     """The read that FrameReceiver.poll and RemoteCapture.grab share: a peer sending faster than
     we read cannot keep it from returning."""
     endpoint = f"ipc://{tmp_path}/flood"
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.SNDHWM, 100_000)
-    pub.bind(endpoint)
+    pub = flood_publisher(ctx, endpoint)
     sub = Subscription(ctx, endpoint, "cam1", every_frame=True)  # every frame: a queue, not conflated
     try:
-        deadline, seq = time.monotonic() + 20, 0
-        while sub.newest() is None:  # a PUB drops what it sends before the SUB has joined
-            assert time.monotonic() < deadline, "the subscription never joined"
-            seq += 1
-            pub.send(frame_message("cam1", seq))
-            sub.socket.poll(50)
+        deadline = time.monotonic() + 20
+        seq = join(pub, sub, deadline)
         before = sub.stats.received
         for _ in range(3 * MAX_READS):
             seq += 1
@@ -129,18 +143,12 @@ def test_a_subscription_read_without_the_pump_keeps_the_newest_frame(ctx: zmq.Co
     """pump=False (the relay): the caller's own thread reads the SUB, and what one read finds
     queued comes out as its newest frame, as the pump's slot would hand it over."""
     endpoint = f"ipc://{tmp_path}/burst"
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.SNDHWM, 100_000)
-    pub.bind(endpoint)
+    pub = flood_publisher(ctx, endpoint)
     sub = Subscription(ctx, endpoint, "cam1", pump=False)
     try:
         assert type(sub.socket) is zmq.Socket  # no pump thread in between
-        deadline, seq = time.monotonic() + 20, 0
-        while sub.newest() is None:  # a PUB drops what it sends before the SUB has joined
-            assert time.monotonic() < deadline, "the subscription never joined"
-            seq += 1
-            pub.send(frame_message("cam1", seq))
-            sub.socket.poll(50)
+        deadline = time.monotonic() + 20
+        seq = join(pub, sub, deadline)
         first, burst = seq + 1, 200
         for seq in range(first, first + burst):
             pub.send(frame_message("cam1", seq))
